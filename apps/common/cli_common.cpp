@@ -1,0 +1,47 @@
+// palu apps: shared CLI plumbing.
+#include "cli_common.h"
+
+#include <cstdio>
+#include <exception>
+
+#include "palu/core/error.h"
+#include "palu/core/log.h"
+#include "palu/core/sysinfo.h"
+
+namespace palu::cli {
+
+void add_common(CLI::App& app, CommonOptions& opts, bool with_seed) {
+    app.add_option("--threads,-t", opts.n_threads, "Worker threads (0 = all cores)")
+        ->check(CLI::Range(0, 1024));
+    app.add_option("--log-level", opts.log_level, "debug|info|warn|error|quiet")
+        ->check(CLI::IsMember({"debug", "info", "warn", "error", "quiet"}));
+    app.add_flag("--quiet,-q", opts.quiet, "Only errors on stderr");
+    if (with_seed) app.add_option("--seed", opts.seed, "Random seed");
+}
+
+int apply_common(const CommonOptions& opts) {
+    set_log_level(opts.quiet ? LogLevel::Error : parse_log_level(opts.log_level));
+    return opts.n_threads > 0 ? opts.n_threads : n_cpu_cores();
+}
+
+int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);  // prints help or the usage error; 0 for --help
+    }
+    try {
+        return body();
+    } catch (const palu::Error& e) {
+        std::fprintf(stderr, "E %s\n", e.what());
+        return e.exit_code();
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "E out of memory; hint: use a smaller --seqlen or fewer samples\n");
+        return 6;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "E unexpected error: %s\n", e.what());
+        return 1;
+    }
+}
+
+}  // namespace palu::cli

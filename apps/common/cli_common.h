@@ -1,0 +1,27 @@
+// palu apps: the option group shared by every palu-* tool and the error -> exit-code mapping.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace palu::cli {
+
+/// Options every stage understands. Tools bind the ones they use.
+struct CommonOptions {
+    int n_threads = 0;          // 0 = all cores
+    std::string log_level = "info";
+    bool quiet = false;
+    uint64_t seed = 0;
+};
+
+/// Registers --threads, --log-level, --quiet (and --seed when `with_seed`).
+void add_common(CLI::App& app, CommonOptions& opts, bool with_seed = false);
+/// Applies logging settings; returns the effective thread count.
+int apply_common(const CommonOptions& opts);
+
+/// Parses argv, runs `body`, and maps palu::Error to its exit code with one `E` line on stderr.
+int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
+
+}  // namespace palu::cli
