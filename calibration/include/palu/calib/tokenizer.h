@@ -1,0 +1,42 @@
+// palu calibration: tokenizers (text -> token ids) for the models palu supports.
+// Implementations: llama2.c tok*.bin, SentencePiece .model, byte-level BPE (tokenizer.json or GGUF
+// metadata `tokenizer.ggml.*`).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace palu::calib {
+
+class Tokenizer {
+public:
+    virtual ~Tokenizer() = default;
+    /// Token ids of `text`; prepends BOS when `add_bos` and the model has one.
+    virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
+    /// Text of a sequence of ids (special tokens rendered as their text, BOS dropped).
+    virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+    /// Text piece of one token as it should be appended during streaming generation,
+    /// given the previous token (SentencePiece strips the leading space after BOS).
+    virtual std::string decode_piece(int32_t prev_id, int32_t id) const = 0;
+    virtual int64_t n_vocab() const = 0;
+    virtual int32_t bos_id() const = 0;  // -1 if none
+    virtual int32_t eos_id() const = 0;  // -1 if none
+    /// "llama2c", "sentencepiece", "bpe".
+    virtual std::string kind() const = 0;
+};
+
+/// Loads a tokenizer file by its kind: `tok*.bin` (llama2.c), `*.model` (SentencePiece),
+/// `tokenizer.json` (HF byte-level BPE), or a `.gguf` (tokenizer.ggml.* metadata).
+std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
+
+/// Finds the tokenizer that belongs to a model path: the GGUF itself; tokenizer.json or
+/// tokenizer.model in an HF directory; tok<vocab>.bin beside a llama2.c .bin or in the HF dir's
+/// parent. Throws IoError with a hint (--tokenizer) when none is found.
+std::unique_ptr<Tokenizer> find_tokenizer_for_model(const std::filesystem::path& model_path,
+                                                    int64_t n_vocab);
+
+}  // namespace palu::calib
