@@ -15,7 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int64_t kMaxVocab = 1 << 24;  // ids beyond this are malformed input, not a real vocab
+constexpr int64_t kMaxVocab = 1 << 22;  // ids beyond this are malformed input, not a real vocab
 
 /// Escapes a literal string for PCRE2 (HF Split with {"String": ...}).
 std::string regex_quote(const std::string& s) {
