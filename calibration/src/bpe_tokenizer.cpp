@@ -20,18 +20,6 @@ namespace palu::calib {
 const char* const kGpt2PreTokenizerRegex =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-uint64_t fnv1a64_ids(const std::vector<int32_t>& ids) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int32_t id : ids) {
-        const auto u = static_cast<uint32_t>(id);
-        for (int b = 0; b < 4; ++b) {
-            h ^= (u >> (8 * b)) & 0xFFu;
-            h *= 0x100000001b3ull;
-        }
-    }
-    return h;
-}
-
 namespace {
 
 /// GPT-2 bytes_to_unicode: printable bytes map to themselves, the other 68 to U+0100.. in order.

@@ -14,6 +14,7 @@
 #include "palu/calib/text.h"
 #include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
+#include "palu/core/sha256.h"
 #include "test_data.h"
 
 using namespace palu;
@@ -253,7 +254,7 @@ int check_reference(const Tokenizer& tok, const Reference& ref, const std::strin
         if (name == "wiki_full") continue;  // checked separately (timed)
         const auto ids = tok.encode(sample_text(ref, s), false);
         const bool ok = ids.size() == s["n_ids"].get<size_t>() &&
-                        fnv1a64_ids(ids) == std::stoull(s["fnv1a64"].get<std::string>(), nullptr, 16);
+                        ids_sha256(ids) == s["sha256"].get<std::string>();
         if (!ok) {
             ++n_bad;
             std::string where;
@@ -291,6 +292,17 @@ std::optional<std::filesystem::path> smollm2_gguf() {
     const auto p = palu::test::source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
     if (std::filesystem::exists(p)) return p;
     return std::nullopt;
+}
+
+/// SHA-256 of the ids as little-endian int32 bytes (the fixture's checksum).
+std::string ids_sha256(const std::vector<int32_t>& ids) {
+    std::string bytes;
+    bytes.reserve(ids.size() * 4);
+    for (int32_t id : ids) {
+        const auto u = static_cast<uint32_t>(id);
+        for (int b = 0; b < 4; ++b) bytes.push_back(static_cast<char>((u >> (8 * b)) & 0xFF));
+    }
+    return sha256_hex(bytes);
 }
 
 bool ci() {
@@ -357,8 +369,7 @@ void check_whole_wikitext(const Tokenizer& tok, const std::filesystem::path& wik
     const auto ids = tok.encode(text, false);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(ids.size(), full["n_ids"].get<size_t>()) << label;
-    EXPECT_EQ(fnv1a64_ids(ids), std::stoull(full["fnv1a64"].get<std::string>(), nullptr, 16))
-        << label;
+    EXPECT_EQ(ids_sha256(ids), full["sha256"].get<std::string>()) << label;
     std::printf("%s: wiki.test.raw joined: %zu bytes -> %zu tokens in %.3f s (%.0f tokens/s)\n",
                 label.c_str(), text.size(), ids.size(), sec, ids.size() / sec);
     EXPECT_LT(sec, 20.0);

@@ -7,7 +7,7 @@ the model's own tokenizer.json pipeline: Digits(individual_digits) then ByteLeve
 encodes samples of WikiText-2 and C4 from ../shared/data, and writes
 tests/reference/bpe_smollm2_reference.json: per sample, where its text comes from (file + line or
 document range; the text itself is NOT copied) and the expected ids, or only their count and an
-FNV-1a-64 checksum (little-endian int32 bytes) for the large ones.
+SHA-256 of the ids as little-endian int32 bytes for the large ones.
 
 Also writes models/smollm2/tokenizer.json (git-ignored) so the C++ test can check the tokenizer.json
 loader on the same vocabulary, and prints how many samples a tokenizer without the Digits step
@@ -17,8 +17,10 @@ loader on the same vocabulary, and prints how many samples a tokenizer without t
     scripts/get-smollm2.sh     # models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf
     /tmp/v/bin/python tests/reference/make_bpe_reference.py
 """
+import hashlib
 import json
 import os
+import struct
 import sys
 
 import gguf
@@ -55,13 +57,8 @@ INLINE = [
 ]
 
 
-def fnv1a64(ids):
-    h = 0xCBF29CE484222325
-    for i in ids:
-        for b in int(i).to_bytes(4, "little", signed=True):
-            h ^= b
-            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return "%016x" % h
+def sha256_ids(ids):
+    return hashlib.sha256(struct.pack("<%di" % len(ids), *ids)).hexdigest()
 
 
 def wiki_rows(lines):
@@ -118,7 +115,7 @@ def main():
 
     def add(name, source, sample_text, full, **where):
         ids = enc(sample_text)
-        s = {"name": name, "source": source, **where, "n_ids": len(ids), "fnv1a64": fnv1a64(ids)}
+        s = {"name": name, "source": source, **where, "n_ids": len(ids), "sha256": sha256_ids(ids)}
         if full:
             s["ids"] = ids
         samples.append(s)
@@ -160,7 +157,7 @@ def main():
         f.write("\n")
     print(f"wrote {OUT}: {len(samples)} samples, {os.path.getsize(OUT)} bytes")
     full = next(s for s in samples if s["name"] == "wiki_full")
-    print(f"wiki_full: {full['n_ids']} ids, fnv1a64 {full['fnv1a64']}")
+    print(f"wiki_full: {full['n_ids']} ids, sha256 {full['sha256']}")
 
     tj = os.path.join(ROOT, "models", "smollm2", "tokenizer.json")
     tok.save(tj)

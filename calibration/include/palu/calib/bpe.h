@@ -68,7 +68,4 @@ BpeVocab bpe_vocab_from_gguf(const formats::GgufFile& gguf);
 /// parts or result are not in the vocabulary, or on a regex PCRE2 rejects.
 std::unique_ptr<Tokenizer> make_bpe_tokenizer(BpeVocab vocab);
 
-/// FNV-1a 64 over the little-endian bytes of the ids (the reference fixture's checksum).
-uint64_t fnv1a64_ids(const std::vector<int32_t>& ids);
-
 }  // namespace palu::calib
