@@ -105,7 +105,7 @@ Sha256::Digest Sha256::finish() {
     size_t n_pad = (n_buf_ < 56) ? 56 - n_buf_ : 120 - n_buf_;
     for (int i = 0; i < 8; ++i) pad[n_pad + i] = uint8_t(n_bits >> (56 - 8 * i));
     update(pad, n_pad + 8);
-    PALU_ASSERT(n_buf_ == 0);
+    PALU_ASSERT(n_buf_ == 0, "padding ends on a block boundary");
     Digest out;
     for (int i = 0; i < 8; ++i)
         for (int j = 0; j < 4; ++j) out[4 * i + j] = uint8_t(h_[i] >> (24 - 8 * j));
