@@ -1107,3 +1107,75 @@ TEST(GgufReference, SmolLM2_MatchesGgufPy) {
     // The file holds F32 norms, a Q8_0 embedding and Q4_1 projections.
     EXPECT_EQ(n_checked_by_type, (std::map<std::string, int>{{"F32", 61}, {"Q4_1", 210}, {"Q8_0", 1}}));
 }
+
+// ---- fuzz seed corpus (tests/fuzz/corpus/gguf) --------------------------------------------------
+
+namespace {
+
+// Small, valid GGUF files covering every value type, every dequantizable tensor type, both
+// versions and a complete tiny llama model. Deterministic (fixed seeds).
+std::map<std::string, std::vector<uint8_t>> fuzz_seeds() {
+    std::map<std::string, std::vector<uint8_t>> seeds;
+    seeds["metadata_v3.gguf"] = writer_with_all_value_types(3).to_bytes();
+    seeds["metadata_v2.gguf"] = writer_with_all_value_types(2).to_bytes();
+    {
+        GgufWriter w;
+        w.set_alignment(64);
+        const auto v = random_values(64, 11);
+        for (auto t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
+                       GgmlType::Q4_0, GgmlType::Q4_1})
+            w.add_tensor(std::string("t.") + ggml_type_name(t), {32, 2}, t, v);
+        seeds["tensors_writer_types.gguf"] = w.to_bytes();
+    }
+    {
+        // Other types from raw bytes (one block each; scale fields are whatever the bytes say).
+        GgufWriter w;
+        std::mt19937 rng(5);
+        for (auto t : {GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K,
+                       GgmlType::Q6_K, GgmlType::Q2_K}) {
+            std::vector<uint8_t> b(ggml_type_size(t));
+            for (auto& x : b) x = uint8_t(rng() & 0x3F);  // small halves, finite values
+            w.add_tensor_raw(std::string("t.") + ggml_type_name(t), {ggml_block_size(t)}, t, b);
+        }
+        seeds["tensors_raw_types.gguf"] = w.to_bytes();
+    }
+    {
+        TinyLlama c;
+        c.d_model = 32, c.n_layers = 1, c.n_heads = 2, c.n_kv_heads = 1, c.d_head = 16;
+        c.d_ff = 32, c.n_vocab = 8, c.weight_type = GgmlType::Q4_0;
+        GgufWriter w;
+        write_tiny_llama(w, c, 3);
+        seeds["tiny_llama_q4_0.gguf"] = w.to_bytes();
+    }
+    return seeds;
+}
+
+}  // namespace
+
+// The committed seeds are valid GGUF files; PALU_UPDATE_FUZZ_CORPUS=1 rewrites them.
+TEST(GgufFuzzCorpus, SeedsAreCurrentAndParse) {
+    const auto dir = palu::test::source_root() / "tests/fuzz/corpus/gguf";
+    const char* update = std::getenv("PALU_UPDATE_FUZZ_CORPUS");
+    for (const auto& [name, bytes] : fuzz_seeds()) {
+        SCOPED_TRACE(name);
+        EXPECT_LT(bytes.size(), 16384u);
+        auto f = parse(bytes, name);
+        for (const auto& t : f->tensor_infos())
+            if (ggml_type_dequantizable(t.type)) f->dequantize(t);
+        if (update && std::string(update) == "1") {
+            std::ofstream(dir / name, std::ios::binary)
+                .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+            continue;
+        }
+        std::ifstream in(dir / name, std::ios::binary);
+        ASSERT_TRUE(in.good()) << "missing seed " << (dir / name)
+                               << "; run with PALU_UPDATE_FUZZ_CORPUS=1";
+        // The committed seed parses (it may differ in bytes from today's output where another
+        // standard library draws other random numbers).
+        std::vector<uint8_t> committed((std::istreambuf_iterator<char>(in)), {});
+        EXPECT_NO_THROW(parse(committed, name));
+    }
+    const auto tiny = fuzz_seeds().at("tiny_llama_q4_0.gguf");
+    auto src = open_gguf_model(GgufFile::open_memory(tiny.data(), tiny.size(), "tiny"));
+    EXPECT_EQ(src->config().d_model, 32);
+}
