@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 
 #include "palu/core/checked.h"
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
+#include "io_util.h"
 
 namespace palu::formats {
 
@@ -283,19 +283,9 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
 
 void GgufWriter::write(const std::filesystem::path& path) const {
     const std::vector<uint8_t> bytes = to_bytes();
-    std::filesystem::path tmp = path;
-    tmp += ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        PALU_CHECK(f.good(), IoError, "formats: %s: cannot open for writing", tmp.string().c_str());
-        f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-        PALU_CHECK(f.good(), IoError, "formats: %s: write of %zu bytes failed",
-                   tmp.string().c_str(), bytes.size());
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    PALU_CHECK(!ec, IoError, "formats: %s: rename from %s failed: %s", path.string().c_str(),
-               tmp.string().c_str(), ec.message().c_str());
+    detail::TempFile f(path);
+    f.write(bytes.data(), bytes.size());
+    f.commit();
 }
 
 }  // namespace palu::formats

@@ -1,5 +1,5 @@
-// palu formats tests: helpers shared by the GGUF tests: a hand-made GGUF header builder (for
-// malformed files the writer refuses to produce) and SHA-256 (to compare with gguf-py fixtures).
+// palu formats tests: a hand-made GGUF header builder for malformed files the writer refuses to
+// produce (corruption suite).
 #pragma once
 
 #include <cstdint>
@@ -51,9 +51,5 @@ struct GgufBytes {
         return *this;
     }
 };
-
-/// SHA-256 (FIPS 180-4) of a byte string, as lowercase hex.
-std::string sha256_hex(const uint8_t* data, size_t n);
-inline std::string sha256_hex(const std::vector<uint8_t>& v) { return sha256_hex(v.data(), v.size()); }
 
 }  // namespace palu::test
