@@ -15,6 +15,7 @@
 #include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
 #include "palu/core/sha256.h"
+#include "palu/formats/gguf_writer.h"
 #include "test_data.h"
 
 using namespace palu;
@@ -28,6 +29,17 @@ std::string read_file(const std::filesystem::path& p) {
     std::ostringstream ss;
     ss << f.rdbuf();
     return ss.str();
+}
+
+/// SHA-256 of the ids as little-endian int32 bytes (the fixture's checksum).
+std::string ids_sha256(const std::vector<int32_t>& ids) {
+    std::string bytes;
+    bytes.reserve(ids.size() * 4);
+    for (int32_t id : ids) {
+        const auto u = static_cast<uint32_t>(id);
+        for (int b = 0; b < 4; ++b) bytes.push_back(static_cast<char>((u >> (8 * b)) & 0xFF));
+    }
+    return sha256_hex(bytes);
 }
 
 /// A toy byte-level vocabulary: all 256 byte characters, a few merges, two special tokens.
@@ -294,17 +306,6 @@ std::optional<std::filesystem::path> smollm2_gguf() {
     return std::nullopt;
 }
 
-/// SHA-256 of the ids as little-endian int32 bytes (the fixture's checksum).
-std::string ids_sha256(const std::vector<int32_t>& ids) {
-    std::string bytes;
-    bytes.reserve(ids.size() * 4);
-    for (int32_t id : ids) {
-        const auto u = static_cast<uint32_t>(id);
-        for (int b = 0; b < 4; ++b) bytes.push_back(static_cast<char>((u >> (8 * b)) & 0xFF));
-    }
-    return sha256_hex(bytes);
-}
-
 bool ci() {
     const char* s = std::getenv("CI");
     return s && std::string(s) == "true";
@@ -340,6 +341,8 @@ TEST(TokenizerBpe, SmolLM2Gguf_MatchesHfTokenizersOnWikiAndC4_Data) {
     // Decoding gives the text back.
     const std::string t = sample_text(ref, ref.j["samples"][0]);
     EXPECT_EQ(tok->decode(tok->encode(t, false)), t);
+    // The GGUF is its own tokenizer.
+    EXPECT_EQ(find_tokenizer_for_model(gguf, 49152)->kind(), "bpe");
 }
 
 TEST(TokenizerBpe, SmolLM2TokenizerJson_MatchesHfTokenizers_Data) {
@@ -379,4 +382,68 @@ TEST(TokenizerBpe, SmolLM2Gguf_WholeWikitext2Test_CountAndChecksum_Data) {
     PALU_REQUIRE_SMOLLM2(gguf);
     PALU_REQUIRE_DATA(wiki, "text/wikitext-2/wiki.test.raw");
     check_whole_wikitext(*load_tokenizer(gguf), wiki, "gguf");
+}
+
+// ---- GGUF metadata (toy files written with formats::GgufWriter) ------------------------------
+
+namespace {
+
+std::filesystem::path write_toy_gguf(const std::string& model, const std::string& pre,
+                                     bool add_bos) {
+    using namespace palu::formats;
+    const json tj = toy_tokenizer_json();
+    std::vector<std::string> tokens(265);
+    for (const auto& [t, id] : tj["model"]["vocab"].items()) tokens[id.get<int>()] = t;
+    tokens[263] = "<|eot|>";
+    tokens[264] = "<s>";
+    std::vector<std::string> merges;
+    for (const auto& m : tj["model"]["merges"])
+        merges.push_back(m.is_string() ? m.get<std::string>()
+                                       : m[0].get<std::string>() + " " + m[1].get<std::string>());
+    std::vector<int32_t> types(265, 1);
+    types[263] = types[264] = 3;
+    GgufWriter w;
+    w.set("general.architecture", gguf_str("llama"));
+    w.set("tokenizer.ggml.model", gguf_str(model));
+    w.set("tokenizer.ggml.pre", gguf_str(pre));
+    w.set("tokenizer.ggml.tokens", gguf_str_array(tokens));
+    w.set("tokenizer.ggml.merges", gguf_str_array(merges));
+    w.set("tokenizer.ggml.token_type", gguf_i32_array(types));
+    w.set("tokenizer.ggml.bos_token_id", gguf_u32(264));
+    w.set("tokenizer.ggml.eos_token_id", gguf_u32(263));
+    w.set("tokenizer.ggml.add_bos_token", gguf_bool(add_bos));
+    const auto path = palu::test::make_temp_dir("toygguf") / "toy.gguf";
+    w.write(path);
+    return path;
+}
+
+}  // namespace
+
+TEST(TokenizerBpe, ToyGguf_MetadataGivesVocabSpecialsAndBos) {
+    auto tok = load_tokenizer(write_toy_gguf("gpt2", "smollm", true));
+    EXPECT_EQ(tok->kind(), "bpe");
+    EXPECT_EQ(tok->n_vocab(), 265);
+    EXPECT_EQ(tok->bos_id(), 264);
+    EXPECT_EQ(tok->eos_id(), 263);
+    EXPECT_TRUE(tok->adds_bos());
+    // smollm: digits split one by one, so "12" does not merge; control tokens matched whole.
+    EXPECT_EQ(tok->encode(" the 12<|eot|>", true),
+              (std::vector<int32_t>{264, 258, ' ', '1', '2', 263}));
+    EXPECT_EQ(tok->decode({264, 258, 263}), " the<|eot|>");
+    auto tok2 = find_tokenizer_for_model(write_toy_gguf("gpt2", "gpt2", false), 265);
+    EXPECT_FALSE(tok2->adds_bos());
+    EXPECT_EQ(tok2->encode("12", true), (std::vector<int32_t>{262}));
+}
+
+TEST(TokenizerBpe, ToyGguf_UnknownPreOrModel_FormatError) {
+    const auto p = write_toy_gguf("gpt2", "mystery-pre", false);
+    try {
+        load_tokenizer(p);
+        FAIL() << "expected FormatError";
+    } catch (const FormatError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("'mystery-pre' is not supported"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(p.string()), std::string::npos) << msg;
+    }
+    EXPECT_THROW(load_tokenizer(write_toy_gguf("bert", "default", false)), FormatError);
 }
