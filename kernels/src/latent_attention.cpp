@@ -72,16 +72,30 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
     const int64_t n_tiles = (p.capacity + detail::kTileTokens - 1) / detail::kTileTokens;
     const int64_t n_groups = p.n_kv_heads / p.group_size;
     const int64_t base_blocks = int64_t(p.batch) * n_groups * (p.group_size / plan.kv_heads_per_block);
-    // Blocks resident per SM (228 KiB of shared memory per SM on sm_90, 1 KiB reserved per block).
-    const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>(16, (233472) / int64_t(plan.smem_bytes + 1024)));
+    int per_sm = 0;
+    const cudaError_t eo = detail::split_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), plan.smem_bytes, &per_sm);
+    PALU_CHECK(eo == cudaSuccess && per_sm > 0, CudaError,
+               "%s: occupancy query for %zu bytes of shared memory failed: %s", kStage, plan.smem_bytes,
+               cudaGetErrorString(eo));
     int64_t tiles_per_split;
     if (p.n_splits > 0) {
         tiles_per_split = (n_tiles + p.n_splits - 1) / p.n_splits;
     } else {
-        // One full wave of blocks with >= 4 tiles each (so the resident B_k rows are amortized).
+        // Minimize waves × tiles per block (+1 tile-equivalent per block for loading B_k and the
+        // partial write-out), so a single long sequence fills the GPU without a ragged last wave.
         const int64_t slots = int64_t(n_sm) * per_sm;
-        tiles_per_split = (base_blocks * n_tiles + slots - 1) / slots;
-        tiles_per_split = std::clamp<int64_t>(tiles_per_split, std::min<int64_t>(4, n_tiles), n_tiles);
+        double best = 1e300;
+        tiles_per_split = n_tiles;
+        for (int64_t ns = 1; ns <= std::min<int64_t>(n_tiles, 4096); ++ns) {
+            const int64_t tps = (n_tiles + ns - 1) / ns;
+            const int64_t nsr = (n_tiles + tps - 1) / tps;
+            const int64_t waves = (base_blocks * nsr + slots - 1) / slots;
+            const double cost = double(waves) * double(tps + 1);
+            if (cost < best - 1e-9) {
+                best = cost;
+                tiles_per_split = tps;
+            }
+        }
     }
     plan.tokens_per_split = static_cast<int32_t>(tiles_per_split * detail::kTileTokens);
     plan.n_splits = static_cast<int32_t>((n_tiles + tiles_per_split - 1) / tiles_per_split);

@@ -34,7 +34,7 @@ __host__ __device__ constexpr size_t align16(size_t x) { return (x + 15) & ~size
 
 // Shared-memory carve-up, identical on host and device.
 struct SmemLayout {
-    size_t b_up, k_tile0, k_tile1, v_tile0, v_tile1, k_stage0, k_stage1, v_stage0, v_stage1, q, s, o, stats, total;
+    size_t b_up, k_tile0, k_tile1, v_tile0, v_tile1, k_stage0, k_stage1, v_stage0, v_stage1, q, s, f, o, stats, c8, total;
     __host__ __device__ size_t k_tile(int i) const { return i ? k_tile1 : k_tile0; }
     __host__ __device__ size_t v_tile(int i) const { return i ? v_tile1 : v_tile0; }
     __host__ __device__ size_t k_stage(int i) const { return i ? k_stage1 : k_stage0; }
@@ -74,11 +74,15 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
     L.q = off;
     off += align16(size_t(mq) * d * 4);
     L.s = off;
-    off += align16(size_t(mq) * TT * 4);
-    L.o = off;
-    off += align16(size_t(mq) * r_v * 4);
-    L.stats = off;
-    off += align16(size_t(mq) * 3 * 4);
+    off += align16(2 * size_t(mq) * TT * 4);  // two column halves of partial scores
+    L.f = off;
+    off += align16(size_t(d / 2) * 4);
+    L.o = off;  // P tile [16, TT + 8] in the latent dtype (A operand of the P·h_v mma)
+    off += align16(size_t(16) * (TT + 8) * 2);
+    L.stats = off;  // m_run[mq], l_run[mq], alpha[16]
+    off += align16((size_t(mq) * 2 + 16) * 4);
+    L.c8 = off;  // cos/sin(8 · inv_freq[i]) for the row-(r0+8) rotation
+    off += align16(size_t(d / 2) * 8);
     L.total = off;
     return L;
 }
@@ -136,6 +140,11 @@ __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\
 template <int N>
 __device__ inline void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ inline void ldmatrix_x4_trans(uint32_t* r, const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
 }
 __device__ inline void ldmatrix_x4(uint32_t* r, const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -219,7 +228,7 @@ __device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_v
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
+__global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int hb = blockIdx.x, split = blockIdx.y;
     const int b = blockIdx.z / a.n_groups, g = blockIdx.z % a.n_groups;
@@ -246,10 +255,13 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
     T* b_up = reinterpret_cast<T*>(smem + L.b_up);
     float* qs = reinterpret_cast<float*>(smem + L.q);
     float* ss = reinterpret_cast<float*>(smem + L.s);
-    float* os = reinterpret_cast<float*>(smem + L.o);
+    float* fs = reinterpret_cast<float*>(smem + L.f);
+    T* ps = reinterpret_cast<T*>(smem + L.o);
     float* m_run = reinterpret_cast<float*>(smem + L.stats);
     float* l_run = m_run + mq;
     float* alpha = l_run + mq;
+    float2* c8s = reinterpret_cast<float2*>(smem + L.c8);
+    constexpr int PP = TT + 8;  // P tile pitch (elements)
 
     const int64_t cache_row0 = (int64_t(b) * a.n_groups + g) * a.capacity;
     const int kp0 = a.k_pos0 ? a.k_pos0[b] : 0;
@@ -285,21 +297,28 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
             qs[hl * D + d] = (x0 * cs - x1 * sn) * a.scale_log2;
             qs[hl * D + d + D / 2] = (x1 * cs + x0 * sn) * a.scale_log2;
         }
-        for (int i = tid; i < mq * r_v; i += kThreads) os[i] = 0.0f;
+        for (int i = tid; i < 16 * PP; i += kThreads) ps[i] = Ops<T>::from_f(0.0f);
+        for (int i = tid; i < 16; i += kThreads) alpha[i] = 1.0f;
+        for (int i = tid; i < D / 2; i += kThreads) {
+            fs[i] = a.inv_freq[i];
+            float sn, cs;
+            sincosf(8.0f * a.inv_freq[i], &sn, &cs);
+            c8s[i] = make_float2(cs, sn);
+        }
         for (int i = tid; i < mq; i += kThreads) {
             m_run[i] = -INFINITY;
             l_run[i] = 0.0f;
         }
     }
 
-    // Per-lane RoPE frequencies of the accumulator columns d = nt·8 + 2(lane%4) + e, nt < D/16.
-    constexpr int NT = D / 8;  // n8 tiles per head
-    float freq[NT / 2][2];
+    constexpr int NT = D / 8;   // n8 tiles per head
+    constexpr int NQ = NT / 4;  // n8 tiles per quarter: a column half = quarters (ch, ch + 2)
+    constexpr int NW = kThreads / 32;
+    constexpr int kMaxVTiles = 8;  // r_v <= 512: 64 n8 tiles over 8 warps
+    const int n_vtiles = r_v / 8;
+    float oacc[kMaxVTiles][4];
 #pragma unroll
-    for (int nt = 0; nt < NT / 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) freq[nt][e] = a.inv_freq[nt * 8 + 2 * (lane & 3) + e];
-
+    for (int i = 0; i < kMaxVTiles; ++i) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
     int buf = 0;
     for (int t0 = t_begin; t0 < t_end; t0 += TT, buf ^= 1) {
         const int n_valid = min(TT, t_end - t0);
@@ -314,109 +333,139 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
         }
         const T* tk = reinterpret_cast<const T*>(smem + L.k_tile(buf));
         const T* tv = reinterpret_cast<const T*>(smem + L.v_tile(buf));
+        if (n_valid < TT) {
+            uint32_t* vz = reinterpret_cast<uint32_t*>(smem + L.v_tile(buf));
+            for (int i = tid; i < (TT - n_valid) * (pv / 2); i += kThreads) vz[n_valid * (pv / 2) + i] = 0u;
+            __syncthreads();
+        }
 
-        // Scores: unit u = (16-token row block u%4, local KV head u/4), one warp each.
-        for (int u = warp; u < 4 * sp; u += 4) {
-            const int sub = u & 3, jl = u >> 2;
-            float acc[NT][4];
+        // Scores: unit u = (16-token row block u%4, column half (u/4)%2, local KV head u/8), one
+        // warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
+        // rotate-half partner of column d (tile i) is column d + D/2 (tile i + NQ), same lane.
+        for (int u = warp; u < 8 * sp; u += NW) {
+            const int sub = u & 3, ch = (u >> 2) & 1, jl = u >> 3;
+            float acc[2 * NQ][4];
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+            for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
             const T* a_ptr = tk + (sub * 16 + (lane & 15)) * pk + (lane >> 4) * 8;
             const T* b_ptr = b_up + (jl * D + (lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
             for (int kk = 0; kk < r_k; kk += 16) {
                 uint32_t af[4];
                 ldmatrix_x4(af, a_ptr + kk);
 #pragma unroll
-                for (int np = 0; np < NT / 2; ++np) {
+                for (int pp = 0; pp < NQ; ++pp) {  // pairs of n8 tiles: local tiles 2pp, 2pp+1
+                    const int i0 = 2 * pp;
+                    const int nt0 = i0 < NQ ? ch * NQ + i0 : NT / 2 + ch * NQ + (i0 - NQ);
                     uint32_t bf[4];
-                    ldmatrix_x4(bf, b_ptr + np * 16 * pk + kk);
-                    Ops<T>::mma(acc[2 * np], af, bf[0], bf[1]);
-                    Ops<T>::mma(acc[2 * np + 1], af, bf[2], bf[3]);
+                    ldmatrix_x4(bf, b_ptr + nt0 * 8 * pk + kk);
+                    Ops<T>::mma(acc[i0], af, bf[0], bf[1]);
+                    Ops<T>::mma(acc[i0 + 1], af, bf[2], bf[3]);
                 }
             }
-            // RoPE on the rebuilt keys, in registers: column d pairs with d + D/2 = tile nt + NT/2.
+            // RoPE on the rebuilt keys, in registers.
             const int r0 = sub * 16 + (lane >> 2);
-            const int pos0 = kp0 + t0 + r0, pos1 = pos0 + 8;
+            const int pos0 = kp0 + t0 + r0;
 #pragma unroll
-            for (int nt = 0; nt < NT / 2; ++nt) {
+            for (int i = 0; i < NQ; ++i) {
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
+                    const int fi = (ch * NQ + i) * 8 + 2 * (lane & 3) + e;
                     float sn, cs;
-                    rope_sincos(pos0, freq[nt][e], &sn, &cs);
-                    float k0 = acc[nt][e], k1 = acc[nt + NT / 2][e];
-                    acc[nt][e] = k0 * cs - k1 * sn;
-                    acc[nt + NT / 2][e] = k1 * cs + k0 * sn;
-                    rope_sincos(pos1, freq[nt][e], &sn, &cs);
-                    k0 = acc[nt][2 + e];
-                    k1 = acc[nt + NT / 2][2 + e];
-                    acc[nt][2 + e] = k0 * cs - k1 * sn;
-                    acc[nt + NT / 2][2 + e] = k1 * cs + k0 * sn;
+                    rope_sincos(pos0, fs[fi], &sn, &cs);
+                    float k0 = acc[i][e], k1 = acc[i + NQ][e];
+                    acc[i][e] = k0 * cs - k1 * sn;
+                    acc[i + NQ][e] = k1 * cs + k0 * sn;
+                    // row r0 + 8: angle + 8·f by one complex rotation (positions are contiguous)
+                    const float2 r8 = c8s[fi];
+                    const float cs1 = cs * r8.x - sn * r8.y;
+                    sn = sn * r8.x + cs * r8.y;
+                    cs = cs1;
+                    k0 = acc[i][2 + e];
+                    k1 = acc[i + NQ][2 + e];
+                    acc[i][2 + e] = k0 * cs - k1 * sn;
+                    acc[i + NQ][2 + e] = k1 * cs + k0 * sn;
                 }
             }
+            float* sdst = ss + ch * mq * TT;
             for (int hr = 0; hr < n_rep; ++hr) {
                 const int hl = jl * n_rep + hr;
                 const float* qh = qs + hl * D + 2 * (lane & 3);
                 float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
+                for (int i = 0; i < 2 * NQ; ++i) {
+                    const int nt = i < NQ ? ch * NQ + i : NT / 2 + ch * NQ + (i - NQ);
                     const float2 qv = *reinterpret_cast<const float2*>(qh + nt * 8);
-                    s0 = fmaf(qv.x, acc[nt][0], fmaf(qv.y, acc[nt][1], s0));
-                    s1 = fmaf(qv.x, acc[nt][2], fmaf(qv.y, acc[nt][3], s1));
+                    s0 = fmaf(qv.x, acc[i][0], fmaf(qv.y, acc[i][1], s0));
+                    s1 = fmaf(qv.x, acc[i][2], fmaf(qv.y, acc[i][3], s1));
                 }
                 s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
                 s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
                 s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
                 s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
                 if ((lane & 3) == 0) {
-                    ss[hl * TT + r0] = r0 < n_valid ? s0 : -INFINITY;
-                    ss[hl * TT + r0 + 8] = r0 + 8 < n_valid ? s1 : -INFINITY;
+                    sdst[hl * TT + r0] = s0;
+                    sdst[hl * TT + r0 + 8] = s1;
                 }
             }
         }
         __syncthreads();
 
-        // Online softmax (base 2; scores already carry log2(e)).
-        for (int hl = warp; hl < mq; hl += 4) {
+        // Online softmax (base 2; scores already carry log2(e)); the warp of head hl also rescales
+        // its latent accumulator by alpha = 2^(m_old − m_new).
+        for (int hl = warp; hl < mq; hl += NW) {
             float* srow = ss + hl * TT;
-            const float v0 = srow[lane], v1 = srow[lane + 32];
+            const float* srow1 = ss + (mq + hl) * TT;
+            const float v0 = lane < n_valid ? srow[lane] + srow1[lane] : -INFINITY;
+            const float v1 = lane + 32 < n_valid ? srow[lane + 32] + srow1[lane + 32] : -INFINITY;
             float mx = fmaxf(v0, v1);
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-            const float m_old = m_run[hl];
+            const float m_old = m_run[hl], l_old = l_run[hl];
             const float m_new = fmaxf(m_old, mx);
             const float p0 = exp2f(v0 - m_new), p1 = exp2f(v1 - m_new);
             float sum = p0 + p1;
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-            srow[lane] = p0;
-            srow[lane + 32] = p1;
+            const float al = exp2f(m_old - m_new);
+            ps[hl * PP + lane] = Ops<T>::from_f(p0);
+            ps[hl * PP + lane + 32] = Ops<T>::from_f(p1);
             __syncwarp();
             if (lane == 0) {
-                const float al = exp2f(m_old - m_new);
-                alpha[hl] = al;
-                l_run[hl] = l_run[hl] * al + sum;
+                l_run[hl] = l_old * al + sum;
                 m_run[hl] = m_new;
+                alpha[hl] = al;
             }
         }
         __syncthreads();
 
-        // o_lat ← alpha · o_lat + P · h_v (latent space), two columns per work item.
-        const int half_rv = r_v / 2;
-        for (int it = tid; it < mq * half_rv; it += kThreads) {
-            const int hl = it / half_rv, c2 = it % half_rv;
-            float2 o = *reinterpret_cast<float2*>(os + hl * r_v + 2 * c2);
-            const float al = alpha[hl];
-            o.x *= al;
-            o.y *= al;
-            const float* p = ss + hl * TT;
-            const uint32_t* vp = reinterpret_cast<const uint32_t*>(tv) + c2;
-            for (int t = 0; t < n_valid; ++t) {
-                const float pt = p[t];
-                const float2 v = Ops<T>::to_f2(vp[t * (pv / 2)]);
-                o.x = fmaf(pt, v.x, o.x);
-                o.y = fmaf(pt, v.y, o.y);
+        // o_lat = alpha · o_lat + P · h_v on tensor cores: A = P [16 head rows (mq used), 64 tokens],
+        // B = the value tile [64 tokens, r_v] (ldmatrix.trans), accumulators stay in registers
+        // across tiles; warp w owns n8 column tiles w, w + 8, ...
+        {
+            const float al0 = alpha[lane >> 2], al1 = alpha[(lane >> 2) + 8];
+#pragma unroll
+            for (int i = 0; i < kMaxVTiles; ++i) {
+                oacc[i][0] *= al0;
+                oacc[i][1] *= al0;
+                oacc[i][2] *= al1;
+                oacc[i][3] *= al1;
             }
-            *reinterpret_cast<float2*>(os + hl * r_v + 2 * c2) = o;
+#pragma unroll
+            for (int kk = 0; kk < TT; kk += 32) {
+                uint32_t pa0[4], pa1[4];
+                ldmatrix_x4(pa0, ps + (lane & 15) * PP + kk + (lane >> 4) * 8);
+                ldmatrix_x4(pa1, ps + (lane & 15) * PP + kk + 16 + (lane >> 4) * 8);
+#pragma unroll
+                for (int i = 0; i < kMaxVTiles; ++i) {
+                    const int nt = warp + i * NW;
+                    if (nt < n_vtiles) {
+                        uint32_t vb[4];
+                        ldmatrix_x4_trans(vb, tv + (kk + lane) * pv + nt * 8);
+                        Ops<T>::mma(oacc[i], pa0, vb[0], vb[1]);
+                        Ops<T>::mma(oacc[i], pa1, vb[2], vb[3]);
+                    }
+                }
+            }
         }
         __syncthreads();
     }
@@ -426,7 +475,14 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
         ws_ml[2 * i] = m_run[i];
         ws_ml[2 * i + 1] = l_run[i];
     }
-    for (int i = tid; i < mq * r_v; i += kThreads) ws_o[i] = os[i];
+#pragma unroll
+    for (int i = 0; i < kMaxVTiles; ++i) {
+        const int nt = warp + i * NW;
+        if (nt >= n_vtiles) continue;
+        const int row = lane >> 2, col = nt * 8 + 2 * (lane & 3);
+        if (row < mq) *reinterpret_cast<float2*>(ws_o + row * r_v + col) = make_float2(oacc[i][0], oacc[i][1]);
+        if (row + 8 < mq) *reinterpret_cast<float2*>(ws_o + (row + 8) * r_v + col) = make_float2(oacc[i][2], oacc[i][3]);
+    }
 }
 
 __device__ inline float block_reduce(float v, bool is_max, float* red) {
@@ -529,6 +585,16 @@ cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, co
     if (a.d_head == 128)
         return bf16 ? launch_typed<__nv_bfloat16, 128>(a, stream, what) : launch_typed<__half, 128>(a, stream, what);
     return bf16 ? launch_typed<__nv_bfloat16, 64>(a, stream, what) : launch_typed<__half, 64>(a, stream, what);
+}
+
+cudaError_t split_kernel_occupancy(int d_head, int dtype, size_t smem, int* blocks) {
+    const void* f = d_head == 128 ? (dtype == 1 ? (const void*)split_kernel<__nv_bfloat16, 128> : (const void*)split_kernel<__half, 128>)
+                                  : (dtype == 1 ? (const void*)split_kernel<__nv_bfloat16, 64> : (const void*)split_kernel<__half, 64>);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (e != cudaSuccess) return e;
+    }
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, kThreads, smem);
 }
 
 cudaError_t device_smem_optin(int* bytes, int* n_sm) {

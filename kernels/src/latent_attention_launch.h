@@ -11,7 +11,7 @@
 namespace palu::cuda::detail {
 
 constexpr int kTileTokens = 64;   // tokens per shared-memory tile (4 mma row blocks of 16)
-constexpr int kThreads = 128;     // 4 warps per block
+constexpr int kThreads = 256;     // 8 warps per block
 constexpr int kMaxHeadsPerBlock = 16;
 
 struct KernelArgs {
@@ -49,6 +49,9 @@ size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bit
 /// Launches the split kernel and the reduction. Returns cudaSuccess or the first CUDA error;
 /// `what` names the failing step.
 cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what);
+
+/// Resident split-kernel blocks per SM for this configuration (sets the smem attribute).
+cudaError_t split_kernel_occupancy(int d_head, int dtype, size_t smem, int* blocks);
 
 /// Maximum dynamic shared memory per block on the current device (opt-in limit).
 cudaError_t device_smem_optin(int* bytes, int* n_sm);
