@@ -54,15 +54,18 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
                cudaGetErrorString(e));
 
     LatentAttentionPlan plan;
-    // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit.
-    for (int sp = p.group_size; sp >= 1; --sp) {
+    // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit;
+    // then a 3-deep tile ring when it still fits in a third of an SM (keeps 2 blocks resident for
+    // small ranks) or when one block per SM is all that fits anyway.
+    for (int sp = p.group_size; sp >= 1 && plan.kv_heads_per_block == 0; --sp) {
         if (p.group_size % sp != 0 || sp * n_rep > detail::kMaxHeadsPerBlock) continue;
-        const size_t smem = detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep);
-        if (smem <= static_cast<size_t>(smem_optin)) {
-            plan.kv_heads_per_block = sp;
-            plan.smem_bytes = smem;
-            break;
-        }
+        const size_t s2 = detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep, 2);
+        const size_t s3 = detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep, 3);
+        if (s2 > static_cast<size_t>(smem_optin)) continue;
+        plan.kv_heads_per_block = sp;
+        const bool three = s3 <= static_cast<size_t>(smem_optin) && (s3 <= 110 * 1024 || s2 > 110 * 1024);
+        plan.n_stages = three ? 3 : 2;
+        plan.smem_bytes = three ? s3 : s2;
     }
     PALU_CHECK(plan.kv_heads_per_block > 0, ShapeError,
                "%s: ranks r_k=%d r_v=%d with d_head=%d need more than %d bytes of shared memory per block; "
@@ -132,6 +135,7 @@ void latent_attention_decode(const LatentAttentionParams& p, cudaStream_t stream
     a.bits_k = p.k.bits;
     a.bits_v = p.v.bits;
     a.kv_per_block = plan.kv_heads_per_block;
+    a.n_stages = plan.n_stages;
     a.n_head_blocks = p.group_size / plan.kv_heads_per_block;
     a.n_splits = plan.n_splits;
     a.tokens_per_split = plan.tokens_per_split;

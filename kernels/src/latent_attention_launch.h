@@ -19,6 +19,7 @@ struct KernelArgs {
     int32_t dtype;  // LatentDType
     int32_t r_k, r_v, bits_k, bits_v;
     int32_t kv_per_block;      // s' KV heads per block
+    int32_t n_stages;          // cp.async ring depth (2 or 3)
     int32_t n_head_blocks;     // group_size / s'
     int32_t n_splits, tokens_per_split;
     float scale_log2;          // softmax_scale · log2(e)
@@ -44,7 +45,7 @@ struct KernelArgs {
 
 /// Dynamic shared memory of the split kernel for these arguments (bytes).
 size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block,
-                               int n_rep);
+                               int n_rep, int n_stages);
 
 /// Launches the split kernel and the reduction. Returns cudaSuccess or the first CUDA error;
 /// `what` names the failing step.
