@@ -28,7 +28,6 @@
 namespace palu::cuda::detail {
 namespace {
 
-constexpr int TT = kTileTokens;
 
 __host__ __device__ constexpr size_t align16(size_t x) { return (x + 15) & ~size_t(15); }
 
@@ -46,12 +45,13 @@ struct SmemLayout {
 __host__ __device__ inline int64_t row_bytes(int r, int bits) {
     return bits == 16 ? int64_t(r) * 2 : int64_t(r) * bits / 8;
 }
-__host__ __device__ inline size_t stage_bytes(int r, int bits) {
-    return align16(size_t(TT) * row_bytes(r, bits)) + 2 * size_t(TT) * 2;  // codes, scales, zeros
+__host__ __device__ inline size_t stage_bytes(int r, int bits, int tt) {
+    return align16(size_t(tt) * row_bytes(r, bits)) + 2 * size_t(tt) * 2;  // codes, scales, zeros
 }
 
 __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int sp,
-                                                  int n_rep, int ns) {
+                                                  int n_rep, int ns, int tt) {
+    const int TT = tt;
     SmemLayout L{};
     size_t off = 0;
     const size_t pk = size_t(r_k + 8) * 2, pv = size_t(r_v + 8) * 2;  // padded row pitch, bytes
@@ -64,7 +64,7 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
     L.v_tile0 = off;
     L.v_tile_step = bits_v == 16 ? tv : 0;
     off += bits_v == 16 ? ns * tv : tv;
-    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v) : 0;
+    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k, tt) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v, tt) : 0;
     L.stage0 = off;
     L.sk = sk;
     L.stage_step = sk + sv;
@@ -168,7 +168,7 @@ __device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) 
 // (bits 16, padded rows) or `stage` (packed rows, scales, zeros; flat).
 __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uint8_t* data, const uint16_t* scales,
                                         const uint16_t* zeros, int64_t row0, int n_valid, int r, int bits,
-                                        int tid) {
+                                        int tid, int TT) {
     if (bits == 16) {
         // Walk (row, 16-byte column) without a division per chunk: the stride kThreads is a fixed
         // (rows, columns) step.
@@ -205,7 +205,8 @@ __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uin
 
 // Packed stage → padded T tile: x = (code − zero) · scale, 8 codes per work item.
 template <typename T>
-__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid) {
+__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid,
+                                    int TT) {
     const int64_t rb = row_bytes(r, bits);
     const size_t codes = align16(size_t(TT) * rb);
     const __half* sc = reinterpret_cast<const __half*>(stage + codes);
@@ -268,7 +269,7 @@ __device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_v
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, int TT>
 __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int hb = blockIdx.x, split = blockIdx.y;
@@ -291,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         return;
     }
     const int r_k = a.r_k, r_v = a.r_v;
-    const SmemLayout L = make_layout(D, r_k, r_v, a.bits_k, a.bits_v, sp, n_rep, a.n_stages);
+    const SmemLayout L = make_layout(D, r_k, r_v, a.bits_k, a.bits_v, sp, n_rep, a.n_stages, TT);
     const int pk = r_k + 8, pv = r_v + 8;  // padded pitches in elements
     T* b_up = reinterpret_cast<T*>(smem + L.b_up);
     float* qs = reinterpret_cast<float*>(smem + L.q);
@@ -320,9 +321,9 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
     auto load = [&](int t0, int buf) {
         const int nv = min(TT, t_end - t0);
         load_latent_tile(smem + L.k_tile(buf), smem + L.k_stage(buf), a.k_data, a.k_scales, a.k_zeros,
-                         cache_row0 + t0, nv, r_k, a.bits_k, tid);
+                         cache_row0 + t0, nv, r_k, a.bits_k, tid, TT);
         load_latent_tile(smem + L.v_tile(buf), smem + L.v_stage(buf), a.v_data, a.v_scales, a.v_zeros,
-                         cache_row0 + t0, nv, r_v, a.bits_v, tid);
+                         cache_row0 + t0, nv, r_v, a.bits_v, tid, TT);
     };
     const int ns = a.n_stages;
     for (int i = 0; i < ns - 1; ++i) {  // prologue: the first ns − 1 tiles in flight
@@ -375,8 +376,8 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
             cp_async_wait<1>();
         __syncthreads();
         if (a.bits_k != 16 || a.bits_v != 16) {
-            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid);
-            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid);
+            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid, TT);
+            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid, TT);
             __syncthreads();
         }
         const T* tk = reinterpret_cast<const T*>(smem + L.k_tile(buf));
@@ -387,11 +388,12 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
             __syncthreads();
         }
 
-        // Scores: unit u = (16-token row block u%4, column half (u/4)%2, local KV head u/8), one
-        // warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
+        // Scores: unit u = (16-token row block u % NSUB, column half (u / NSUB) % 2, local KV head
+        // u / (2·NSUB)), one warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
         // rotate-half partner of column d (tile i) is column d + D/2 (tile i + NQ), same lane.
-        for (int u = warp; u < 8 * sp; u += NW) {
-            const int sub = u & 3, ch = (u >> 2) & 1, jl = u >> 3;
+        constexpr int NSUB = TT / 16;
+        for (int u = warp; u < 2 * NSUB * sp; u += NW) {
+            const int sub = u % NSUB, ch = (u / NSUB) & 1, jl = u / (2 * NSUB);
             float acc[2 * NQ][4];
 #pragma unroll
             for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
@@ -463,20 +465,29 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         for (int hl = warp; hl < mq; hl += NW) {
             float* srow = ss + hl * TT;
             const float* srow1 = ss + (mq + hl) * TT;
-            const float v0 = lane < n_valid ? srow[lane] + srow1[lane] : -INFINITY;
-            const float v1 = lane + 32 < n_valid ? srow[lane + 32] + srow1[lane + 32] : -INFINITY;
-            float mx = fmaxf(v0, v1);
+            constexpr int PL = TT / 32;  // scores per lane
+            float v[PL];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int k = 0; k < PL; ++k) {
+                const int t = lane + 32 * k;
+                v[k] = t < n_valid ? srow[t] + srow1[t] : -INFINITY;
+                mx = fmaxf(mx, v[k]);
+            }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
             const float m_old = m_run[hl], l_old = l_run[hl];
             const float m_new = fmaxf(m_old, mx);
-            const float p0 = exp2f(v0 - m_new), p1 = exp2f(v1 - m_new);
-            float sum = p0 + p1;
+            float sum = 0.0f;
+#pragma unroll
+            for (int k = 0; k < PL; ++k) {
+                const float pk_ = exp2f(v[k] - m_new);
+                sum += pk_;
+                ps[hl * PP + lane + 32 * k] = Ops<T>::from_f(pk_);
+            }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
             const float al = exp2f(m_old - m_new);
-            ps[hl * PP + lane] = Ops<T>::from_f(p0);
-            ps[hl * PP + lane + 32] = Ops<T>::from_f(p1);
             __syncwarp();
             if (lane == 0) {
                 l_run[hl] = l_old * al + sum;
@@ -596,19 +607,19 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, int TT>
 cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** what) {
     static std::atomic<size_t> configured{0};
     if (a.smem_bytes > 48 * 1024 && a.smem_bytes > configured.load()) {
         *what = "cudaFuncSetAttribute(split_kernel, MaxDynamicSharedMemorySize)";
-        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D, TT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(a.smem_bytes));
         if (e != cudaSuccess) return e;
         configured.store(a.smem_bytes);
     }
     *what = "split_kernel launch";
     dim3 grid(a.n_head_blocks, a.n_splits, a.batch * a.n_groups);
-    split_kernel<T, D><<<grid, kThreads, a.smem_bytes, stream>>>(a);
+    split_kernel<T, D, TT><<<grid, kThreads, a.smem_bytes, stream>>>(a);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     *what = "reduce_kernel launch";
@@ -625,20 +636,30 @@ cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** 
 }  // namespace
 
 size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep,
-                               int n_stages) {
-    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep, n_stages).total;
+                               int n_stages, int tile_tokens) {
+    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep, n_stages, tile_tokens).total;
 }
 
 cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what) {
     const bool bf16 = a.dtype == 1;
-    if (a.d_head == 128)
-        return bf16 ? launch_typed<__nv_bfloat16, 128>(a, stream, what) : launch_typed<__half, 128>(a, stream, what);
-    return bf16 ? launch_typed<__nv_bfloat16, 64>(a, stream, what) : launch_typed<__half, 64>(a, stream, what);
+    const bool big = a.tile_tokens == 128;
+    if (a.d_head == 128) {
+        if (big) return bf16 ? launch_typed<__nv_bfloat16, 128, 128>(a, stream, what) : launch_typed<__half, 128, 128>(a, stream, what);
+        return bf16 ? launch_typed<__nv_bfloat16, 128, 64>(a, stream, what) : launch_typed<__half, 128, 64>(a, stream, what);
+    }
+    if (big) return bf16 ? launch_typed<__nv_bfloat16, 64, 128>(a, stream, what) : launch_typed<__half, 64, 128>(a, stream, what);
+    return bf16 ? launch_typed<__nv_bfloat16, 64, 64>(a, stream, what) : launch_typed<__half, 64, 64>(a, stream, what);
 }
 
-cudaError_t split_kernel_occupancy(int d_head, int dtype, size_t smem, int* blocks) {
-    const void* f = d_head == 128 ? (dtype == 1 ? (const void*)split_kernel<__nv_bfloat16, 128> : (const void*)split_kernel<__half, 128>)
-                                  : (dtype == 1 ? (const void*)split_kernel<__nv_bfloat16, 64> : (const void*)split_kernel<__half, 64>);
+cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_t smem, int* blocks) {
+    const bool bf = dtype == 1, big = tile_tokens == 128;
+    const void* f;
+    if (d_head == 128)
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 128> : (const void*)split_kernel<__half, 128, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 64> : (const void*)split_kernel<__half, 128, 64>);
+    else
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 128> : (const void*)split_kernel<__half, 64, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 64> : (const void*)split_kernel<__half, 64, 64>);
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
         if (e != cudaSuccess) return e;
