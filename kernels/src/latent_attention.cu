@@ -7,8 +7,8 @@
 // Two kernels (flash-decoding, Dao et al. 2023):
 //  1. split_kernel, grid (head block, token split, batch·group): one block owns s' KV heads of one
 //     latent group and a contiguous token range. Their key up-projection rows B_k[g](j) stay in
-//     shared memory for the whole range; 64-token latent tiles stream through a cp.async double
-//     buffer (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor cores
+//     shared memory for the whole range; 64-token latent tiles stream through a 2- or 3-deep cp.async
+//     ring (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor cores
 //     (mma.sync m16n8k16, f32 accumulate) one (16 tokens × d_head) fragment per warp; RoPE and the
 //     q·k dot run on the accumulators in registers (the rotate-half pair (i, i+d/2) lands in the
 //     same lane), so the reconstructed keys never leave registers. Online softmax (base 2) and the
@@ -28,28 +28,30 @@
 namespace palu::cuda::detail {
 namespace {
 
-constexpr int TT = kTileTokens;
 
 __host__ __device__ constexpr size_t align16(size_t x) { return (x + 15) & ~size_t(15); }
 
 // Shared-memory carve-up, identical on host and device.
 struct SmemLayout {
-    size_t b_up, k_tile0, k_tile1, v_tile0, v_tile1, k_stage0, k_stage1, v_stage0, v_stage1, q, s, f, o, stats, c8, total;
-    __host__ __device__ size_t k_tile(int i) const { return i ? k_tile1 : k_tile0; }
-    __host__ __device__ size_t v_tile(int i) const { return i ? v_tile1 : v_tile0; }
-    __host__ __device__ size_t k_stage(int i) const { return i ? k_stage1 : k_stage0; }
-    __host__ __device__ size_t v_stage(int i) const { return i ? v_stage1 : v_stage0; }
+    // Tiles and stages are ring buffers of `n_stages` entries (a 16-bit cache is copied straight into
+    // its tile ring; a quantized one goes through a stage ring and one dequantized tile).
+    size_t b_up, k_tile0, k_tile_step, v_tile0, v_tile_step, stage0, stage_step, sk, q, s, f, o, stats, c8, total;
+    __host__ __device__ size_t k_tile(int i) const { return k_tile0 + i * k_tile_step; }
+    __host__ __device__ size_t v_tile(int i) const { return v_tile0 + i * v_tile_step; }
+    __host__ __device__ size_t k_stage(int i) const { return stage0 + i * stage_step; }
+    __host__ __device__ size_t v_stage(int i) const { return stage0 + i * stage_step + sk; }
 };
 
 __host__ __device__ inline int64_t row_bytes(int r, int bits) {
     return bits == 16 ? int64_t(r) * 2 : int64_t(r) * bits / 8;
 }
-__host__ __device__ inline size_t stage_bytes(int r, int bits) {
-    return align16(size_t(TT) * row_bytes(r, bits)) + 2 * size_t(TT) * 2;  // codes, scales, zeros
+__host__ __device__ inline size_t stage_bytes(int r, int bits, int tt) {
+    return align16(size_t(tt) * row_bytes(r, bits)) + 2 * size_t(tt) * 2;  // codes, scales, zeros
 }
 
 __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int sp,
-                                                  int n_rep) {
+                                                  int n_rep, int ns, int tt) {
+    const int TT = tt;
     SmemLayout L{};
     size_t off = 0;
     const size_t pk = size_t(r_k + 8) * 2, pv = size_t(r_v + 8) * 2;  // padded row pitch, bytes
@@ -57,19 +59,16 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
     off += align16(size_t(sp) * d * pk);
     const size_t tk = align16(TT * pk), tv = align16(TT * pv);
     L.k_tile0 = off;
-    off += tk;
-    L.k_tile1 = bits_k == 16 ? off : L.k_tile0;
-    if (bits_k == 16) off += tk;
+    L.k_tile_step = bits_k == 16 ? tk : 0;
+    off += bits_k == 16 ? ns * tk : tk;
     L.v_tile0 = off;
-    off += tv;
-    L.v_tile1 = bits_v == 16 ? off : L.v_tile0;
-    if (bits_v == 16) off += tv;
-    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v) : 0;
-    L.k_stage0 = off;
-    L.v_stage0 = off + sk;
-    L.k_stage1 = off + sk + sv;
-    L.v_stage1 = off + 2 * sk + sv;
-    off += 2 * (sk + sv);
+    L.v_tile_step = bits_v == 16 ? tv : 0;
+    off += bits_v == 16 ? ns * tv : tv;
+    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k, tt) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v, tt) : 0;
+    L.stage0 = off;
+    L.sk = sk;
+    L.stage_step = sk + sv;
+    off += ns * (sk + sv);
     const int mq = sp * n_rep;
     L.q = off;
     off += align16(size_t(mq) * d * 4);
@@ -91,6 +90,7 @@ template <typename T>
 struct Ops;
 template <>
 struct Ops<__half> {
+    static constexpr bool kIsHalf = true;
     __device__ static float to_f(__half x) { return __half2float(x); }
     __device__ static __half from_f(float x) { return __float2half_rn(x); }
     __device__ static float2 to_f2(uint32_t w) {
@@ -111,6 +111,7 @@ struct Ops<__half> {
 };
 template <>
 struct Ops<__nv_bfloat16> {
+    static constexpr bool kIsHalf = false;
     __device__ static float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
     __device__ static __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
     __device__ static float2 to_f2(uint32_t w) {
@@ -167,14 +168,23 @@ __device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) 
 // (bits 16, padded rows) or `stage` (packed rows, scales, zeros; flat).
 __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uint8_t* data, const uint16_t* scales,
                                         const uint16_t* zeros, int64_t row0, int n_valid, int r, int bits,
-                                        int tid) {
+                                        int tid, int TT) {
     if (bits == 16) {
-        const int chunks_per_row = r / 8;
-        const int n_chunks = n_valid * chunks_per_row;
+        // Walk (row, 16-byte column) without a division per chunk: the stride kThreads is a fixed
+        // (rows, columns) step.
+        const int cpr = r / 8;
+        const int d_row = kThreads / cpr, d_col = kThreads % cpr;
+        int row = tid / cpr, col = tid % cpr;
         const size_t pitch = size_t(r + 8) * 2;
-        for (int c = tid; c < n_chunks; c += kThreads) {
-            const int row = c / chunks_per_row, col = c % chunks_per_row;
-            cp_async16(tile + row * pitch + col * 16, data + ((row0 + row) * r + col * 8) * 2);
+        const uint8_t* src = data + row0 * r * 2;
+        while (row < n_valid) {
+            cp_async16(tile + row * pitch + col * 16, src + (size_t(row) * r + col * 8) * 2);
+            row += d_row;
+            col += d_col;
+            if (col >= cpr) {
+                col -= cpr;
+                ++row;
+            }
         }
     } else {
         const int64_t rb = row_bytes(r, bits);
@@ -195,39 +205,71 @@ __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uin
 
 // Packed stage → padded T tile: x = (code − zero) · scale, 8 codes per work item.
 template <typename T>
-__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid) {
+__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid,
+                                    int TT) {
     const int64_t rb = row_bytes(r, bits);
     const size_t codes = align16(size_t(TT) * rb);
     const __half* sc = reinterpret_cast<const __half*>(stage + codes);
     const __half* zr = reinterpret_cast<const __half*>(stage + codes + TT * 2);
     const int groups = r / 8;
     const size_t pitch = size_t(r + 8) * 2;
-    for (int it = tid; it < n_valid * groups; it += kThreads) {
-        const int row = it / groups, grp = it % groups;
+    const int d_row = kThreads / groups, d_col = kThreads % groups;
+    int row = tid / groups, grp = tid % groups;
+    for (; row < n_valid;) {
         const uint8_t* p = stage + row * rb;
-        uint32_t w;
-        if (bits == 4) {
-            w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-        } else if (bits == 2) {
-            w = *reinterpret_cast<const uint16_t*>(p + grp * 2);
-        } else {
-            const uint8_t* q = p + grp * 3;
-            w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
-        }
-        const float s = __half2float(sc[row]), z = __half2float(zr[row]);
-        const uint32_t mask = (1u << bits) - 1u;
-        uint32_t out[4];
+        uint4 outv;
+        if (bits == 4 && Ops<T>::kIsHalf) {
+            // f16 fast path: 0x6400 | c is the half 1024 + c; (c − z) · s then rounds once, as the
+            // float formula does. Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
+            const uint32_t w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
+            const __half2 zz = __half2half2(zr[row]), s2 = __half2half2(sc[row]);
+            const __half2 k1024 = __float2half2_rn(1024.0f);
+            uint32_t h[4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const float x0 = (float((w >> (bits * (2 * i))) & mask) - z) * s;
-            const float x1 = (float((w >> (bits * (2 * i + 1))) & mask) - z) * s;
-            out[i] = Ops<T>::pack2(x0, x1);
+            for (int i = 0; i < 4; ++i) {
+                uint32_t v = ((w >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
+                __half2 x = __hmul2(__hsub2(__hsub2(*reinterpret_cast<__half2*>(&v), k1024), zz), s2);
+                h[i] = *reinterpret_cast<uint32_t*>(&x);
+            }
+            // h[i] = (x_i, x_{i+4}); output order x0 x1 | x2 x3 | x4 x5 | x6 x7
+            outv.x = __byte_perm(h[0], h[1], 0x5410);
+            outv.y = __byte_perm(h[2], h[3], 0x5410);
+            outv.z = __byte_perm(h[0], h[1], 0x7632);
+            outv.w = __byte_perm(h[2], h[3], 0x7632);
+        } else {
+            uint32_t w;
+            if (bits == 4) {
+                w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
+            } else if (bits == 2) {
+                w = *reinterpret_cast<const uint16_t*>(p + grp * 2);
+            } else {
+                const uint8_t* q = p + grp * 3;
+                w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
+            }
+            const float s = __half2float(sc[row]);
+            const float z = __half2float(zr[row]);
+            const uint32_t mask = (1u << bits) - 1u;
+            uint32_t o[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                // 0x4B000000 | c is the float 2^23 + c: an exact int → float without the slow I2F.
+                const float x0 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i))) & mask)) - 8388608.0f - z) * s;
+                const float x1 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i + 1))) & mask)) - 8388608.0f - z) * s;
+                o[i] = Ops<T>::pack2(x0, x1);
+            }
+            outv = make_uint4(o[0], o[1], o[2], o[3]);
         }
-        *reinterpret_cast<uint4*>(tile + row * pitch + grp * 16) = make_uint4(out[0], out[1], out[2], out[3]);
+        *reinterpret_cast<uint4*>(tile + row * pitch + grp * 16) = outv;
+        row += d_row;
+        grp += d_col;
+        if (grp >= groups) {
+            grp -= groups;
+            ++row;
+        }
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, int TT>
 __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int hb = blockIdx.x, split = blockIdx.y;
@@ -250,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         return;
     }
     const int r_k = a.r_k, r_v = a.r_v;
-    const SmemLayout L = make_layout(D, r_k, r_v, a.bits_k, a.bits_v, sp, n_rep);
+    const SmemLayout L = make_layout(D, r_k, r_v, a.bits_k, a.bits_v, sp, n_rep, a.n_stages, TT);
     const int pk = r_k + 8, pv = r_v + 8;  // padded pitches in elements
     T* b_up = reinterpret_cast<T*>(smem + L.b_up);
     float* qs = reinterpret_cast<float*>(smem + L.q);
@@ -279,12 +321,15 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
     auto load = [&](int t0, int buf) {
         const int nv = min(TT, t_end - t0);
         load_latent_tile(smem + L.k_tile(buf), smem + L.k_stage(buf), a.k_data, a.k_scales, a.k_zeros,
-                         cache_row0 + t0, nv, r_k, a.bits_k, tid);
+                         cache_row0 + t0, nv, r_k, a.bits_k, tid, TT);
         load_latent_tile(smem + L.v_tile(buf), smem + L.v_stage(buf), a.v_data, a.v_scales, a.v_zeros,
-                         cache_row0 + t0, nv, r_v, a.bits_v, tid);
+                         cache_row0 + t0, nv, r_v, a.bits_v, tid, TT);
     };
-    load(t_begin, 0);
-    cp_async_commit();
+    const int ns = a.n_stages;
+    for (int i = 0; i < ns - 1; ++i) {  // prologue: the first ns − 1 tiles in flight
+        if (t_begin + i * TT < t_end) load(t_begin + i * TT, i);
+        cp_async_commit();
+    }
 
     // RoPE(q) · scale · log2(e) for the block's query heads, f32 in shared memory.
     {
@@ -320,15 +365,19 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
 #pragma unroll
     for (int i = 0; i < kMaxVTiles; ++i) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
     int buf = 0;
-    for (int t0 = t_begin; t0 < t_end; t0 += TT, buf ^= 1) {
+    for (int t0 = t_begin; t0 < t_end; t0 += TT, buf = buf + 1 == ns ? 0 : buf + 1) {
         const int n_valid = min(TT, t_end - t0);
-        if (t0 + TT < t_end) load(t0 + TT, buf ^ 1);
+        const int ahead = t0 + (ns - 1) * TT;  // refills the slot used by the previous tile
+        if (ahead < t_end) load(ahead, buf == 0 ? ns - 1 : buf - 1);
         cp_async_commit();
-        cp_async_wait<1>();
+        if (ns == 3)
+            cp_async_wait<2>();
+        else
+            cp_async_wait<1>();
         __syncthreads();
         if (a.bits_k != 16 || a.bits_v != 16) {
-            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid);
-            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid);
+            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid, TT);
+            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid, TT);
             __syncthreads();
         }
         const T* tk = reinterpret_cast<const T*>(smem + L.k_tile(buf));
@@ -339,11 +388,12 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
             __syncthreads();
         }
 
-        // Scores: unit u = (16-token row block u%4, column half (u/4)%2, local KV head u/8), one
-        // warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
+        // Scores: unit u = (16-token row block u % NSUB, column half (u / NSUB) % 2, local KV head
+        // u / (2·NSUB)), one warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
         // rotate-half partner of column d (tile i) is column d + D/2 (tile i + NQ), same lane.
-        for (int u = warp; u < 8 * sp; u += NW) {
-            const int sub = u & 3, ch = (u >> 2) & 1, jl = u >> 3;
+        constexpr int NSUB = TT / 16;
+        for (int u = warp; u < 2 * NSUB * sp; u += NW) {
+            const int sub = u % NSUB, ch = (u / NSUB) & 1, jl = u / (2 * NSUB);
             float acc[2 * NQ][4];
 #pragma unroll
             for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
@@ -415,20 +465,29 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         for (int hl = warp; hl < mq; hl += NW) {
             float* srow = ss + hl * TT;
             const float* srow1 = ss + (mq + hl) * TT;
-            const float v0 = lane < n_valid ? srow[lane] + srow1[lane] : -INFINITY;
-            const float v1 = lane + 32 < n_valid ? srow[lane + 32] + srow1[lane + 32] : -INFINITY;
-            float mx = fmaxf(v0, v1);
+            constexpr int PL = TT / 32;  // scores per lane
+            float v[PL];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int k = 0; k < PL; ++k) {
+                const int t = lane + 32 * k;
+                v[k] = t < n_valid ? srow[t] + srow1[t] : -INFINITY;
+                mx = fmaxf(mx, v[k]);
+            }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
             const float m_old = m_run[hl], l_old = l_run[hl];
             const float m_new = fmaxf(m_old, mx);
-            const float p0 = exp2f(v0 - m_new), p1 = exp2f(v1 - m_new);
-            float sum = p0 + p1;
+            float sum = 0.0f;
+#pragma unroll
+            for (int k = 0; k < PL; ++k) {
+                const float pk_ = exp2f(v[k] - m_new);
+                sum += pk_;
+                ps[hl * PP + lane + 32 * k] = Ops<T>::from_f(pk_);
+            }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
             const float al = exp2f(m_old - m_new);
-            ps[hl * PP + lane] = Ops<T>::from_f(p0);
-            ps[hl * PP + lane + 32] = Ops<T>::from_f(p1);
             __syncwarp();
             if (lane == 0) {
                 l_run[hl] = l_old * al + sum;
@@ -548,19 +607,19 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, int TT>
 cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** what) {
     static std::atomic<size_t> configured{0};
     if (a.smem_bytes > 48 * 1024 && a.smem_bytes > configured.load()) {
         *what = "cudaFuncSetAttribute(split_kernel, MaxDynamicSharedMemorySize)";
-        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D, TT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(a.smem_bytes));
         if (e != cudaSuccess) return e;
         configured.store(a.smem_bytes);
     }
     *what = "split_kernel launch";
     dim3 grid(a.n_head_blocks, a.n_splits, a.batch * a.n_groups);
-    split_kernel<T, D><<<grid, kThreads, a.smem_bytes, stream>>>(a);
+    split_kernel<T, D, TT><<<grid, kThreads, a.smem_bytes, stream>>>(a);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     *what = "reduce_kernel launch";
@@ -576,20 +635,31 @@ cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** 
 
 }  // namespace
 
-size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep) {
-    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep).total;
+size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep,
+                               int n_stages, int tile_tokens) {
+    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep, n_stages, tile_tokens).total;
 }
 
 cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what) {
     const bool bf16 = a.dtype == 1;
-    if (a.d_head == 128)
-        return bf16 ? launch_typed<__nv_bfloat16, 128>(a, stream, what) : launch_typed<__half, 128>(a, stream, what);
-    return bf16 ? launch_typed<__nv_bfloat16, 64>(a, stream, what) : launch_typed<__half, 64>(a, stream, what);
+    const bool big = a.tile_tokens == 128;
+    if (a.d_head == 128) {
+        if (big) return bf16 ? launch_typed<__nv_bfloat16, 128, 128>(a, stream, what) : launch_typed<__half, 128, 128>(a, stream, what);
+        return bf16 ? launch_typed<__nv_bfloat16, 128, 64>(a, stream, what) : launch_typed<__half, 128, 64>(a, stream, what);
+    }
+    if (big) return bf16 ? launch_typed<__nv_bfloat16, 64, 128>(a, stream, what) : launch_typed<__half, 64, 128>(a, stream, what);
+    return bf16 ? launch_typed<__nv_bfloat16, 64, 64>(a, stream, what) : launch_typed<__half, 64, 64>(a, stream, what);
 }
 
-cudaError_t split_kernel_occupancy(int d_head, int dtype, size_t smem, int* blocks) {
-    const void* f = d_head == 128 ? (dtype == 1 ? (const void*)split_kernel<__nv_bfloat16, 128> : (const void*)split_kernel<__half, 128>)
-                                  : (dtype == 1 ? (const void*)split_kernel<__nv_bfloat16, 64> : (const void*)split_kernel<__half, 64>);
+cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_t smem, int* blocks) {
+    const bool bf = dtype == 1, big = tile_tokens == 128;
+    const void* f;
+    if (d_head == 128)
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 128> : (const void*)split_kernel<__half, 128, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 64> : (const void*)split_kernel<__half, 128, 64>);
+    else
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 128> : (const void*)split_kernel<__half, 64, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 64> : (const void*)split_kernel<__half, 64, 64>);
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
         if (e != cudaSuccess) return e;
