@@ -54,6 +54,39 @@ RowMatrixXd solve_lower_left(const RowMatrixXd& lower, const RowMatrixXd& b,
     return x;
 }
 
+RowMatrixXd multiply_lower_right(const RowMatrixXd& b, const RowMatrixXd& lower,
+                                 const std::string& name) {
+    detail::check_square(lower, name);
+    PALU_CHECK(b.cols() == lower.rows(), ShapeError,
+               "linalg: %s left operand has wrong shape: expected [m,%lld], got %s", name.c_str(),
+               static_cast<long long>(lower.rows()), detail::dims_str(b).c_str());
+    RowMatrixXd x = b;
+    if (x.rows() == 0) return x;
+    const auto m = detail::to_lapack_int(x.rows(), name);
+    const auto n = detail::to_lapack_int(x.cols(), name);
+    cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0,
+                lower.data(), n, x.data(), n);
+    return x;
+}
+
+RowMatrixXd matmul(const RowMatrixXd& a, const RowMatrixXd& b, const std::string& name) {
+    PALU_CHECK(a.cols() == b.rows(), ShapeError,
+               "linalg: %s product has mismatched shapes: %s x %s", name.c_str(),
+               detail::dims_str(a).c_str(), detail::dims_str(b).c_str());
+    RowMatrixXd c(a.rows(), b.cols());
+    if (c.size() == 0) return c;
+    if (a.cols() == 0) {
+        c.setZero();
+        return c;
+    }
+    const auto m = detail::to_lapack_int(a.rows(), name);
+    const auto k = detail::to_lapack_int(a.cols(), name);
+    const auto n = detail::to_lapack_int(b.cols(), name);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a.data(), k, b.data(), n,
+                0.0, c.data(), n);
+    return c;
+}
+
 RowMatrixXd invert_lower(const RowMatrixXd& lower, const std::string& name) {
     detail::check_square(lower, name);
     detail::check_finite(lower, name);
