@@ -31,6 +31,19 @@ RowMatrixXd gram(int64_t d) {
     return linalg::matmul(RowMatrixXd(x.transpose()), x, "bench Gram");
 }
 
+/// f64 GEMM ceiling of this machine / BLAS, for the fraction-of-peak of the other numbers.
+void BM_Dgemm(benchmark::State& state) {
+    const int64_t n = state.range(0);
+    const RowMatrixXd a = gaussian(n, n, 7), b = gaussian(n, n, 8);
+    for (auto _ : state) {
+        RowMatrixXd c = linalg::matmul(a, b, "bench gemm");
+        benchmark::DoNotOptimize(c.data());
+    }
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n,
+                                                   benchmark::Counter::kIsIterationInvariantRate,
+                                                   benchmark::Counter::kIs1000);
+}
+
 void BM_Cholesky(benchmark::State& state) {
     const int64_t d = state.range(0);
     const RowMatrixXd g = gram(d);
@@ -113,6 +126,7 @@ void BM_DequantizeLatents(benchmark::State& state) {
 
 }  // namespace
 
+BENCHMARK(BM_Dgemm)->Arg(1024)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Cholesky)->Arg(576)->Arg(4096)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_WhitenedGroupSvd)
     ->Args({576, 64})
