@@ -33,12 +33,12 @@ step "sanitizer build (ASan+UBSan): core, formats, model tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPALU_SANITIZE=address,undefined \
       -DPALU_BUILD_BENCH=OFF -DPALU_BUILD_EXAMPLES=OFF >/dev/null
 asan_targets=()
-for t in palu_test_core palu_test_formats palu_test_calibration; do
+for t in palu_test_core palu_test_formats palu_test_calibration palu_test_linalg palu_test_compress; do
   asan_targets+=("$t")
 done
 cmake --build build-asan -j"$jobs" --target "${asan_targets[@]}"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit -R '^(DType|Checked|Tensor|Safetensors|Gguf|HfConfig|Llama2c|Hdf5|Corruption|Tokenizer|Text)' --timeout 1800
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit -R '^(DType|Checked|Tensor|Safetensors|Gguf|HfConfig|Llama2c|Hdf5|Corruption|Tokenizer|Text|Linalg|Decompose|Hadamard|RankSearch|Latent)' --timeout 1800
 
 step "fuzz build (clang libFuzzer) and bounded runs"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPALU_BUILD_FUZZERS=ON \

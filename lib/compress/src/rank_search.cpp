@@ -127,6 +127,10 @@ int64_t original_kv_bytes_per_token(const KvShape& shape) {
 
 double ratio_for_kv_bytes(const KvShape& shape, int64_t group_size, double kv_bytes_per_token,
                           const LatentQuantSpec& quant) {
+    PALU_CHECK(group_size > 0 && shape.n_kv_heads % group_size == 0, UsageError,
+               "rank: group size does not divide the KV heads: expected a divisor of "
+               "n_kv_heads=%lld, got %lld",
+               static_cast<long long>(shape.n_kv_heads), static_cast<long long>(group_size));
     PALU_CHECK(std::isfinite(kv_bytes_per_token) && kv_bytes_per_token > 0, UsageError,
                "rank: KV bytes per token target: expected > 0, got %g", kv_bytes_per_token);
     const double n_full = 2.0 * shape.n_layers * shape.width();
@@ -179,11 +183,11 @@ RankPlan search_ranks(const KvShape& shape, const FisherScalars* fisher,
     const int64_t n_groups = shape.n_kv_heads / s;
     const int64_t width = plan.group_width();
     const int64_t d_module = shape.width();
-    plan.rank_multiple =
-        params.rank_multiple > 0 ? params.rank_multiple : default_rank_multiple(width);
     PALU_CHECK(params.rank_multiple >= 0, UsageError,
                "rank: rounding multiple: expected >= 0 (0 = automatic), got %lld",
                static_cast<long long>(params.rank_multiple));
+    plan.rank_multiple =
+        params.rank_multiple > 0 ? params.rank_multiple : default_rank_multiple(width);
     if (by_ratio) {
         PALU_CHECK(std::isfinite(params.ratio) && params.ratio > 0.0 && params.ratio <= 1.0,
                    UsageError, "rank: kept ratio outside (0,1]: expected 0 < ratio <= 1, got %g",
