@@ -270,3 +270,38 @@ TEST(RankSearchParity, Stories260K_HelperAcceptsConsistentScalars) {
     f.v = {16, 27, 25, 27, 25};
     test::expect_stories260k_reference_ranks(f);
 }
+
+TEST(RankSearchFisher, ReduceRmsGradient_ModuleAndGroupMeans) {
+    // rows 0-1 (group 0) hold 1 and 3, rows 2-3 (group 1) hold 5 and 7: means 2 and 6, module 4.
+    RowMatrixXf rms(4, 3);
+    rms << 1, 1, 1, 3, 3, 3, 5, 5, 5, 7, 7, 7;
+    FisherReduction f = reduce_rms_gradient(rms, 2, "layer 0 k_proj");
+    EXPECT_DOUBLE_EQ(f.module_mean, 4.0);
+    EXPECT_EQ(f.group_means, (std::vector<double>{2.0, 6.0}));
+    EXPECT_EQ(reduce_rms_gradient(rms, 4, "l").group_means, (std::vector<double>{4.0}));
+    EXPECT_THROW(reduce_rms_gradient(rms, 3, "l"), ShapeError);
+    rms(1, 1) = -1.0f;
+    EXPECT_THROW(reduce_rms_gradient(rms, 2, "l"), NumericalError);
+}
+
+TEST(RankSearch, Json_RejectsNonIntegerAndHugeValues) {
+    KvShape shape{1, 2, 4};
+    RankSearchParams p;
+    p.method = RankSearchMethod::Uniform;
+    p.group_size = 1;
+    p.ratio = 0.5;
+    const nlohmann::json j = rank_plan_to_json(search_ranks(shape, nullptr, p));
+    nlohmann::json bad = j;
+    bad["d_head"] = 1e300;
+    EXPECT_THROW(rank_plan_from_json(bad), FormatError);
+    bad = j;
+    bad["d_head"] = int64_t{1} << 40;
+    EXPECT_THROW(rank_plan_from_json(bad), FormatError);
+    bad = j;
+    bad["layers"][0]["k"] = {2.5, 2};
+    EXPECT_THROW(rank_plan_from_json(bad), FormatError);
+    bad = j;
+    bad["layers"][0] = 3;
+    EXPECT_THROW(rank_plan_from_json(bad), FormatError);
+    EXPECT_THROW(rank_plan_from_json(nlohmann::json::array()), FormatError);
+}

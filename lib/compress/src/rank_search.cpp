@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -50,6 +51,36 @@ int64_t RankPlan::n_kept() const {
     for (const auto& l : k_ranks) n = std::accumulate(l.begin(), l.end(), n);
     for (const auto& l : v_ranks) n = std::accumulate(l.begin(), l.end(), n);
     return n;
+}
+
+FisherReduction reduce_rms_gradient(const RowMatrixXf& rms, int64_t group_rows,
+                                    const std::string& name) {
+    PALU_CHECK(rms.rows() > 0 && rms.cols() > 0 && group_rows > 0 && rms.rows() % group_rows == 0,
+               ShapeError,
+               "rank: %s Fisher matrix has wrong shape: expected [n_groups*%lld, d_model], got "
+               "[%lld,%lld]",
+               name.c_str(), static_cast<long long>(group_rows), static_cast<long long>(rms.rows()),
+               static_cast<long long>(rms.cols()));
+    FisherReduction out;
+    const int64_t n_groups = rms.rows() / group_rows;
+    double total = 0.0;
+    for (int64_t g = 0; g < n_groups; ++g) {
+        double sum = 0.0;
+        for (int64_t i = g * group_rows; i < (g + 1) * group_rows; ++i) {
+            for (int64_t j = 0; j < rms.cols(); ++j) {
+                const double v = rms(i, j);
+                PALU_CHECK(std::isfinite(v) && v >= 0.0, NumericalError,
+                           "rank: %s Fisher entry [%lld,%lld] has a bad value: expected finite "
+                           "and >= 0, got %g",
+                           name.c_str(), static_cast<long long>(i), static_cast<long long>(j), v);
+                sum += v;
+            }
+        }
+        out.group_means.push_back(sum / static_cast<double>(group_rows * rms.cols()));
+        total += sum;
+    }
+    out.module_mean = total / static_cast<double>(rms.size());
+    return out;
 }
 
 int64_t default_rank_multiple(int64_t group_width) {
@@ -304,8 +335,16 @@ template <typename T>
 T get_key(const nlohmann::json& j, const char* key) {
     PALU_CHECK(j.is_object() && j.contains(key), FormatError,
                "rank: ranks.json: key '%s' is missing", key);
+    const nlohmann::json& v = j.at(key);
+    // Integers must be stored as JSON integers: nlohmann would cast a float (possibly out of
+    // range, which is undefined behaviour) to the integer type.
+    if constexpr (std::is_integral_v<T>) {
+        PALU_CHECK(v.is_number_integer(), FormatError,
+                   "rank: ranks.json: key '%s' has the wrong type: expected an integer, got %s",
+                   key, v.type_name());
+    }
     try {
-        return j.at(key).get<T>();
+        return v.get<T>();
     } catch (const nlohmann::json::exception& e) {
         PALU_THROW(FormatError, "rank: ranks.json: key '%s' has the wrong type: %s", key,
                    e.what());
@@ -335,9 +374,16 @@ RankPlan rank_plan_from_json(const nlohmann::json& j) {
     plan.shape.d_head = get_key<int64_t>(j, "d_head");
     plan.group_size = get_key<int64_t>(j, "group_size");
     plan.rank_multiple = get_key<int64_t>(j, "rank_multiple");
+    PALU_CHECK(plan.rank_multiple > 0, FormatError,
+               "rank: ranks.json: key 'rank_multiple': expected > 0, got %lld",
+               static_cast<long long>(plan.rank_multiple));
     plan.target_ratio = get_key<double>(j, "target_ratio");
+    // Bounds keep every derived product (widths, totals) far from int64 overflow.
+    constexpr int64_t kMaxDim = int64_t{1} << 20;
     PALU_CHECK(plan.shape.n_layers > 0 && plan.shape.n_kv_heads > 0 && plan.shape.d_head > 0 &&
-                   plan.group_size > 0 && plan.shape.n_kv_heads % plan.group_size == 0,
+                   plan.shape.n_layers <= kMaxDim && plan.shape.n_kv_heads <= kMaxDim &&
+                   plan.shape.d_head <= kMaxDim && plan.group_size > 0 &&
+                   plan.shape.n_kv_heads % plan.group_size == 0,
                FormatError,
                "rank: ranks.json: inconsistent shape: n_layers=%lld n_kv_heads=%lld d_head=%lld "
                "group_size=%lld",
@@ -351,7 +397,17 @@ RankPlan rank_plan_from_json(const nlohmann::json& j) {
     const int64_t n_groups = plan.n_groups();
     for (size_t l = 0; l < layers.size(); ++l) {
         for (const char* kv : {"k", "v"}) {
-            const auto ranks = get_key<std::vector<int64_t>>(layers[l], kv);
+            const nlohmann::json& arr = layers[l].is_object() && layers[l].contains(kv)
+                                            ? layers[l].at(kv)
+                                            : nlohmann::json();
+            PALU_CHECK(arr.is_array() && std::all_of(arr.begin(), arr.end(),
+                                                     [](const nlohmann::json& e) {
+                                                         return e.is_number_integer();
+                                                     }),
+                       FormatError,
+                       "rank: ranks.json: layers[%zu].%s: expected an array of integer ranks", l,
+                       kv);
+            const auto ranks = arr.get<std::vector<int64_t>>();
             PALU_CHECK(static_cast<int64_t>(ranks.size()) == n_groups, FormatError,
                        "rank: ranks.json: layers[%zu].%s: expected %lld group ranks, got %zu", l,
                        kv, static_cast<long long>(n_groups), ranks.size());

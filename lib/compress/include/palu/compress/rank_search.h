@@ -28,6 +28,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "palu/compress/latent_quant.h"
+#include "palu/linalg/matrix.h"
 
 namespace palu::compress {
 
@@ -52,6 +53,20 @@ struct FisherScalars {
     std::vector<std::vector<double>> k_groups;   ///< [n_layers][n_groups] (method fisher only)
     std::vector<std::vector<double>> v_groups;   ///< [n_layers][n_groups] (method fisher only)
 };
+
+/// Fisher scalars of one k_proj / v_proj (reference §4.1, §4.3).
+struct FisherReduction {
+    double module_mean = 0.0;           ///< mean over all weights (fisher_uniform)
+    std::vector<double> group_means;    ///< mean over each group's rows (fisher)
+};
+
+/// Reduces the elementwise RMS gradient sqrt(Σ_samples g²/n_samples) of one projection,
+/// rms [n_out, d_model], to the module mean and the means over consecutive row blocks of
+/// `group_rows` = s·d_head rows (the reference's `F.reshape(n_groups, −1, d).mean()`), summed in
+/// f64. Throws ShapeError when group_rows does not divide n_out, NumericalError on non-finite or
+/// negative entries.
+FisherReduction reduce_rms_gradient(const RowMatrixXf& rms, int64_t group_rows,
+                                    const std::string& name);
 
 struct RankSearchParams {
     RankSearchMethod method = RankSearchMethod::FisherUniform;
