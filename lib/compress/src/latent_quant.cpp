@@ -141,7 +141,7 @@ void fake_quantize_rows(float* x, int64_t n_rows, int64_t n_cols, const LatentQu
 int64_t packed_row_bytes(int64_t n, int bits) { return (n * bits + 7) / 8; }
 
 void pack_codes(const uint8_t* codes, int64_t n, int bits, uint8_t* out) {
-    PALU_ASSERT(bits >= 1 && bits <= 8);
+    PALU_ASSERT(bits >= 1 && bits <= 8, "code width %d bits", bits);
     const int64_t n_bytes = packed_row_bytes(n, bits);
     std::fill(out, out + n_bytes, uint8_t{0});
     const unsigned mask = (1u << bits) - 1u;
@@ -157,7 +157,7 @@ void pack_codes(const uint8_t* codes, int64_t n, int bits, uint8_t* out) {
 }
 
 void unpack_codes(const uint8_t* packed, int64_t n, int bits, uint8_t* codes) {
-    PALU_ASSERT(bits >= 1 && bits <= 8);
+    PALU_ASSERT(bits >= 1 && bits <= 8, "code width %d bits", bits);
     const unsigned mask = (1u << bits) - 1u;
     for (int64_t j = 0; j < n; ++j) {
         const int64_t bit = j * bits;

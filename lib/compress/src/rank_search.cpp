@@ -91,7 +91,8 @@ int64_t default_rank_multiple(int64_t group_width) {
 }
 
 int64_t round_rank(double r, int64_t multiple, int64_t cap) {
-    PALU_ASSERT(multiple > 0 && cap > 0);
+    PALU_ASSERT(multiple > 0 && cap > 0, "multiple %lld cap %lld", static_cast<long long>(multiple),
+                static_cast<long long>(cap));
     // Python's round() is round-half-to-even; nearbyint does that in the default FP environment.
     const double q = std::nearbyint(r / static_cast<double>(multiple));
     const int64_t rounded = std::max<int64_t>(1, static_cast<int64_t>(q)) * multiple;
@@ -101,7 +102,7 @@ int64_t round_rank(double r, int64_t multiple, int64_t cap) {
 std::vector<int64_t> allocate_proportional(const std::vector<double>& fisher, int64_t cap,
                                            double target) {
     const size_t n = fisher.size();
-    PALU_ASSERT(n > 0 && cap > 0);
+    PALU_ASSERT(n > 0 && cap > 0, "%zu items, cap %lld", n, static_cast<long long>(cap));
     double fisher_sum = 0.0;
     for (double f : fisher) fisher_sum += f;
     PALU_CHECK(fisher_sum > 0.0, NumericalError,

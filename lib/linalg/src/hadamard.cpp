@@ -34,7 +34,7 @@ bool is_pow2(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 class FiniteField {
 public:
     FiniteField(int p, int k) : p_(p), k_(k), q_(k == 1 ? p : p * p) {
-        PALU_ASSERT(k == 1 || k == 2);
+        PALU_ASSERT(k == 1 || k == 2, "GF(p^%d) not supported", k);
         if (k == 2) {
             // Monic irreducible x² + c1·x + c0: a quadratic without a root in GF(p).
             bool found = false;
@@ -49,7 +49,7 @@ public:
                     }
                 }
             }
-            PALU_ASSERT(found);
+            PALU_ASSERT(found, "no irreducible quadratic over GF(%d)", p);
         }
         chi_.assign(static_cast<size_t>(q_), -1);
         chi_[0] = 0;
@@ -92,7 +92,7 @@ RowMatrixXd jacobsthal(const FiniteField& f) {
 
 RowMatrixXd paley1(const FiniteField& f) {
     const int q = f.order();
-    PALU_ASSERT(q % 4 == 3);
+    PALU_ASSERT(q % 4 == 3, "Paley I needs q = 3 mod 4, got %d", q);
     RowMatrixXd h = RowMatrixXd::Identity(q + 1, q + 1);
     h.block(0, 1, 1, q).array() += 1.0;
     h.block(1, 0, q, 1).array() -= 1.0;
@@ -102,7 +102,7 @@ RowMatrixXd paley1(const FiniteField& f) {
 
 RowMatrixXd paley2(const FiniteField& f) {
     const int q = f.order();
-    PALU_ASSERT(q % 4 == 1);
+    PALU_ASSERT(q % 4 == 1, "Paley II needs q = 1 mod 4, got %d", q);
     RowMatrixXd c = RowMatrixXd::Zero(q + 1, q + 1);
     c.block(0, 1, 1, q).setOnes();
     c.block(1, 0, q, 1).setOnes();
@@ -129,7 +129,7 @@ RowMatrixXd paley2(const FiniteField& f) {
 }
 
 RowMatrixXd sylvester(int64_t n) {
-    PALU_ASSERT(is_pow2(n));
+    PALU_ASSERT(is_pow2(n), "Sylvester order %lld", static_cast<long long>(n));
     RowMatrixXd h(n, n);
     for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < n; ++j)
