@@ -62,7 +62,7 @@ void BM_Dequantize(benchmark::State& state, GgmlType t) {
     state.SetBytesProcessed(int64_t(state.iterations()) * kN * 4);
     state.counters["in_bytes_per_s"] = benchmark::Counter(
         double(src.size()) * double(state.iterations()), benchmark::Counter::kIsRate,
-        benchmark::Counter::kIs1000);
+        benchmark::Counter::kIs1024);
     state.counters["bits_per_weight"] = double(src.size()) * 8.0 / double(kN);
 }
 

@@ -148,18 +148,39 @@ void dequant_q4_1(const uint8_t* src, float* dst, int64_t n_blocks) {
 }
 
 // Q5: the fifth bit of element j is bit j of the little-endian uint32 qh.
+inline void q5_values(const uint8_t* qs, uint32_t qh, uint8_t* lo, uint8_t* hi) {
+#if defined(__SSE2__)
+    // Byte j of `spread` holds qh byte j/8; testing it against 1 << (j%8) gives bit j.
+    const __m128i bit = _mm_set_epi8(-128, 64, 32, 16, 8, 4, 2, 1, -128, 64, 32, 16, 8, 4, 2, 1);
+    const __m128i nib = _mm_set1_epi8(0x0F), b4 = _mm_set1_epi8(0x10);
+    __m128i v = _mm_cvtsi32_si128(static_cast<int>(qh));
+    v = _mm_unpacklo_epi8(v, v);
+    v = _mm_unpacklo_epi16(v, v);
+    const __m128i spread_lo = _mm_unpacklo_epi32(v, v), spread_hi = _mm_unpackhi_epi32(v, v);
+    const __m128i f_lo = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread_lo, bit), bit), b4);
+    const __m128i f_hi = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread_hi, bit), bit), b4);
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm_or_si128(_mm_and_si128(raw, nib), f_lo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hi),
+                     _mm_or_si128(_mm_and_si128(_mm_srli_epi16(raw, 4), nib), f_hi));
+#else
+    for (int j = 0; j < 16; ++j) {
+        lo[j] = uint8_t((qs[j] & 0x0F) | (((qh >> j) & 1u) << 4));
+        hi[j] = uint8_t((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4));
+    }
+#endif
+}
+
 void dequant_q5_0(const uint8_t* src, float* dst, int64_t n_blocks) {
     for (int64_t b = 0; b < n_blocks; ++b, src += 22, dst += kQK) {
         const float d = load_f16(src);
         uint32_t qh;
         std::memcpy(&qh, src + 2, 4);
-        const uint8_t* qs = src + 6;
-        for (int j = 0; j < 16; ++j) {
-            const int lo = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
-            const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
-            dst[j] = d * static_cast<float>(lo - 16);
-            dst[j + 16] = d * static_cast<float>(hi - 16);
-        }
+        alignas(16) uint8_t lo[16], hi[16];
+        q5_values(src + 6, qh, lo, hi);
+        // y = d*(q - 16) - 0.0f (the identity; see dequant_q4_0).
+        nibbles_to_f32(lo, -16, d, 0.0f, /*sub=*/true, dst);
+        nibbles_to_f32(hi, -16, d, 0.0f, /*sub=*/true, dst + 16);
     }
 }
 
@@ -169,13 +190,10 @@ void dequant_q5_1(const uint8_t* src, float* dst, int64_t n_blocks) {
         const float m = load_f16(src + 2);
         uint32_t qh;
         std::memcpy(&qh, src + 4, 4);
-        const uint8_t* qs = src + 8;
-        for (int j = 0; j < 16; ++j) {
-            const int lo = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
-            const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
-            dst[j] = d * static_cast<float>(lo) + m;
-            dst[j + 16] = d * static_cast<float>(hi) + m;
-        }
+        alignas(16) uint8_t lo[16], hi[16];
+        q5_values(src + 8, qh, lo, hi);
+        nibbles_to_f32(lo, 0, d, m, /*sub=*/false, dst);
+        nibbles_to_f32(hi, 0, d, m, /*sub=*/false, dst + 16);
     }
 }
 
