@@ -351,6 +351,7 @@ void dequantize_row(GgmlType t, const void* src_v, float* dst, int64_t n) {
     PALU_CHECK(n >= 0 && n % tr->block_size == 0, FormatError,
                "formats: dequantize: %s element count: expected a multiple of %lld, got %lld",
                tr->name, static_cast<long long>(tr->block_size), static_cast<long long>(n));
+    if (n == 0) return;  // (empty tensors: src/dst may be null)
     const auto* src = static_cast<const uint8_t*>(src_v);
     const int64_t n_blocks = n / tr->block_size;
     switch (t) {

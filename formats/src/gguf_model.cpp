@@ -140,12 +140,16 @@ private:
 // permutation is the one formats/llama2c.h already implements; it lives there once.
 void unpermute_rope_rows(const float* src, float* dst, int64_t n_rows, int64_t n_cols,
                          int64_t n_heads) {
-    llama2c_rows_to_rotate_half(src, dst, n_heads, rope_d_head(n_rows, n_heads), n_cols);
+    const int64_t d_head = rope_d_head(n_rows, n_heads);
+    if (n_cols == 0) return;  // nothing to move (and the buffers may be null)
+    llama2c_rows_to_rotate_half(src, dst, n_heads, d_head, n_cols);
 }
 
 void permute_rope_rows(const float* src, float* dst, int64_t n_rows, int64_t n_cols,
                        int64_t n_heads) {
-    rotate_half_rows_to_llama2c(src, dst, n_heads, rope_d_head(n_rows, n_heads), n_cols);
+    const int64_t d_head = rope_d_head(n_rows, n_heads);
+    if (n_cols == 0) return;
+    rotate_half_rows_to_llama2c(src, dst, n_heads, d_head, n_cols);
 }
 
 std::optional<std::string> gguf_to_hf_name(const std::string& name) {

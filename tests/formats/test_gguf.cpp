@@ -444,6 +444,19 @@ TEST(GgufRoundTrip, FileOnDisk_OpenMatchesMemory) {
     EXPECT_THROW(GgufFile::open(dir / "absent.gguf"), IoError);
 }
 
+// Fuzz regression: empty tensors reached memcpy with null pointers (UBSan).
+TEST(GgufRoundTrip, EmptyTensor_DequantizesToNothing) {
+    GgufWriter w;
+    w.add_tensor("z.f32", {0, 4}, GgmlType::F32, {});
+    w.add_tensor("z.q4", {0}, GgmlType::Q4_1, {});
+    auto f = parse(w.to_bytes());
+    for (const auto& t : f->tensor_infos()) {
+        EXPECT_EQ(t.n_bytes, 0u);
+        EXPECT_TRUE(f->dequantize(t).empty());
+    }
+    unpermute_rope_rows(nullptr, nullptr, 8, 0, 2);  // no rows to move
+}
+
 TEST(GgufRoundTrip, UnsupportedTensorType_DequantizeNamesTensor) {
     GgufWriter w;
     w.add_tensor_raw("blk.0.ffn_up.weight", {256}, GgmlType::Q2_K, std::vector<uint8_t>(84));
