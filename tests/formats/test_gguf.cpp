@@ -832,6 +832,20 @@ TEST(GgufModel, TinyLlama_F32_WeightsComeBackInHfConvention) {
     }
 }
 
+TEST(GgufModel, OpenModelDispatchesOnMagic) {
+    TinyLlama c;
+    GgufWriter w;
+    write_tiny_llama(w, c, 5);
+    const auto dir = palu::test::make_temp_dir("gguf_dispatch");
+    w.write(dir / "tiny.gguf");
+    w.write(dir / "tiny.bin");  // GGUF magic wins over the .bin extension
+    for (const char* name : {"tiny.gguf", "tiny.bin"}) {
+        auto src = open_model(dir / name);
+        EXPECT_EQ(src->format_name(), "gguf") << name;
+        EXPECT_EQ(src->config().d_model, 64) << name;
+    }
+}
+
 TEST(GgufModel, TinyLlama_Q8_0_StorageTypeAndValues) {
     TinyLlama c;
     c.weight_type = GgmlType::Q8_0;
