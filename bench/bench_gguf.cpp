@@ -5,11 +5,13 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <vector>
 
 #include "palu/core/dtype.h"
 #include "palu/formats/gguf.h"
+#include "palu/formats/model_loader.h"
 
 using namespace palu;
 using namespace palu::formats;
@@ -77,5 +79,34 @@ BENCHMARK_CAPTURE(BM_Dequantize, Q4_K, GgmlType::Q4_K)->Arg(1 << 16)->Arg(1 << 2
 BENCHMARK_CAPTURE(BM_Dequantize, Q5_K, GgmlType::Q5_K)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Dequantize, F16, GgmlType::F16)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Dequantize, BF16, GgmlType::BF16)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
+
+// The real SmolLM2-135M-Instruct Q4_1 file (scripts/get-smollm2.sh): open + validate, then
+// load_f32 of every tensor (dequantize, q/k un-permutation, HF layout). Skipped when absent.
+void BM_SmolLM2_LoadAll(benchmark::State& state) {
+    const std::filesystem::path path = "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
+    if (!std::filesystem::exists(path)) {
+        state.SkipWithError("needs models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf (run from the "
+                            "source root after scripts/get-smollm2.sh)");
+        return;
+    }
+    int64_t n_values = 0, n_file_bytes = 0;
+    for (auto _ : state) {
+        auto src = palu::formats::open_gguf_model(path);
+        n_values = 0;
+        n_file_bytes = 0;
+        for (const auto& info : src->tensors()) {
+            const palu::Tensor t = src->load_f32(info.name);
+            benchmark::DoNotOptimize(t.data());
+            n_values += t.numel();
+            n_file_bytes += int64_t(info.n_bytes);
+        }
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * n_values * 4);
+    state.counters["in_bytes_per_s"] = benchmark::Counter(
+        double(n_file_bytes) * double(state.iterations()), benchmark::Counter::kIsRate,
+        benchmark::Counter::kIs1024);
+    state.counters["n_params"] = double(n_values);
+}
+BENCHMARK(BM_SmolLM2_LoadAll)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();
