@@ -488,6 +488,8 @@ struct CorruptionCase {
     const char* name;
     std::vector<std::string> substrings;  // the error message must contain each
 };
+// Readable (and stable) parameter names in test listings.
+void PrintTo(const CorruptionCase& c, std::ostream* os) { *os << c.name; }
 
 // A valid file with one tensor whose data ends exactly at the end of the file.
 std::vector<uint8_t> valid_bytes() {
