@@ -17,8 +17,40 @@
 
 namespace palu::formats::detail {
 
+namespace {
+
+// Deepest nesting of arrays/objects in `text` (outside strings). Headers and configs nest a few
+// levels; rejecting absurd depth up front keeps nlohmann's recursive copy/compare/dump away from
+// stack overflows on hostile input (found by fuzz_hf_config).
+size_t json_nesting_depth(std::string_view text) {
+    size_t depth = 0, max_depth = 0;
+    bool in_string = false, escaped = false;
+    for (char ch : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (ch == '\\') escaped = true;
+            else if (ch == '"') in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '[' || ch == '{') {
+            max_depth = std::max(max_depth, ++depth);
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return max_depth;
+}
+
+constexpr size_t kMaxJsonDepth = 64;
+
+}  // namespace
+
 nlohmann::json parse_json_strict(std::string_view text, const std::string& source, const char* what,
                                  const char* id_invalid, const char* id_duplicate) {
+    const size_t depth = json_nesting_depth(text);
+    PALU_CHECK(depth <= kMaxJsonDepth, FormatError,
+               "formats: %s: %s nests arrays/objects too deeply: expected <= %zu levels, got %zu (%s)",
+               source.c_str(), what, kMaxJsonDepth, depth, id_invalid);
     // keys_at[d] holds the keys seen so far in the object currently open at depth d.
     std::vector<std::set<std::string>> keys_at;
     std::string duplicate;

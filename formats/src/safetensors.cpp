@@ -327,7 +327,9 @@ std::span<const uint8_t> SafetensorsFile::bytes(const std::string& name) const {
 Tensor SafetensorsFile::load_f32(const std::string& name) const {
     const auto& t = info(name);
     Tensor out(t.shape);
-    convert_to_f32(t.dtype, bytes(t).data(), out.data(), static_cast<size_t>(t.numel()));
+    // An empty tensor has no buffer at all (memcpy with null pointers is undefined even for n=0).
+    if (t.numel() > 0)
+        convert_to_f32(t.dtype, bytes(t).data(), out.data(), static_cast<size_t>(t.numel()));
     return out;
 }
 
@@ -464,7 +466,8 @@ std::span<const uint8_t> SafetensorsCheckpoint::bytes(const std::string& name) c
 Tensor SafetensorsCheckpoint::load_f32(const std::string& name) const {
     const auto& e = at(name);
     Tensor out(e.info->shape);
-    convert_to_f32(e.info->dtype, e.file->bytes(*e.info).data(), out.data(),
+    if (e.info->numel() > 0)
+        convert_to_f32(e.info->dtype, e.file->bytes(*e.info).data(), out.data(),
                    static_cast<size_t>(e.info->numel()));
     return out;
 }

@@ -264,6 +264,19 @@ TEST(HfConfig, TextDuplicateKeyAndInvalidJson) {
     }
     EXPECT_THROW(parse_hf_config(std::string_view("{\"model_type\": "), "config.json"), FormatError);
     EXPECT_THROW(parse_hf_config(std::string_view("[]"), "config.json"), FormatError);
+    // Hostile nesting is refused before nlohmann's recursive copy could overflow the stack.
+    std::string deep = "{\"model_type\":\"llama\",\"x\":" + std::string(200000, '[') +
+                       std::string(200000, ']') + "}";
+    try {
+        parse_hf_config(std::string_view(deep), "config.json");
+        FAIL();
+    } catch (const FormatError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("nests arrays/objects too deeply"));
+    }
+    // Brackets inside strings do not count.
+    std::string s = R"({"model_type":"llama","note":")" + std::string(1000, '[') + R"(","hidden_size":64,
+        "intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"vocab_size":32})";
+    EXPECT_EQ(parse_hf_config(std::string_view(s), "config.json").model.d_model, 64);
 }
 
 // ---- open_hf_model on generated checkpoints ----------------------------------------------------

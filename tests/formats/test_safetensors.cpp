@@ -290,6 +290,7 @@ enum class Corruption {
     ShardTensorMissing,
     TensorInTwoShards,
     IndexNotJson,
+    DeepNesting,
 };
 
 struct CorruptCase {
@@ -305,7 +306,7 @@ const char* corruption_name(Corruption c) {
         C(HeaderTooSmall) C(HeaderTooLarge) C(HeaderPastEof) C(NotJson) C(NotObject) C(DuplicateName)
         C(UnknownDtype) C(MissingField) C(NegativeDim) C(ShapeOverflow) C(BadMetadata) C(SizeMismatch)
         C(OffsetOverlap) C(OffsetGap) C(OffsetPastEnd) C(IncompleteBuffer) C(Truncated) C(ShardMissing)
-        C(ShardTensorMissing) C(TensorInTwoShards) C(IndexNotJson)
+        C(ShardTensorMissing) C(TensorInTwoShards) C(IndexNotJson) C(DeepNesting)
 #undef C
     }
     return "?";
@@ -413,6 +414,9 @@ CorruptCase make_case(Corruption c, const fs::path& dir) {
             write_sharded(dir);
             std::ofstream(dir / "model.safetensors.index.json") << "{\"weight_map\": {";
             return {dir, {"model.safetensors.index.json", "not valid JSON"}};
+        case Corruption::DeepNesting:
+            return {file("{\"w\":" + std::string(100000, '[') + std::string(100000, ']') + "}", 0),
+                    {"nests arrays/objects too deeply", "expected <= 64 levels, got 100001"}};
     }
     return {};
 }
@@ -452,7 +456,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Corruption::OffsetOverlap, Corruption::OffsetGap, Corruption::OffsetPastEnd,
                       Corruption::IncompleteBuffer, Corruption::Truncated, Corruption::ShardMissing,
                       Corruption::ShardTensorMissing, Corruption::TensorInTwoShards,
-                      Corruption::IndexNotJson),
+                      Corruption::IndexNotJson, Corruption::DeepNesting),
     [](const ::testing::TestParamInfo<Corruption>& info) { return corruption_name(info.param); });
 
 // ---- real files (../shared/data) --------------------------------------------------------------
