@@ -93,7 +93,13 @@ std::unique_ptr<HfModel> HfModel::open(const fs::path& dir_or_file) {
         "config.json next to the .safetensors",
         dir_or_file.string().c_str(), config_path.string().c_str());
     HfConfig cfg = read_hf_config(config_path);
-    SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir_or_file);
+    // One shard of a sharded checkpoint stands for the whole checkpoint: open it via its index.
+    fs::path weights = dir_or_file;
+    const std::string fname = dir_or_file.filename().string();
+    if (!fs::is_directory(dir_or_file) && fname.find("-of-") != std::string::npos &&
+        fs::exists(dir / "model.safetensors.index.json"))
+        weights = dir / "model.safetensors.index.json";
+    SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(weights);
 
     const ModelConfig& c = cfg.model;
     for (const auto& e : expected_hf_tensors(c, !c.tie_word_embeddings)) {

@@ -515,3 +515,22 @@ TEST(HfConfigData, Stories260K_ConfigWeightsAndFirstLogits) {
         max_err = std::max(max_err, std::abs(logits[v] - ref.data()[v]));
     EXPECT_LT(max_err, 1e-4);
 }
+
+TEST(HfConfigOpenModel, OpenModelDispatchesDirectoryAndSafetensorsToHf) {
+    auto dir = test::make_temp_dir("hf_dispatch");
+    test::TinyConfig tc;
+    tc.max_shard_bytes = 30000;
+    test::write_tiny_checkpoint(dir, tc);
+    EXPECT_EQ(open_model(dir)->format_name(), "hf-safetensors");
+    // A shard path opens the whole sharded checkpoint through the index beside it.
+    fs::path shard;
+    for (auto& e : fs::directory_iterator(dir))
+        if (e.path().filename().string().rfind("model-00001-of-", 0) == 0) shard = e.path();
+    ASSERT_FALSE(shard.empty());
+    auto m = open_model(shard);
+    EXPECT_EQ(m->format_name(), "hf-safetensors");
+    EXPECT_EQ(m->tensors().size(), 3u + 9u * 2u);
+    auto single = test::make_temp_dir("hf_dispatch_single");
+    test::write_tiny_checkpoint(single);
+    EXPECT_EQ(open_model(single / "model.safetensors")->format_name(), "hf-safetensors");
+}
