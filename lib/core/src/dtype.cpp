@@ -149,6 +149,7 @@ void ints_to_f32(const void* src, float* dst, size_t n) {
 
 void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
     // Sources come from mmap'd files at arbitrary 8-byte-or-less alignment: all loads are unaligned.
+    if (n == 0) return;  // empty tensors may come with null pointers (memcpy forbids them)
     switch (t) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
         case DType::F64: ints_to_f32<double>(src, dst, n); return;
