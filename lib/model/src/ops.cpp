@@ -31,7 +31,6 @@ void gemm_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const
 }
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t d, double eps) {
-#pragma omp parallel for schedule(static) if (n_rows * d > 65536)
     for (int64_t r = 0; r < n_rows; ++r) {
         const float* xr = x + r * d;
         float* yr = y + r * d;
@@ -72,7 +71,6 @@ void exp_inplace(float* x, int64_t n) {
 }
 
 void causal_softmax(float* s, int64_t n_rows, int64_t ld, int64_t first_valid, float scale) {
-#pragma omp parallel for schedule(static) if (n_rows * ld > 32768)
     for (int64_t r = 0; r < n_rows; ++r) {
         float* row = s + r * ld;
         const int64_t n_valid = first_valid + r;
@@ -90,7 +88,6 @@ void causal_softmax(float* s, int64_t n_rows, int64_t ld, int64_t first_valid, f
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
     constexpr int64_t chunk = 4096;
-#pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t c0 = 0; c0 < n; c0 += chunk) {
         const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
         float e[chunk];

@@ -32,8 +32,8 @@ PerplexityResult compute_perplexity(const Transformer& model, const std::vector<
         const int32_t* win = tokens.data() + w0 * seqlen;  // [nb, seqlen]
         Tensor logits = model.forward(win, nb, seqlen, *cache);  // [nb, seqlen, n_vocab]
         for (int64_t b = 0; b < nb; ++b)
-            res.window_nll.push_back(mean_nll(logits.data() + b * seqlen * n_vocab, n_vocab,
-                                              win + b * seqlen + 1, seqlen - 1));
+            res.window_nll.push_back(
+                model.nll(logits.data() + b * seqlen * n_vocab, win + b * seqlen + 1, seqlen - 1));
         if (on_window) on_window(w0 + nb, res.n_windows);
     }
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -57,7 +57,6 @@ void Rope::cos_sin(int64_t pos, int64_t i, float& c, float& s) const {
 void Rope::apply(float* x, int64_t n_rows, int64_t n_heads, int64_t ld, const int64_t* positions,
                  bool inverse) const {
     const int64_t half = d_head_ / 2;
-#pragma omp parallel for schedule(static) if (n_rows * n_heads * d_head_ > 65536)
     for (int64_t r = 0; r < n_rows; ++r) {
         std::vector<float> cs(static_cast<size_t>(2 * half));
         for (int64_t i = 0; i < half; ++i) {

@@ -43,6 +43,7 @@ struct KvGradients {
 
 /// Per-layer activations kept by a forward for the backward pass (batch 1, n tokens).
 struct LayerActivations;
+class ThreadPool;
 
 class Transformer {
 public:
@@ -53,6 +54,11 @@ public:
     const ModelConfig& config() const { return weights_.config(); }
     const ModelWeights& weights() const { return weights_; }
     const Rope& rope() const { return rope_; }
+
+    /// Threads for attention, norms and softmax, and for OpenBLAS (<= 0: all cores). Default: all
+    /// cores. A Transformer runs one forward at a time (not safe for concurrent calls).
+    void set_threads(int n_threads);
+    int n_threads() const;
 
     /// Replaces how layer caches are made (default: DenseKvLayerCache).
     void set_cache_factory(KvLayerCacheFactory factory) { cache_factory_ = std::move(factory); }
@@ -82,11 +88,16 @@ public:
     /// n - shift positions are predicted. Throws UsageError when n <= shift.
     KvGradients kv_gradients(const int32_t* tokens, int64_t n, LabelShift shift) const;
 
+    /// Mean NLL of one sequence's logits [n_pred.., n_vocab] against targets[0, n_pred) (threaded
+    /// mean_nll; the sum runs in position order, so the result does not depend on the thread count).
+    double nll(const float* logits, const int32_t* targets, int64_t n_pred) const;
+
 private:
     ModelWeights weights_;
     Rope rope_;
     KvLayerCacheFactory cache_factory_;
     std::vector<Observer> observers_;
+    std::unique_ptr<ThreadPool> pool_;
     void notify(int64_t l, ObservePoint p, float* data, int64_t n_rows, int64_t width) const;
 };
 
