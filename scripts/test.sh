@@ -29,16 +29,18 @@ ctest --test-dir build --output-on-failure -j"$jobs" --timeout 1800
 
 [ "$quick" = 1 ] && { step "done (quick)"; exit 0; }
 
-step "sanitizer build (ASan+UBSan): core, formats, model tests"
+step "sanitizer build (ASan+UBSan): core, formats, calibration, linalg, compress tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPALU_SANITIZE=address,undefined \
-      -DPALU_BUILD_BENCH=OFF -DPALU_BUILD_EXAMPLES=OFF >/dev/null
+      -DPALU_BUILD_BENCH=OFF -DPALU_BUILD_EXAMPLES=OFF -DPALU_BUILD_APPS=OFF >/dev/null
+asan_modules=(core formats calibration linalg compress)
 asan_targets=()
-for t in palu_test_core palu_test_formats palu_test_calibration; do
-  asan_targets+=("$t")
+for m in "${asan_modules[@]}"; do
+  [ -d "tests/$m" ] && ls tests/$m/test_*.cpp >/dev/null 2>&1 && asan_targets+=("palu_test_$m")
 done
 cmake --build build-asan -j"$jobs" --target "${asan_targets[@]}"
+label_re="^($(IFS='|'; echo "${asan_modules[*]}"))\$"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit -R '^(DType|Checked|Tensor|Safetensors|Gguf|HfConfig|Llama2c|Hdf5|Corruption|Tokenizer|Text)' --timeout 1800
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "$label_re" --timeout 1800
 
 step "fuzz build (clang libFuzzer) and bounded runs"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPALU_BUILD_FUZZERS=ON \

@@ -28,7 +28,9 @@ int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& b
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);  // prints help or the usage error; 0 for --help
+        // --help / --version exit 0; every other parse error is a usage error (exit code 2).
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : static_cast<int>(ErrorCode::Usage);
     }
     try {
         return body();

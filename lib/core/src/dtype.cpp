@@ -3,6 +3,7 @@
 // BF16 -> f32 is a 16-bit shift, written so the compiler vectorizes it.
 #include "palu/core/dtype.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cmath>
@@ -152,7 +153,12 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
         case DType::F64: ints_to_f32<double>(src, dst, n); return;
         case DType::F16: {
-            static const bool has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+            // F16C via cpuid leaf 1 (ECX bit 29): clang 14 rejects __builtin_cpu_supports("f16c").
+            static const bool has_f16c = [] {
+                unsigned a = 0, b = 0, c = 0, d = 0;
+                return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) &&
+                       __builtin_cpu_supports("avx2");
+            }();
             if (has_f16c)
                 f16_to_f32_f16c(src, dst, n);
             else

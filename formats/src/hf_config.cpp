@@ -1,0 +1,232 @@
+// palu formats: HF config.json -> ModelConfig (llama, mistral, qwen2 and palu-compressed variants).
+// Defaults for absent optional keys follow the transformers configuration classes of each family.
+#include "palu/formats/hf_config.h"
+
+#include <limits>
+
+#include "io_util.h"
+#include "palu/core/error.h"
+#include "palu/core/format.h"
+
+namespace palu::formats {
+
+using nlohmann::json;
+
+const std::vector<std::string>& supported_model_types() {
+    static const std::vector<std::string> types = {"llama",     "mistral",     "qwen2",
+                                                   "palullama", "palumistral", "paluqwen2"};
+    return types;
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+    return s;
+}
+
+std::string brief(const json& v) {
+    std::string s = v.dump();
+    if (s.size() > 40) s = s.substr(0, 37) + "...";
+    return s;
+}
+
+// Typed accessors: every error names the key, the file and what was found.
+struct Reader {
+    const json& j;  // the object being read
+    const std::string& src;
+    std::string prefix;  // "" or "rope_scaling."
+
+    const json* get(const char* key) const {
+        auto it = j.find(key);
+        if (it == j.end() || it->is_null()) return nullptr;
+        return &*it;
+    }
+    [[noreturn]] void missing(const char* key) const {
+        PALU_THROW(FormatError, "formats: %s: missing required key '%s%s' (ConfigMissingKey)",
+                   src.c_str(), prefix.c_str(), key);
+    }
+    [[noreturn]] void wrong_type(const char* key, const char* expected, const json& v) const {
+        PALU_THROW(FormatError, "formats: %s: key '%s%s': expected %s, got %s %s (ConfigWrongType)",
+                   src.c_str(), prefix.c_str(), key, expected, v.type_name(), brief(v).c_str());
+    }
+    int64_t as_int(const char* key, const json& v) const {
+        if (!v.is_number_integer()) wrong_type(key, "an integer", v);
+        if (v.is_number_unsigned() &&
+            v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+            wrong_type(key, "an integer < 2^63", v);
+        return v.get<int64_t>();
+    }
+    int64_t req_int(const char* key) const {
+        auto* v = get(key);
+        if (!v) missing(key);
+        return as_int(key, *v);
+    }
+    int64_t opt_int(const char* key, int64_t dflt) const {
+        auto* v = get(key);
+        return v ? as_int(key, *v) : dflt;
+    }
+    double as_double(const char* key, const json& v) const {
+        if (!v.is_number()) wrong_type(key, "a number", v);
+        return v.get<double>();
+    }
+    double req_double(const char* key) const {
+        auto* v = get(key);
+        if (!v) missing(key);
+        return as_double(key, *v);
+    }
+    double opt_double(const char* key, double dflt) const {
+        auto* v = get(key);
+        return v ? as_double(key, *v) : dflt;
+    }
+    bool opt_bool(const char* key, bool dflt) const {
+        auto* v = get(key);
+        if (!v) return dflt;
+        if (!v->is_boolean()) wrong_type(key, "true or false", *v);
+        return v->get<bool>();
+    }
+    std::string opt_string(const char* key, const std::string& dflt) const {
+        auto* v = get(key);
+        if (!v) return dflt;
+        if (!v->is_string()) wrong_type(key, "a string", *v);
+        return v->get<std::string>();
+    }
+};
+
+RopeScaling parse_rope_scaling(const json& rs, const std::string& src, const char* key) {
+    RopeScaling out;
+    if (!rs.is_object())
+        PALU_THROW(FormatError, "formats: %s: key '%s': expected an object or null, got %s %s (ConfigWrongType)",
+                   src.c_str(), key, rs.type_name(), brief(rs).c_str());
+    Reader r{rs, src, std::string(key) + "."};
+    // transformers writes "rope_type"; older configs use "type".
+    std::string type = r.opt_string("rope_type", r.opt_string("type", ""));
+    if (type.empty() && std::string(key) == "rope_parameters") type = "default";
+    if (type.empty()) r.missing("rope_type");
+    if (type == "default") return out;
+    if (type == "linear") {
+        out.type = "linear";
+        out.factor = r.req_double("factor");
+    } else if (type == "llama3") {
+        out.type = "llama3";
+        out.factor = r.req_double("factor");
+        out.low_freq_factor = r.req_double("low_freq_factor");
+        out.high_freq_factor = r.req_double("high_freq_factor");
+        out.original_max_position_embeddings = r.req_int("original_max_position_embeddings");
+        PALU_CHECK(out.high_freq_factor > out.low_freq_factor && out.original_max_position_embeddings > 0,
+                   FormatError,
+                   "formats: %s: %s (llama3): expected high_freq_factor > low_freq_factor and "
+                   "original_max_position_embeddings > 0, got %g, %g, %lld (ConfigInvalidValue)",
+                   src.c_str(), key, out.high_freq_factor, out.low_freq_factor,
+                   static_cast<long long>(out.original_max_position_embeddings));
+    } else {
+        PALU_THROW(FormatError,
+                   "formats: %s: %s type '%s' is not supported: expected one of default, linear, "
+                   "llama3 (UnsupportedRopeScaling)",
+                   src.c_str(), key, type.c_str());
+    }
+    PALU_CHECK(out.factor > 0, FormatError,
+               "formats: %s: %s.factor: expected > 0, got %g (ConfigInvalidValue)", src.c_str(), key,
+               out.factor);
+    return out;
+}
+
+}  // namespace
+
+HfConfig parse_hf_config(const json& j, const std::string& source) {
+    const std::string& src = source;
+    PALU_CHECK(j.is_object(), FormatError, "formats: %s: expected a JSON object, got %s (ConfigWrongType)",
+               src.c_str(), j.type_name());
+    Reader r{j, src, ""};
+    HfConfig out;
+    out.raw = j;
+    auto* mt = r.get("model_type");
+    PALU_CHECK(mt != nullptr, FormatError,
+               "formats: %s: missing required key 'model_type': expected one of %s (ConfigMissingKey)",
+               src.c_str(), join(supported_model_types()).c_str());
+    if (!mt->is_string()) r.wrong_type("model_type", "a string", *mt);
+    out.model_type = mt->get<std::string>();
+    std::string arch = out.model_type;
+    if (arch.rfind("palu", 0) == 0) {
+        out.palu_compressed = true;
+        arch = arch.substr(4);
+    }
+    PALU_CHECK(arch == "llama" || arch == "mistral" || arch == "qwen2", FormatError,
+               "formats: %s: model_type '%s' is not supported: expected one of %s (UnsupportedArchitecture)",
+               src.c_str(), out.model_type.c_str(), join(supported_model_types()).c_str());
+
+    ModelConfig& c = out.model;
+    c.architecture = arch;
+    c.d_model = r.req_int("hidden_size");
+    c.n_layers = r.req_int("num_hidden_layers");
+    c.n_heads = r.req_int("num_attention_heads");
+    c.n_kv_heads = r.opt_int("num_key_value_heads", c.n_heads);
+    c.d_ff = r.req_int("intermediate_size");
+    c.n_vocab = r.req_int("vocab_size");
+    if (r.get("head_dim")) {
+        c.d_head = r.req_int("head_dim");
+    } else {
+        PALU_CHECK(c.n_heads > 0 && c.d_model % c.n_heads == 0, ShapeError,
+                   "formats: %s: no head_dim and hidden_size=%lld is not a multiple of "
+                   "num_attention_heads=%lld; hint: set head_dim",
+                   src.c_str(), static_cast<long long>(c.d_model), static_cast<long long>(c.n_heads));
+        c.d_head = c.d_model / c.n_heads;
+    }
+    const int64_t default_ctx = arch == "llama" ? 2048 : arch == "qwen2" ? 32768 : 4096 * 32;
+    c.max_position_embeddings = r.opt_int("max_position_embeddings", default_ctx);
+    c.rms_norm_eps = r.opt_double("rms_norm_eps", 1e-6);
+    c.rope_theta = r.opt_double("rope_theta", 10000.0);
+    if (auto* rs = r.get("rope_scaling")) {
+        c.rope_scaling = parse_rope_scaling(*rs, src, "rope_scaling");
+    } else if (auto* rp = r.get("rope_parameters")) {
+        // transformers >= 5 groups rope_theta and the scaling under rope_parameters.
+        c.rope_scaling = parse_rope_scaling(*rp, src, "rope_parameters");
+        Reader rr{*rp, src, "rope_parameters."};
+        c.rope_theta = rr.opt_double("rope_theta", c.rope_theta);
+    }
+    c.tie_word_embeddings = r.opt_bool("tie_word_embeddings", false);
+    const bool attention_bias = r.opt_bool("attention_bias", false);
+    if (arch == "qwen2") {
+        // Qwen2 always has q/k/v biases and no o_proj bias.
+        c.qkv_bias = true;
+        c.o_bias = false;
+    } else {
+        c.qkv_bias = attention_bias;
+        c.o_bias = attention_bias;
+    }
+    c.mlp_bias = r.opt_bool("mlp_bias", false);
+    std::string act = r.opt_string("hidden_act", "silu");
+    PALU_CHECK(act == "silu", FormatError,
+               "formats: %s: hidden_act '%s' is not supported: expected silu (UnsupportedActivation)",
+               src.c_str(), act.c_str());
+
+    c.bos_token_id = r.opt_int("bos_token_id", -1);
+    c.eos_token_ids.clear();
+    if (auto* e = r.get("eos_token_id")) {
+        if (e->is_array()) {
+            for (const auto& x : *e) c.eos_token_ids.push_back(r.as_int("eos_token_id[]", x));
+        } else {
+            c.eos_token_ids.push_back(r.as_int("eos_token_id", *e));
+        }
+    }
+    c.validate(src);
+    return out;
+}
+
+HfConfig parse_hf_config(std::string_view text, const std::string& source) {
+    json j = detail::parse_json_strict(text, source, "config", "ConfigInvalidJson", "ConfigDuplicateKey");
+    return parse_hf_config(j, source);
+}
+
+nlohmann::json read_hf_config_json(const std::filesystem::path& config_json) {
+    std::string text = detail::read_text_file(config_json, 64ull << 20);
+    return detail::parse_json_strict(text, config_json.string(), "config", "ConfigInvalidJson",
+                                     "ConfigDuplicateKey");
+}
+
+HfConfig read_hf_config(const std::filesystem::path& config_json) {
+    return parse_hf_config(read_hf_config_json(config_json), config_json.string());
+}
+
+}  // namespace palu::formats

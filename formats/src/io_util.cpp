@@ -1,0 +1,127 @@
+// palu formats (private): strict JSON parsing and atomic file writes.
+#include "io_util.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <vector>
+
+#include "palu/core/error.h"
+
+namespace palu::formats::detail {
+
+nlohmann::json parse_json_strict(std::string_view text, const std::string& source, const char* what,
+                                 const char* id_invalid, const char* id_duplicate) {
+    // keys_at[d] holds the keys seen so far in the object currently open at depth d.
+    std::vector<std::set<std::string>> keys_at;
+    std::string duplicate;
+    auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        using E = nlohmann::json::parse_event_t;
+        if (event == E::object_start) {
+            size_t d = static_cast<size_t>(depth) + 1;
+            if (keys_at.size() <= d) keys_at.resize(d + 1);
+            keys_at[d].clear();
+        } else if (event == E::key && duplicate.empty()) {
+            size_t d = static_cast<size_t>(depth);
+            if (keys_at.size() <= d) keys_at.resize(d + 1);
+            const auto& k = parsed.get_ref<const std::string&>();
+            if (!keys_at[d].insert(k).second) duplicate = k;
+        }
+        return true;
+    };
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true);
+    } catch (const nlohmann::json::exception& e) {
+        PALU_THROW(FormatError, "formats: %s: %s is not valid JSON: %s (%s)", source.c_str(), what,
+                   e.what(), id_invalid);
+    }
+    PALU_CHECK(duplicate.empty(), FormatError,
+               "formats: %s: %s has duplicate key '%s': expected each key once, got it twice (%s)",
+               source.c_str(), what, duplicate.c_str(), id_duplicate);
+    return j;
+}
+
+std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    PALU_CHECK(!ec, IoError, "formats: %s: cannot read: %s", path.string().c_str(),
+               ec.message().c_str());
+    PALU_CHECK(size <= max_bytes, FormatError, "formats: %s: file too large: expected <= %llu bytes, got %llu",
+               path.string().c_str(), static_cast<unsigned long long>(max_bytes),
+               static_cast<unsigned long long>(size));
+    std::ifstream f(path, std::ios::binary);
+    PALU_CHECK(f.good(), IoError, "formats: %s: cannot open for reading", path.string().c_str());
+    std::string s(size, '\0');
+    f.read(s.data(), static_cast<std::streamsize>(size));
+    PALU_CHECK(static_cast<uint64_t>(f.gcount()) == size, IoError,
+               "formats: %s: short read: expected %llu bytes, got %lld", path.string().c_str(),
+               static_cast<unsigned long long>(size), static_cast<long long>(f.gcount()));
+    return s;
+}
+
+const char* json_type_name(const nlohmann::json& j) { return j.type_name(); }
+
+TempFile::TempFile(std::filesystem::path final_path) : final_(std::move(final_path)) {
+    static std::atomic<uint64_t> counter{0};
+    auto name = final_.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
+                std::to_string(counter++);
+    tmp_ = final_.parent_path() / name;
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    PALU_CHECK(fd_ >= 0, IoError, "formats: %s: cannot create temporary file: %s",
+               tmp_.string().c_str(), std::strerror(errno));
+}
+
+TempFile::TempFile(TempFile&& o) noexcept
+    : final_(std::move(o.final_)), tmp_(std::move(o.tmp_)), fd_(o.fd_), committed_(o.committed_) {
+    o.fd_ = -1;
+    o.committed_ = true;  // the moved-from object owns nothing
+}
+
+TempFile::~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) {
+        std::error_code ec;
+        std::filesystem::remove(tmp_, ec);
+    }
+}
+
+void TempFile::write(const void* data, size_t n) {
+    PALU_ASSERT(fd_ >= 0, "write after close");
+    auto p = static_cast<const char*>(data);
+    while (n > 0) {
+        ssize_t w = ::write(fd_, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        PALU_CHECK(w > 0, IoError, "formats: %s: write failed: %s", tmp_.string().c_str(),
+                   std::strerror(errno));
+        p += w;
+        n -= static_cast<size_t>(w);
+    }
+}
+
+void TempFile::close() {
+    if (fd_ < 0) return;
+    int rc = ::fdatasync(fd_);
+    int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    PALU_CHECK(rc == 0, IoError, "formats: %s: fdatasync failed: %s", tmp_.string().c_str(),
+               std::strerror(err));
+}
+
+void TempFile::commit() {
+    close();
+    std::error_code ec;
+    std::filesystem::rename(tmp_, final_, ec);
+    PALU_CHECK(!ec, IoError, "formats: %s: cannot rename into place: %s", final_.string().c_str(),
+               ec.message().c_str());
+    committed_ = true;
+}
+
+}  // namespace palu::formats::detail

@@ -1,0 +1,52 @@
+// palu formats (private): strict JSON parsing shared by the safetensors header, the shard index and
+// config.json readers, and atomic file writing (temporary name + rename).
+// nlohmann's behaviour on duplicate object keys is unspecified (it keeps the last), so duplicates
+// are detected with a parser callback and reported as FormatError.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace palu::formats::detail {
+
+/// Parses `text`; throws FormatError "formats: <source>: <what> is not valid JSON: ... (<id_invalid>)"
+/// on a syntax error and "... duplicate key '<k>' ... (<id_duplicate>)" on a repeated key in any
+/// object. `what` names the document in messages ("header", "index", "config").
+nlohmann::json parse_json_strict(std::string_view text, const std::string& source, const char* what,
+                                 const char* id_invalid, const char* id_duplicate);
+
+/// Reads a whole (small) file; IoError when it cannot be read, FormatError when over `max_bytes`.
+std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes);
+
+/// "object", "array", "string", "number", ... for messages.
+const char* json_type_name(const nlohmann::json& j);
+
+/// A file written under a temporary name next to its final path and renamed into place by
+/// commit(); destroyed uncommitted, it removes itself (nothing half-written is left behind).
+class TempFile {
+public:
+    explicit TempFile(std::filesystem::path final_path);
+    TempFile(TempFile&& o) noexcept;
+    TempFile& operator=(TempFile&&) = delete;
+    TempFile(const TempFile&) = delete;
+    ~TempFile();
+
+    /// Appends n bytes; IoError on failure.
+    void write(const void* data, size_t n);
+    /// Flushes to disk and closes (still under the temporary name).
+    void close();
+    /// close() if needed, then renames to the final path.
+    void commit();
+    const std::filesystem::path& final_path() const { return final_; }
+
+private:
+    std::filesystem::path final_, tmp_;
+    int fd_ = -1;
+    bool committed_ = false;
+};
+
+}  // namespace palu::formats::detail
