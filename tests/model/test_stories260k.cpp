@@ -8,7 +8,7 @@
 #include "golden_file.h"
 #include "palu/model/perplexity.h"
 #include "palu/model/transformer.h"
-#include "stories_source.h"
+#include "palu/formats/model_loader.h"
 #include "test_data.h"
 
 namespace palu::test {
@@ -33,8 +33,12 @@ const Golden& golden(const std::filesystem::path& p) {
 
 class Stories260K : public ::testing::TestWithParam<const char*> {
 protected:
+    // The per-format openers are called directly: open_model's dispatch also needs the GGUF
+    // reader, which this test does not (TODO(engine): use open_model once GGUF is on main, #3).
     std::unique_ptr<WeightSource> open(const std::filesystem::path& root) {
-        return open_stories_model(root / GetParam());
+        const std::string which = GetParam();
+        if (which == "hf") return formats::open_hf_model(root / "hf");
+        return formats::open_llama2c_model(root / "stories260K.bin");
     }
 };
 
@@ -151,7 +155,7 @@ TEST_P(Stories260K, FisherKv_Data) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, Stories260K, ::testing::Values("hf"),
+INSTANTIATE_TEST_SUITE_P(Golden, Stories260K, ::testing::Values("hf", "llama2c"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
