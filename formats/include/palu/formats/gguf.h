@@ -9,7 +9,20 @@
 #include <string>
 #include <vector>
 
+// Limits against hostile input (checked before any allocation):
+//  - strings and array payloads must fit in the bytes left in the file;
+//  - at most kGgufMaxArrayElements metadata array elements in total, nesting depth <= 8;
+//  - tensors have 1..4 dims (GGML_MAX_DIMS), each >= 0, element count and bytes without overflow.
+
 namespace palu::formats {
+
+/// Upper bound on the total number of metadata array elements of one file (a 256k-token
+/// vocabulary with scores and types needs under 1M); protects against absurd counts.
+inline constexpr uint64_t kGgufMaxArrayElements = uint64_t(1) << 23;
+/// Maximum nesting depth of metadata arrays.
+inline constexpr int kGgufMaxArrayDepth = 8;
+/// Maximum number of tensor dims (GGML_MAX_DIMS).
+inline constexpr uint32_t kGgufMaxDims = 4;
 
 /// GGUF metadata value types (gguf_type).
 enum class GgufValueType : uint32_t {
@@ -69,7 +82,28 @@ public:
     /// Dequantized f32 values in ggml order (ne[0] fastest), no renaming or permutation.
     virtual std::vector<float> dequantize(const GgufTensorInfo& t) const = 0;
     virtual std::string path() const = 0;
+
+    /// Parses a GGUF image held in memory (copied); `name` stands for the file in messages.
+    /// Same validation and errors as open(); used by the fuzz target and tests.
+    static std::unique_ptr<GgufFile> open_memory(const uint8_t* data, size_t size,
+                                                 const std::string& name);
+    /// Byte offset of the data section from the start of the file (aligned).
+    virtual uint64_t data_offset() const = 0;
+    /// Tensor info by GGUF name, nullptr when absent.
+    virtual const GgufTensorInfo* find_tensor(const std::string& name) const = 0;
 };
+
+/// True for every ggml type id whose block layout palu knows (it can validate its size), including
+/// types it cannot dequantize (Q2_K, Q3_K, IQ*, ...).
+bool ggml_type_known(uint32_t id);
+/// True for the types dequantize_row supports: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+/// Q4_K, Q5_K, Q6_K.
+bool ggml_type_dequantizable(GgmlType t);
+/// Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_0, 256 for the k-quants).
+/// FormatError for an unknown type.
+int64_t ggml_block_size(GgmlType t);
+/// Bytes per block. FormatError for an unknown type.
+uint64_t ggml_type_size(GgmlType t);
 
 /// Dequantizes `n` values (a multiple of the type's block size) of type `t` from `src` to `dst`.
 void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n);

@@ -1,0 +1,151 @@
+// palu kernels: host API of the fused latent decode attention (issue #5). Validates shapes
+// (ShapeError / UsageError), chooses the launch plan from the device's limits, and turns CUDA
+// errors from the .cu side into palu::CudaError. No CUDA kernels here.
+#include "palu/kernels/latent_attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "latent_attention_launch.h"
+#include "palu/core/error.h"
+
+namespace palu::cuda {
+namespace {
+
+constexpr const char* kStage = "kernels";
+
+void check_cache(const LatentCacheView& c, const char* name, bool needs_data) {
+    PALU_CHECK(c.rank > 0 && c.rank % 32 == 0, ShapeError,
+               "%s: %s latent rank: expected a positive multiple of 32, got %d", kStage, name, c.rank);
+    PALU_CHECK(c.bits == 16 || c.bits == 4 || c.bits == 3 || c.bits == 2, UsageError,
+               "%s: %s latent bits: expected 16, 4, 3 or 2, got %d", kStage, name, c.bits);
+    if (!needs_data) return;
+    PALU_CHECK(c.data != nullptr, UsageError, "%s: %s latent data: expected a device pointer, got null", kStage, name);
+    PALU_CHECK(c.bits == 16 || (c.scales != nullptr && c.zeros != nullptr), UsageError,
+               "%s: %s latents are %d-bit: expected scales and zeros, got null", kStage, name, c.bits);
+    PALU_CHECK(reinterpret_cast<uintptr_t>(c.data) % 16 == 0, UsageError,
+               "%s: %s latent data: expected 16-byte alignment", kStage, name);
+}
+
+}  // namespace
+
+LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
+    PALU_CHECK(p.batch >= 1, ShapeError, "%s: batch: expected >= 1, got %d", kStage, p.batch);
+    PALU_CHECK(p.d_head == 64 || p.d_head == 128, ShapeError, "%s: d_head: expected 64 or 128, got %d", kStage,
+               p.d_head);
+    PALU_CHECK(p.n_kv_heads >= 1 && p.n_heads >= p.n_kv_heads && p.n_heads % p.n_kv_heads == 0, ShapeError,
+               "%s: heads: expected n_heads a multiple of n_kv_heads, got n_heads=%d n_kv_heads=%d", kStage,
+               p.n_heads, p.n_kv_heads);
+    PALU_CHECK(p.group_size >= 1 && p.n_kv_heads % p.group_size == 0, ShapeError,
+               "%s: group_size: expected a divisor of n_kv_heads=%d, got %d", kStage, p.n_kv_heads, p.group_size);
+    const int n_rep = p.n_heads / p.n_kv_heads;
+    PALU_CHECK(n_rep <= detail::kMaxHeadsPerBlock, ShapeError,
+               "%s: query heads per KV head: expected <= %d, got %d", kStage, detail::kMaxHeadsPerBlock, n_rep);
+    PALU_CHECK(p.capacity >= 16 && p.capacity % 16 == 0, ShapeError,
+               "%s: capacity: expected a positive multiple of 16 tokens, got %d", kStage, p.capacity);
+    PALU_CHECK(p.dtype == LatentDType::F16 || p.dtype == LatentDType::BF16, UsageError,
+               "%s: dtype: expected F16 or BF16, got %d", kStage, static_cast<int>(p.dtype));
+    check_cache(p.k, "key", false);
+    check_cache(p.v, "value", false);
+
+    int smem_optin = 0, n_sm = 0;
+    const cudaError_t e = detail::device_smem_optin(&smem_optin, &n_sm);
+    PALU_CHECK(e == cudaSuccess, CudaError, "%s: device query failed: %s (%s)", kStage, cudaGetErrorName(e),
+               cudaGetErrorString(e));
+
+    LatentAttentionPlan plan;
+    // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit.
+    for (int sp = p.group_size; sp >= 1; --sp) {
+        if (p.group_size % sp != 0 || sp * n_rep > detail::kMaxHeadsPerBlock) continue;
+        const size_t smem = detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep);
+        if (smem <= static_cast<size_t>(smem_optin)) {
+            plan.kv_heads_per_block = sp;
+            plan.smem_bytes = smem;
+            break;
+        }
+    }
+    PALU_CHECK(plan.kv_heads_per_block > 0, ShapeError,
+               "%s: ranks r_k=%d r_v=%d with d_head=%d need more than %d bytes of shared memory per block; "
+               "hint: ranks up to 256 fit at d_head 128",
+               kStage, p.k.rank, p.v.rank, p.d_head, smem_optin);
+
+    const int64_t n_tiles = (p.capacity + detail::kTileTokens - 1) / detail::kTileTokens;
+    const int64_t n_groups = p.n_kv_heads / p.group_size;
+    const int64_t base_blocks = int64_t(p.batch) * n_groups * (p.group_size / plan.kv_heads_per_block);
+    // Blocks resident per SM (228 KiB of shared memory per SM on sm_90, 1 KiB reserved per block).
+    const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>(16, (233472) / int64_t(plan.smem_bytes + 1024)));
+    int64_t tiles_per_split;
+    if (p.n_splits > 0) {
+        tiles_per_split = (n_tiles + p.n_splits - 1) / p.n_splits;
+    } else {
+        // One full wave of blocks with >= 4 tiles each (so the resident B_k rows are amortized).
+        const int64_t slots = int64_t(n_sm) * per_sm;
+        tiles_per_split = (base_blocks * n_tiles + slots - 1) / slots;
+        tiles_per_split = std::clamp<int64_t>(tiles_per_split, std::min<int64_t>(4, n_tiles), n_tiles);
+    }
+    plan.tokens_per_split = static_cast<int32_t>(tiles_per_split * detail::kTileTokens);
+    plan.n_splits = static_cast<int32_t>((n_tiles + tiles_per_split - 1) / tiles_per_split);
+    PALU_CHECK(plan.n_splits <= 65535, ShapeError, "%s: n_splits: expected <= 65535, got %d", kStage, plan.n_splits);
+    plan.workspace_bytes = size_t(plan.n_splits) * p.batch * p.n_heads * (2 + size_t(p.v.rank)) * sizeof(float);
+    return plan;
+}
+
+size_t latent_attention_workspace_bytes(const LatentAttentionParams& p) { return plan_latent_attention(p).workspace_bytes; }
+
+void latent_attention_decode(const LatentAttentionParams& p, cudaStream_t stream) {
+    const LatentAttentionPlan plan = plan_latent_attention(p);
+    check_cache(p.k, "key", true);
+    check_cache(p.v, "value", true);
+    PALU_CHECK(p.q && p.seq_lens && p.inv_freq && p.k_up, UsageError,
+               "%s: q, seq_lens, inv_freq and k_up: expected device pointers, got a null", kStage);
+    PALU_CHECK(p.out_latent || p.out, UsageError, "%s: outputs: expected out and/or out_latent, got none", kStage);
+    PALU_CHECK(!p.out || p.v_up, UsageError, "%s: out needs the value up-projection v_up, got null", kStage);
+    PALU_CHECK(p.workspace && p.workspace_bytes >= plan.workspace_bytes, UsageError,
+               "%s: workspace: expected >= %zu bytes, got %zu", kStage, plan.workspace_bytes, p.workspace_bytes);
+
+    detail::KernelArgs a{};
+    a.batch = p.batch;
+    a.n_heads = p.n_heads;
+    a.n_kv_heads = p.n_kv_heads;
+    a.group_size = p.group_size;
+    a.d_head = p.d_head;
+    a.capacity = p.capacity;
+    a.n_groups = p.n_kv_heads / p.group_size;
+    a.n_rep = p.n_heads / p.n_kv_heads;
+    a.dtype = static_cast<int32_t>(p.dtype);
+    a.r_k = p.k.rank;
+    a.r_v = p.v.rank;
+    a.bits_k = p.k.bits;
+    a.bits_v = p.v.bits;
+    a.kv_per_block = plan.kv_heads_per_block;
+    a.n_head_blocks = p.group_size / plan.kv_heads_per_block;
+    a.n_splits = plan.n_splits;
+    a.tokens_per_split = plan.tokens_per_split;
+    const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : 1.0f / std::sqrt(float(p.d_head));
+    a.scale_log2 = scale * 1.4426950408889634f;
+    a.q = p.q;
+    a.seq_lens = p.seq_lens;
+    a.k_pos0 = p.k_pos0;
+    a.q_pos = p.q_pos;
+    a.inv_freq = p.inv_freq;
+    a.k_data = static_cast<const uint8_t*>(p.k.data);
+    a.k_scales = static_cast<const uint16_t*>(p.k.scales);
+    a.k_zeros = static_cast<const uint16_t*>(p.k.zeros);
+    a.v_data = static_cast<const uint8_t*>(p.v.data);
+    a.v_scales = static_cast<const uint16_t*>(p.v.scales);
+    a.v_zeros = static_cast<const uint16_t*>(p.v.zeros);
+    a.k_up = p.k_up;
+    a.v_up = p.v_up;
+    a.out_latent = p.out_latent;
+    a.out = p.out;
+    a.ws_ml = static_cast<float*>(p.workspace);
+    a.ws_o = a.ws_ml + size_t(plan.n_splits) * p.batch * p.n_heads * 2;
+    a.smem_bytes = plan.smem_bytes;
+
+    const char* what = "";
+    const cudaError_t e = detail::launch_latent_attention(a, stream, &what);
+    PALU_CHECK(e == cudaSuccess, CudaError, "%s: latent_attention_decode: %s failed: %s (%s)", kStage, what,
+               cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+}  // namespace palu::cuda

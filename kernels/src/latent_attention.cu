@@ -1,0 +1,543 @@
+// palu kernels: fused latent decode attention (issue #5), CUDA side.
+//
+// Inputs: RoPE-free query, Palu key/value latents (f16/bf16 or 2/3/4-bit packed), per-group key and
+// value up-projections. Output: the attention output per query head (value up-projection applied
+// once, after the softmax-weighted sum of value latents). See latent_attention.h for the layouts.
+//
+// Two kernels (flash-decoding, Dao et al. 2023):
+//  1. split_kernel, grid (head block, token split, batch·group): one block owns s' KV heads of one
+//     latent group and a contiguous token range. Their key up-projection rows B_k[g](j) stay in
+//     shared memory for the whole range; 64-token latent tiles stream through a cp.async double
+//     buffer (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor cores
+//     (mma.sync m16n8k16, f32 accumulate) one (16 tokens × d_head) fragment per warp; RoPE and the
+//     q·k dot run on the accumulators in registers (the rotate-half pair (i, i+d/2) lands in the
+//     same lane), so the reconstructed keys never leave registers. Online softmax (base 2) and the
+//     P·h_v product in latent space follow; the block writes (max, sum, o_lat) partials.
+//  2. reduce_kernel, grid (head, batch): merges the split partials and applies B_v[g](j) once.
+// No exceptions here: errors are returned as cudaError_t to latent_attention.cpp.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "latent_attention_launch.h"
+
+namespace palu::cuda::detail {
+namespace {
+
+constexpr int TT = kTileTokens;
+
+__host__ __device__ constexpr size_t align16(size_t x) { return (x + 15) & ~size_t(15); }
+
+// Shared-memory carve-up, identical on host and device.
+struct SmemLayout {
+    size_t b_up, k_tile0, k_tile1, v_tile0, v_tile1, k_stage0, k_stage1, v_stage0, v_stage1, q, s, o, stats, total;
+    __host__ __device__ size_t k_tile(int i) const { return i ? k_tile1 : k_tile0; }
+    __host__ __device__ size_t v_tile(int i) const { return i ? v_tile1 : v_tile0; }
+    __host__ __device__ size_t k_stage(int i) const { return i ? k_stage1 : k_stage0; }
+    __host__ __device__ size_t v_stage(int i) const { return i ? v_stage1 : v_stage0; }
+};
+
+__host__ __device__ inline int64_t row_bytes(int r, int bits) {
+    return bits == 16 ? int64_t(r) * 2 : int64_t(r) * bits / 8;
+}
+__host__ __device__ inline size_t stage_bytes(int r, int bits) {
+    return align16(size_t(TT) * row_bytes(r, bits)) + 2 * size_t(TT) * 2;  // codes, scales, zeros
+}
+
+__host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int sp,
+                                                  int n_rep) {
+    SmemLayout L{};
+    size_t off = 0;
+    const size_t pk = size_t(r_k + 8) * 2, pv = size_t(r_v + 8) * 2;  // padded row pitch, bytes
+    L.b_up = off;
+    off += align16(size_t(sp) * d * pk);
+    const size_t tk = align16(TT * pk), tv = align16(TT * pv);
+    L.k_tile0 = off;
+    off += tk;
+    L.k_tile1 = bits_k == 16 ? off : L.k_tile0;
+    if (bits_k == 16) off += tk;
+    L.v_tile0 = off;
+    off += tv;
+    L.v_tile1 = bits_v == 16 ? off : L.v_tile0;
+    if (bits_v == 16) off += tv;
+    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v) : 0;
+    L.k_stage0 = off;
+    L.v_stage0 = off + sk;
+    L.k_stage1 = off + sk + sv;
+    L.v_stage1 = off + 2 * sk + sv;
+    off += 2 * (sk + sv);
+    const int mq = sp * n_rep;
+    L.q = off;
+    off += align16(size_t(mq) * d * 4);
+    L.s = off;
+    off += align16(size_t(mq) * TT * 4);
+    L.o = off;
+    off += align16(size_t(mq) * r_v * 4);
+    L.stats = off;
+    off += align16(size_t(mq) * 3 * 4);
+    L.total = off;
+    return L;
+}
+
+template <typename T>
+struct Ops;
+template <>
+struct Ops<__half> {
+    __device__ static float to_f(__half x) { return __half2float(x); }
+    __device__ static __half from_f(float x) { return __float2half_rn(x); }
+    __device__ static float2 to_f2(uint32_t w) {
+        __half2 h = *reinterpret_cast<__half2*>(&w);
+        return __half22float2(h);
+    }
+    __device__ static uint32_t pack2(float a, float b) {
+        __half2 h = __floats2half2_rn(a, b);
+        return *reinterpret_cast<uint32_t*>(&h);
+    }
+    __device__ static void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+template <>
+struct Ops<__nv_bfloat16> {
+    __device__ static float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+    __device__ static __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
+    __device__ static float2 to_f2(uint32_t w) {
+        __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162*>(&w);
+        return __bfloat1622float2(h);
+    }
+    __device__ static uint32_t pack2(float a, float b) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+        return *reinterpret_cast<uint32_t*>(&h);
+    }
+    __device__ static void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+__device__ inline uint32_t smem_u32(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ inline void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ inline void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ inline void ldmatrix_x4(uint32_t* r, const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+
+// cos/sin of θ = fl32(pos · inv_freq): the float32 product as HF computes it, then a two-constant
+// Cody–Waite reduction to [−π, π] so the fast __sincosf (abs. error ~2^-21) stays accurate at
+// positions up to 2^24.
+__device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) {
+    const float theta = __fmul_rn(static_cast<float>(pos), inv_freq);
+    const float k = rintf(theta * 0.159154943091895336f);
+    float r = fmaf(-k, 6.28318548202514648f, theta);
+    r = fmaf(-k, -1.7484555314695172e-07f, r);
+    __sincosf(r, s, c);
+}
+
+// Issues the cp.async copies of the latent tile [t0, t0 + n_valid) of one cache into `tile`
+// (bits 16, padded rows) or `stage` (packed rows, scales, zeros; flat).
+__device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uint8_t* data, const uint16_t* scales,
+                                        const uint16_t* zeros, int64_t row0, int n_valid, int r, int bits,
+                                        int tid) {
+    if (bits == 16) {
+        const int chunks_per_row = r / 8;
+        const int n_chunks = n_valid * chunks_per_row;
+        const size_t pitch = size_t(r + 8) * 2;
+        for (int c = tid; c < n_chunks; c += kThreads) {
+            const int row = c / chunks_per_row, col = c % chunks_per_row;
+            cp_async16(tile + row * pitch + col * 16, data + ((row0 + row) * r + col * 8) * 2);
+        }
+    } else {
+        const int64_t rb = row_bytes(r, bits);
+        const int n_chunks = static_cast<int>((n_valid * rb + 15) / 16);
+        const uint8_t* src = data + row0 * rb;
+        for (int c = tid; c < n_chunks; c += kThreads) cp_async16(stage + c * 16, src + c * 16);
+        const size_t codes = align16(size_t(TT) * rb);
+        const int n_sc = (n_valid * 2 + 15) / 16;
+        for (int c = tid; c < 2 * n_sc; c += kThreads) {
+            const bool z = c >= n_sc;
+            const int cc = z ? c - n_sc : c;
+            const uint16_t* base = z ? zeros : scales;
+            cp_async16(stage + codes + (z ? TT * 2 : 0) + cc * 16,
+                       reinterpret_cast<const uint8_t*>(base + row0) + cc * 16);
+        }
+    }
+}
+
+// Packed stage → padded T tile: x = (code − zero) · scale, 8 codes per work item.
+template <typename T>
+__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid) {
+    const int64_t rb = row_bytes(r, bits);
+    const size_t codes = align16(size_t(TT) * rb);
+    const __half* sc = reinterpret_cast<const __half*>(stage + codes);
+    const __half* zr = reinterpret_cast<const __half*>(stage + codes + TT * 2);
+    const int groups = r / 8;
+    const size_t pitch = size_t(r + 8) * 2;
+    for (int it = tid; it < n_valid * groups; it += kThreads) {
+        const int row = it / groups, grp = it % groups;
+        const uint8_t* p = stage + row * rb;
+        uint32_t w;
+        if (bits == 4) {
+            w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
+        } else if (bits == 2) {
+            w = *reinterpret_cast<const uint16_t*>(p + grp * 2);
+        } else {
+            const uint8_t* q = p + grp * 3;
+            w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
+        }
+        const float s = __half2float(sc[row]), z = __half2float(zr[row]);
+        const uint32_t mask = (1u << bits) - 1u;
+        uint32_t out[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const float x0 = (float((w >> (bits * (2 * i))) & mask) - z) * s;
+            const float x1 = (float((w >> (bits * (2 * i + 1))) & mask) - z) * s;
+            out[i] = Ops<T>::pack2(x0, x1);
+        }
+        *reinterpret_cast<uint4*>(tile + row * pitch + grp * 16) = make_uint4(out[0], out[1], out[2], out[3]);
+    }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    const int hb = blockIdx.x, split = blockIdx.y;
+    const int b = blockIdx.z / a.n_groups, g = blockIdx.z % a.n_groups;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int sp = a.kv_per_block, n_rep = a.n_rep, mq = sp * n_rep;
+    const int j0 = g * a.group_size + hb * sp;  // first KV head of this block
+    const int h0 = j0 * n_rep;                  // first query head
+    const int len = a.seq_lens[b];
+    const int t_begin = split * a.tokens_per_split;
+    const int t_end = min(t_begin + a.tokens_per_split, len);
+    const size_t part = size_t(split) * a.batch + b;
+    float* ws_ml = a.ws_ml + (part * a.n_heads + h0) * 2;
+    float* ws_o = a.ws_o + (part * a.n_heads + h0) * a.r_v;
+    if (t_begin >= t_end) {
+        for (int i = tid; i < mq; i += kThreads) {
+            ws_ml[2 * i] = -INFINITY;
+            ws_ml[2 * i + 1] = 0.0f;
+        }
+        return;
+    }
+    const int r_k = a.r_k, r_v = a.r_v;
+    const SmemLayout L = make_layout(D, r_k, r_v, a.bits_k, a.bits_v, sp, n_rep);
+    const int pk = r_k + 8, pv = r_v + 8;  // padded pitches in elements
+    T* b_up = reinterpret_cast<T*>(smem + L.b_up);
+    float* qs = reinterpret_cast<float*>(smem + L.q);
+    float* ss = reinterpret_cast<float*>(smem + L.s);
+    float* os = reinterpret_cast<float*>(smem + L.o);
+    float* m_run = reinterpret_cast<float*>(smem + L.stats);
+    float* l_run = m_run + mq;
+    float* alpha = l_run + mq;
+
+    const int64_t cache_row0 = (int64_t(b) * a.n_groups + g) * a.capacity;
+    const int kp0 = a.k_pos0 ? a.k_pos0[b] : 0;
+    const int qp = a.q_pos ? a.q_pos[b] : kp0 + len - 1;
+
+    // Prologue: this block's rows of B_k[g] (KV heads j0 .. j0+s'-1), then the first tile.
+    {
+        const T* src = reinterpret_cast<const T*>(a.k_up) + size_t(j0) * D * r_k;
+        const int chunks_per_row = r_k / 8, n_chunks = sp * D * chunks_per_row;
+        for (int c = tid; c < n_chunks; c += kThreads) {
+            const int row = c / chunks_per_row, col = c % chunks_per_row;
+            cp_async16(b_up + size_t(row) * pk + col * 8, src + size_t(row) * r_k + col * 8);
+        }
+    }
+    auto load = [&](int t0, int buf) {
+        const int nv = min(TT, t_end - t0);
+        load_latent_tile(smem + L.k_tile(buf), smem + L.k_stage(buf), a.k_data, a.k_scales, a.k_zeros,
+                         cache_row0 + t0, nv, r_k, a.bits_k, tid);
+        load_latent_tile(smem + L.v_tile(buf), smem + L.v_stage(buf), a.v_data, a.v_scales, a.v_zeros,
+                         cache_row0 + t0, nv, r_v, a.bits_v, tid);
+    };
+    load(t_begin, 0);
+    cp_async_commit();
+
+    // RoPE(q) · scale · log2(e) for the block's query heads, f32 in shared memory.
+    {
+        const T* q = reinterpret_cast<const T*>(a.q) + (size_t(b) * a.n_heads + h0) * D;
+        for (int i = tid; i < mq * (D / 2); i += kThreads) {
+            const int hl = i / (D / 2), d = i % (D / 2);
+            const float x0 = Ops<T>::to_f(q[hl * D + d]), x1 = Ops<T>::to_f(q[hl * D + d + D / 2]);
+            float sn, cs;
+            rope_sincos(qp, a.inv_freq[d], &sn, &cs);
+            qs[hl * D + d] = (x0 * cs - x1 * sn) * a.scale_log2;
+            qs[hl * D + d + D / 2] = (x1 * cs + x0 * sn) * a.scale_log2;
+        }
+        for (int i = tid; i < mq * r_v; i += kThreads) os[i] = 0.0f;
+        for (int i = tid; i < mq; i += kThreads) {
+            m_run[i] = -INFINITY;
+            l_run[i] = 0.0f;
+        }
+    }
+
+    // Per-lane RoPE frequencies of the accumulator columns d = nt·8 + 2(lane%4) + e, nt < D/16.
+    constexpr int NT = D / 8;  // n8 tiles per head
+    float freq[NT / 2][2];
+#pragma unroll
+    for (int nt = 0; nt < NT / 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) freq[nt][e] = a.inv_freq[nt * 8 + 2 * (lane & 3) + e];
+
+    int buf = 0;
+    for (int t0 = t_begin; t0 < t_end; t0 += TT, buf ^= 1) {
+        const int n_valid = min(TT, t_end - t0);
+        if (t0 + TT < t_end) load(t0 + TT, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        if (a.bits_k != 16 || a.bits_v != 16) {
+            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid);
+            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid);
+            __syncthreads();
+        }
+        const T* tk = reinterpret_cast<const T*>(smem + L.k_tile(buf));
+        const T* tv = reinterpret_cast<const T*>(smem + L.v_tile(buf));
+
+        // Scores: unit u = (16-token row block u%4, local KV head u/4), one warp each.
+        for (int u = warp; u < 4 * sp; u += 4) {
+            const int sub = u & 3, jl = u >> 2;
+            float acc[NT][4];
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+            const T* a_ptr = tk + (sub * 16 + (lane & 15)) * pk + (lane >> 4) * 8;
+            const T* b_ptr = b_up + (jl * D + (lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
+            for (int kk = 0; kk < r_k; kk += 16) {
+                uint32_t af[4];
+                ldmatrix_x4(af, a_ptr + kk);
+#pragma unroll
+                for (int np = 0; np < NT / 2; ++np) {
+                    uint32_t bf[4];
+                    ldmatrix_x4(bf, b_ptr + np * 16 * pk + kk);
+                    Ops<T>::mma(acc[2 * np], af, bf[0], bf[1]);
+                    Ops<T>::mma(acc[2 * np + 1], af, bf[2], bf[3]);
+                }
+            }
+            // RoPE on the rebuilt keys, in registers: column d pairs with d + D/2 = tile nt + NT/2.
+            const int r0 = sub * 16 + (lane >> 2);
+            const int pos0 = kp0 + t0 + r0, pos1 = pos0 + 8;
+#pragma unroll
+            for (int nt = 0; nt < NT / 2; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    float sn, cs;
+                    rope_sincos(pos0, freq[nt][e], &sn, &cs);
+                    float k0 = acc[nt][e], k1 = acc[nt + NT / 2][e];
+                    acc[nt][e] = k0 * cs - k1 * sn;
+                    acc[nt + NT / 2][e] = k1 * cs + k0 * sn;
+                    rope_sincos(pos1, freq[nt][e], &sn, &cs);
+                    k0 = acc[nt][2 + e];
+                    k1 = acc[nt + NT / 2][2 + e];
+                    acc[nt][2 + e] = k0 * cs - k1 * sn;
+                    acc[nt + NT / 2][2 + e] = k1 * cs + k0 * sn;
+                }
+            }
+            for (int hr = 0; hr < n_rep; ++hr) {
+                const int hl = jl * n_rep + hr;
+                const float* qh = qs + hl * D + 2 * (lane & 3);
+                float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    const float2 qv = *reinterpret_cast<const float2*>(qh + nt * 8);
+                    s0 = fmaf(qv.x, acc[nt][0], fmaf(qv.y, acc[nt][1], s0));
+                    s1 = fmaf(qv.x, acc[nt][2], fmaf(qv.y, acc[nt][3], s1));
+                }
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+                if ((lane & 3) == 0) {
+                    ss[hl * TT + r0] = r0 < n_valid ? s0 : -INFINITY;
+                    ss[hl * TT + r0 + 8] = r0 + 8 < n_valid ? s1 : -INFINITY;
+                }
+            }
+        }
+        __syncthreads();
+
+        // Online softmax (base 2; scores already carry log2(e)).
+        for (int hl = warp; hl < mq; hl += 4) {
+            float* srow = ss + hl * TT;
+            const float v0 = srow[lane], v1 = srow[lane + 32];
+            float mx = fmaxf(v0, v1);
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            const float m_old = m_run[hl];
+            const float m_new = fmaxf(m_old, mx);
+            const float p0 = exp2f(v0 - m_new), p1 = exp2f(v1 - m_new);
+            float sum = p0 + p1;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            srow[lane] = p0;
+            srow[lane + 32] = p1;
+            __syncwarp();
+            if (lane == 0) {
+                const float al = exp2f(m_old - m_new);
+                alpha[hl] = al;
+                l_run[hl] = l_run[hl] * al + sum;
+                m_run[hl] = m_new;
+            }
+        }
+        __syncthreads();
+
+        // o_lat ← alpha · o_lat + P · h_v (latent space), two columns per work item.
+        const int half_rv = r_v / 2;
+        for (int it = tid; it < mq * half_rv; it += kThreads) {
+            const int hl = it / half_rv, c2 = it % half_rv;
+            float2 o = *reinterpret_cast<float2*>(os + hl * r_v + 2 * c2);
+            const float al = alpha[hl];
+            o.x *= al;
+            o.y *= al;
+            const float* p = ss + hl * TT;
+            const uint32_t* vp = reinterpret_cast<const uint32_t*>(tv) + c2;
+            for (int t = 0; t < n_valid; ++t) {
+                const float pt = p[t];
+                const float2 v = Ops<T>::to_f2(vp[t * (pv / 2)]);
+                o.x = fmaf(pt, v.x, o.x);
+                o.y = fmaf(pt, v.y, o.y);
+            }
+            *reinterpret_cast<float2*>(os + hl * r_v + 2 * c2) = o;
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+
+    for (int i = tid; i < mq; i += kThreads) {
+        ws_ml[2 * i] = m_run[i];
+        ws_ml[2 * i + 1] = l_run[i];
+    }
+    for (int i = tid; i < mq * r_v; i += kThreads) ws_o[i] = os[i];
+}
+
+__device__ inline float block_reduce(float v, bool is_max, float* red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, w) : v + w;
+    }
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = red[0];
+    for (int w = 1; w < kThreads / 32; ++w) v = is_max ? fmaxf(v, red[w]) : v + red[w];
+    return v;
+}
+
+// Merges split partials of head (blockIdx.x, batch blockIdx.y) and applies B_v[g](j) once.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    float* w = reinterpret_cast<float*>(smem);     // [n_splits]
+    float* olat = w + a.n_splits;                  // [r_v]
+    __shared__ float red[kThreads / 32];
+    const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+    const size_t stride = size_t(a.batch) * a.n_heads;  // between splits, in heads
+    const size_t hi = size_t(b) * a.n_heads + h;
+
+    float mx = -INFINITY;
+    for (int s = tid; s < a.n_splits; s += kThreads) mx = fmaxf(mx, a.ws_ml[(s * stride + hi) * 2]);
+    mx = block_reduce(mx, true, red);
+    float l = 0.0f;
+    for (int s = tid; s < a.n_splits; s += kThreads) {
+        const float m = a.ws_ml[(s * stride + hi) * 2];
+        const float ws = m == -INFINITY ? 0.0f : exp2f(m - mx);
+        w[s] = ws;
+        l += ws * a.ws_ml[(s * stride + hi) * 2 + 1];
+    }
+    l = block_reduce(l, false, red);
+    const float inv_l = 1.0f / l;
+    __syncthreads();
+    for (int r = tid; r < a.r_v; r += kThreads) {
+        float acc = 0.0f;
+        for (int s = 0; s < a.n_splits; ++s)
+            if (w[s] != 0.0f) acc = fmaf(w[s], a.ws_o[(s * stride + hi) * a.r_v + r], acc);
+        acc *= inv_l;
+        olat[r] = acc;
+        if (a.out_latent) a.out_latent[hi * a.r_v + r] = acc;
+    }
+    if (!a.out) return;
+    __syncthreads();
+    const int j = h / a.n_rep;  // KV head; its rows of B_v are rows j·D .. j·D+D-1 overall
+    const T* bv = reinterpret_cast<const T*>(a.v_up) + size_t(j) * D * a.r_v;
+    const int lane = tid & 31, warp = tid >> 5;
+    T* out = reinterpret_cast<T*>(a.out) + hi * D;
+    for (int d = warp; d < D; d += kThreads / 32) {
+        const T* row = bv + size_t(d) * a.r_v;
+        float acc = 0.0f;
+        for (int r = lane; r < a.r_v; r += 32) acc = fmaf(Ops<T>::to_f(row[r]), olat[r], acc);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) out[d] = Ops<T>::from_f(acc);
+    }
+}
+
+template <typename T, int D>
+cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** what) {
+    static std::atomic<size_t> configured{0};
+    if (a.smem_bytes > 48 * 1024 && a.smem_bytes > configured.load()) {
+        *what = "cudaFuncSetAttribute(split_kernel, MaxDynamicSharedMemorySize)";
+        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(a.smem_bytes));
+        if (e != cudaSuccess) return e;
+        configured.store(a.smem_bytes);
+    }
+    *what = "split_kernel launch";
+    dim3 grid(a.n_head_blocks, a.n_splits, a.batch * a.n_groups);
+    split_kernel<T, D><<<grid, kThreads, a.smem_bytes, stream>>>(a);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    *what = "reduce_kernel launch";
+    const size_t rsmem = (size_t(a.n_splits) + a.r_v) * 4;
+    if (rsmem > 48 * 1024) {
+        e = cudaFuncSetAttribute(reduce_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(rsmem));
+        if (e != cudaSuccess) return e;
+    }
+    reduce_kernel<T, D><<<dim3(a.n_heads, a.batch), kThreads, rsmem, stream>>>(a);
+    return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep) {
+    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep).total;
+}
+
+cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what) {
+    const bool bf16 = a.dtype == 1;
+    if (a.d_head == 128)
+        return bf16 ? launch_typed<__nv_bfloat16, 128>(a, stream, what) : launch_typed<__half, 128>(a, stream, what);
+    return bf16 ? launch_typed<__nv_bfloat16, 64>(a, stream, what) : launch_typed<__half, 64>(a, stream, what);
+}
+
+cudaError_t device_smem_optin(int* bytes, int* n_sm) {
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    e = cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess) return e;
+    return cudaDeviceGetAttribute(n_sm, cudaDevAttrMultiProcessorCount, dev);
+}
+
+}  // namespace palu::cuda::detail

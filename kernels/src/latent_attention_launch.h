@@ -1,0 +1,56 @@
+// palu kernels (private): POD launch arguments shared by the host API (latent_attention.cpp, which
+// validates and throws) and the CUDA translation unit (latent_attention.cu, which never throws and
+// reports errors as a code plus message).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace palu::cuda::detail {
+
+constexpr int kTileTokens = 64;   // tokens per shared-memory tile (4 mma row blocks of 16)
+constexpr int kThreads = 128;     // 4 warps per block
+constexpr int kMaxHeadsPerBlock = 16;
+
+struct KernelArgs {
+    int32_t batch, n_heads, n_kv_heads, group_size, d_head, capacity, n_groups, n_rep;
+    int32_t dtype;  // LatentDType
+    int32_t r_k, r_v, bits_k, bits_v;
+    int32_t kv_per_block;      // s' KV heads per block
+    int32_t n_head_blocks;     // group_size / s'
+    int32_t n_splits, tokens_per_split;
+    float scale_log2;          // softmax_scale · log2(e)
+    const void* q;
+    const int32_t* seq_lens;
+    const int32_t* k_pos0;
+    const int32_t* q_pos;
+    const float* inv_freq;
+    const uint8_t* k_data;
+    const uint16_t* k_scales;
+    const uint16_t* k_zeros;
+    const uint8_t* v_data;
+    const uint16_t* v_scales;
+    const uint16_t* v_zeros;
+    const void* k_up;
+    const void* v_up;
+    float* out_latent;
+    void* out;
+    float* ws_ml;  // [n_splits, batch, n_heads, 2]
+    float* ws_o;   // [n_splits, batch, n_heads, r_v]
+    size_t smem_bytes;
+};
+
+/// Dynamic shared memory of the split kernel for these arguments (bytes).
+size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block,
+                               int n_rep);
+
+/// Launches the split kernel and the reduction. Returns cudaSuccess or the first CUDA error;
+/// `what` names the failing step.
+cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what);
+
+/// Maximum dynamic shared memory per block on the current device (opt-in limit).
+cudaError_t device_smem_optin(int* bytes, int* n_sm);
+
+}  // namespace palu::cuda::detail
