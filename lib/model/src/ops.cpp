@@ -3,9 +3,18 @@
 
 #include <cblas.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+// Element-wise kernels are compiled for AVX-512, AVX2 and the baseline; the loader picks the best
+// the CPU supports (GCC function multiversioning), so a portable build still runs wide vectors.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PALU_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PALU_SIMD_CLONES
+#endif
 
 namespace palu::model::ops {
 
@@ -42,16 +51,20 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t 
 }
 
 // exp(x) = 2^n * exp(r), n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2] (Cody-Waite split of
-// ln2), exp(r) by its degree-6 Taylor polynomial (truncation error < 2e-8 relative). Written
+// ln2), exp(r) by its degree-6 Taylor polynomial (truncation error < 2e-8 relative). Rounding uses
+// the 1.5·2^23 trick instead of nearbyint (a libm call that blocks vectorization). Written
 // branch-free so GCC vectorizes it; inputs below -87 flush to 0 (softmax only feeds x <= 0).
-void exp_inplace(float* x, int64_t n) {
+PALU_SIMD_CLONES void exp_inplace(float* x, int64_t n) {
     constexpr float log2e = 1.44269504088896341f;
     constexpr float ln2_hi = 0.693359375f;
     constexpr float ln2_lo = -2.12194440e-4f;
+    constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-        float v = x[i];
-        v = v < -87.0f ? -87.0f : (v > 88.0f ? 88.0f : v);
-        const float fn = std::nearbyint(v * log2e);
+        const float x0 = x[i];
+        float v = x0 < -87.0f ? -87.0f : x0;
+        v = v > 88.0f ? 88.0f : v;
+        const float fn = (v * log2e + round_magic) - round_magic;
         float r = v - fn * ln2_hi;
         r = r - fn * ln2_lo;
         float p = 1.0f / 720.0f;
@@ -61,32 +74,32 @@ void exp_inplace(float* x, int64_t n) {
         p = p * r + 0.5f;
         p = p * r + 1.0f;
         p = p * r + 1.0f;
-        int32_t bits;
-        const int32_t e = static_cast<int32_t>(fn) + 127;
-        bits = e << 23;
-        float scale;
-        std::memcpy(&scale, &bits, sizeof scale);
-        x[i] = x[i] < -87.0f ? 0.0f : p * scale;
+        const float scale = std::bit_cast<float>((static_cast<int32_t>(fn) + 127) << 23);
+        x[i] = x0 < -87.0f ? 0.0f : p * scale;
     }
 }
 
-void causal_softmax(float* s, int64_t n_rows, int64_t ld, int64_t first_valid, float scale) {
+PALU_SIMD_CLONES void causal_softmax(float* s, int64_t n_rows, int64_t ld, int64_t first_valid, float scale) {
     for (int64_t r = 0; r < n_rows; ++r) {
         float* row = s + r * ld;
         const int64_t n_valid = first_valid + r;
         float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
         for (int64_t j = 0; j < n_valid; ++j) mx = row[j] > mx ? row[j] : mx;
+#pragma omp simd
         for (int64_t j = 0; j < n_valid; ++j) row[j] = (row[j] - mx) * scale;
         exp_inplace(row, n_valid);
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < n_valid; ++j) sum += row[j];
         const float inv = 1.0f / sum;
+#pragma omp simd
         for (int64_t j = 0; j < n_valid; ++j) row[j] *= inv;
         for (int64_t j = n_valid; j < ld; ++j) row[j] = 0.0f;
     }
 }
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+PALU_SIMD_CLONES void swiglu(const float* gate, const float* up, float* out, int64_t n) {
     constexpr int64_t chunk = 4096;
     for (int64_t c0 = 0; c0 < n; c0 += chunk) {
         const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
