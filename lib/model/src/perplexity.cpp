@@ -23,17 +23,13 @@ PerplexityResult compute_perplexity(const Transformer& model, const std::vector<
     res.seqlen = seqlen;
     res.n_windows = max_windows > 0 ? std::min(max_windows, n_avail) : n_avail;
     res.n_tokens = res.n_windows * seqlen;
-    const int64_t n_vocab = model.config().n_vocab;
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t w0 = 0; w0 < res.n_windows; w0 += n_batch) {
         const int64_t nb = std::min(n_batch, res.n_windows - w0);
         auto cache = model.make_cache(nb, seqlen);
         res.kv_bytes_per_token = cache->bytes_per_token();
         const int32_t* win = tokens.data() + w0 * seqlen;  // [nb, seqlen]
-        Tensor logits = model.forward(win, nb, seqlen, *cache);  // [nb, seqlen, n_vocab]
-        for (int64_t b = 0; b < nb; ++b)
-            res.window_nll.push_back(
-                model.nll(logits.data() + b * seqlen * n_vocab, win + b * seqlen + 1, seqlen - 1));
+        for (double v : model.forward_nll(win, nb, seqlen, *cache)) res.window_nll.push_back(v);
         if (on_window) on_window(w0 + nb, res.n_windows);
     }
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

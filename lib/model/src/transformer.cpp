@@ -198,8 +198,8 @@ Tensor Transformer::head(const Tensor& x) const {
     return logits;
 }
 
-Tensor Transformer::forward(const int32_t* tokens, int64_t n_batch, int64_t n_new, KvCache& cache,
-                            bool last_only) const {
+Tensor Transformer::run_layers(const int32_t* tokens, int64_t n_batch, int64_t n_new,
+                               KvCache& cache) const {
     const ModelConfig& c = config();
     PALU_CHECK(n_batch == cache.n_batch(), UsageError,
                "model: forward: batch of %lld sequences, cache made for %lld",
@@ -213,6 +213,13 @@ Tensor Transformer::forward(const int32_t* tokens, int64_t n_batch, int64_t n_ne
         auto w = weights_.layer(l);
         forward_layer(l, *w, x, n_batch, cache.layer(l));
     }
+    return x;
+}
+
+Tensor Transformer::forward(const int32_t* tokens, int64_t n_batch, int64_t n_new, KvCache& cache,
+                            bool last_only) const {
+    const ModelConfig& c = config();
+    Tensor x = run_layers(tokens, n_batch, n_new, cache);  // [n_batch * n_new, d_model]
     if (last_only) {
         Tensor last({n_batch, c.d_model});  // [n_batch, d_model]
         for (int64_t b = 0; b < n_batch; ++b)
@@ -225,6 +232,30 @@ Tensor Transformer::forward(const int32_t* tokens, int64_t n_batch, int64_t n_ne
     Tensor logits = head(x);
     logits.reshape({n_batch, n_new, c.n_vocab});
     return logits;
+}
+
+std::vector<double> Transformer::forward_nll(const int32_t* tokens, int64_t n_batch, int64_t n,
+                                             KvCache& cache) const {
+    PALU_CHECK(n >= 2, UsageError, "model: forward_nll: a sequence needs >= 2 tokens, got %lld",
+               static_cast<long long>(n));
+    const int64_t d = config().d_model;
+    const Tensor x = run_layers(tokens, n_batch, n, cache);  // [n_batch * n, d_model]
+    // Head in chunks of rows: 256 x n_vocab logits at a time (50 MB at a 49k vocabulary).
+    constexpr int64_t kChunk = 256;
+    std::vector<double> out;
+    for (int64_t b = 0; b < n_batch; ++b) {
+        double total = 0.0;
+        for (int64_t t0 = 0; t0 < n - 1; t0 += kChunk) {
+            const int64_t m = std::min(kChunk, n - 1 - t0);
+            Tensor xc({m, d});  // [m, d_model]
+            std::memcpy(xc.data(), x.data() + (b * n + t0) * d,
+                        static_cast<size_t>(m * d) * sizeof(float));
+            const Tensor logits = head(xc);  // [m, n_vocab]
+            total += nll(logits.data(), tokens + b * n + t0 + 1, m) * static_cast<double>(m);
+        }
+        out.push_back(total / static_cast<double>(n - 1));
+    }
+    return out;
 }
 
 namespace {

@@ -75,6 +75,12 @@ public:
     Tensor forward(const int32_t* tokens, int64_t n_batch, int64_t n_new, KvCache& cache,
                    bool last_only = false) const;
 
+    /// Mean next-token NLL of each of n_batch sequences tokens [n_batch, n] (n - 1 predictions each),
+    /// run at positions cache.n_past() ...; the LM head is applied in row chunks, so the
+    /// [n_batch, n, n_vocab] logits are never materialized. Returns [n_batch] values (nats).
+    std::vector<double> forward_nll(const int32_t* tokens, int64_t n_batch, int64_t n,
+                                    KvCache& cache) const;
+
     // Step-wise API for layer-streaming drivers (calibration runs each layer over all samples):
     /// x [n_batch * n_new, d_model] embeddings of tokens.
     Tensor embed(const int32_t* tokens, int64_t n_rows) const;
@@ -98,6 +104,7 @@ private:
     KvLayerCacheFactory cache_factory_;
     std::vector<Observer> observers_;
     std::unique_ptr<ThreadPool> pool_;
+    Tensor run_layers(const int32_t* tokens, int64_t n_batch, int64_t n_new, KvCache& cache) const;
     void notify(int64_t l, ObservePoint p, float* data, int64_t n_rows, int64_t width) const;
 };
 
