@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "palu/formats/model_loader.h"
 #include "palu/model/blas.h"
 #include "palu/model/random_weights.h"
 #include "palu/model/transformer.h"
@@ -31,7 +32,9 @@ struct Engine {
 Engine& engine() {
     static Engine e = [] {
         Engine x;
-        x.src = palu::model::make_random_weights(palu::model::smollm2_135m_config(), 42);
+        const char* path = std::getenv("PALU_BENCH_MODEL");
+        x.src = path ? palu::formats::open_model(path)
+                     : palu::model::make_random_weights(palu::model::smollm2_135m_config(), 42);
         x.model = std::make_unique<palu::model::Transformer>(*x.src);
         x.model->set_threads(bench_threads());
         return x;
