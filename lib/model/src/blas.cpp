@@ -27,27 +27,35 @@ std::string blas_core_name() {
 }
 
 namespace {
-bool cpu_has_avx512f() {
+// The flags line of /proc/cpuinfo, padded with spaces so " flag " matches whole words.
+std::string cpu_flags() {
     std::ifstream in("/proc/cpuinfo");
     std::string line;
     while (std::getline(in, line))
-        if (line.rfind("flags", 0) == 0) return line.find(" avx512f") != std::string::npos;
-    return false;
+        if (line.rfind("flags", 0) == 0) return line + " ";
+    return {};
 }
 }  // namespace
 
 void blas_reexec_for_avx512(int argc, char** argv) {
     (void)argc;
     if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("PALU_NO_REEXEC")) return;
-    if (!cpu_has_avx512f()) return;
+    const std::string flags = cpu_flags();
     const std::string core = blas_core_name();
-    if (core.find("Skylake") != std::string::npos || core.find("Cooper") != std::string::npos ||
-        core.find("Sapphire") != std::string::npos)
-        return;  // OpenBLAS already picked AVX-512 kernels
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    // OpenBLAS 0.3.21 falls back to old kernels (Haswell, or even Prescott on this VM's CPU model)
+    // for CPUs newer than it knows. Pick the widest family the CPU supports instead.
+    const char* want = nullptr;
+    if (flags.find(" avx512f ") != std::string::npos && flags.find(" avx512bw ") != std::string::npos)
+        want = "SkylakeX";
+    else if (flags.find(" avx2 ") != std::string::npos && flags.find(" fma ") != std::string::npos)
+        want = "Haswell";
+    if (!want || core == want || core.find("Cooper") != std::string::npos ||
+        core.find("Sapphire") != std::string::npos || core.find("Zen") != std::string::npos)
+        return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
     execv("/proc/self/exe", argv);
     // Only reached when execv failed: carry on with the detected kernels.
-    PALU_LOG_WARN("model", "re-exec with OPENBLAS_CORETYPE=SkylakeX failed (%s); using %s kernels",
+    PALU_LOG_WARN("model", "re-exec with OPENBLAS_CORETYPE=%s failed (%s); using %s kernels", want,
                   std::strerror(errno), core.c_str());
 }
 

@@ -15,10 +15,12 @@ int blas_threads();
 /// OpenBLAS kernel family in use ("Haswell", "SkylakeX", ...).
 std::string blas_core_name();
 
-/// For tools (call first thing in main): when OPENBLAS_CORETYPE is unset, PALU_NO_REEXEC is unset
-/// and the CPU supports avx512f, sets OPENBLAS_CORETYPE=SkylakeX and re-executes the process
-/// (execv of /proc/self/exe with the same argv) so that OpenBLAS loads its AVX-512 kernels.
-/// Returns normally when no re-exec is needed or it fails (then logs a warning).
+/// For tools (call first thing in main): when OPENBLAS_CORETYPE and PALU_NO_REEXEC are unset and
+/// OpenBLAS picked a kernel family narrower than the CPU supports (it reports "Prescott" or
+/// "Haswell" on this machine's AVX-512 CPU), sets OPENBLAS_CORETYPE=SkylakeX (avx512f+bw) or
+/// Haswell (avx2+fma) and re-executes the process (execv of /proc/self/exe, same argv), so that
+/// OpenBLAS loads those kernels. Returns normally when no re-exec is needed or it fails (then logs
+/// a warning).
 void blas_reexec_for_avx512(int argc, char** argv);
 
 }  // namespace palu::model
