@@ -15,3 +15,12 @@ fi
 if [[ $mode == all || $mode == bench ]]; then
   python3 bench/kernels/run_bench.py --bench "$bin/palu-kernels-bench" --out "$out/bench.md" -- "$@" 2>&1 | tail -60
 fi
+if [[ $mode == all || $mode == profile ]]; then
+  # Nsight Compute on one launch of two configurations (args in NCU_CASES, ';'-separated).
+  IFS=';' read -ra cases <<< "${NCU_CASES:-}"
+  for c in "${cases[@]}"; do
+    ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy \
+        -k regex:split_kernel -s 3 -c 1 "$bin/palu-kernels-bench" --reps 1 $c > "$out/ncu_$(echo $c | tr -c 'a-z0-9' '_').txt" 2>&1
+    grep -E "Duration|Throughput|Pipe|Stall|Issue|Occupancy|Registers|Block Limit|Warp Cycles" "$out/ncu_$(echo $c | tr -c 'a-z0-9' '_').txt" | head -45
+  done
+fi

@@ -54,36 +54,66 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
                cudaGetErrorString(e));
 
     LatentAttentionPlan plan;
-    // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit.
-    for (int sp = p.group_size; sp >= 1; --sp) {
+    // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit;
+    // then a 3-deep tile ring when it still fits in a third of an SM (keeps 2 blocks resident for
+    // small ranks) or when one block per SM is all that fits anyway.
+    // 128-token tiles (half the block barriers per token) when they still leave room for two blocks
+    // per SM; else 64-token tiles.
+    auto smem_of = [&](int sp, int ns, int tt) {
+        return detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep, ns, tt);
+    };
+    constexpr size_t kTwoPerSm = 110 * 1024;
+    for (int sp = p.group_size; sp >= 1 && plan.kv_heads_per_block == 0; --sp) {
         if (p.group_size % sp != 0 || sp * n_rep > detail::kMaxHeadsPerBlock) continue;
-        const size_t smem = detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep);
-        if (smem <= static_cast<size_t>(smem_optin)) {
+        if (smem_of(sp, 2, 128) <= kTwoPerSm) {
             plan.kv_heads_per_block = sp;
-            plan.smem_bytes = smem;
+            plan.tile_tokens = 128;
+            plan.n_stages = smem_of(sp, 3, 128) <= kTwoPerSm ? 3 : 2;
+            plan.smem_bytes = smem_of(sp, plan.n_stages, 128);
             break;
         }
+        const size_t s2 = smem_of(sp, 2, 64), s3 = smem_of(sp, 3, 64);
+        if (s2 > static_cast<size_t>(smem_optin)) continue;
+        plan.kv_heads_per_block = sp;
+        plan.tile_tokens = 64;
+        const bool three = s3 <= static_cast<size_t>(smem_optin) && (s3 <= kTwoPerSm || s2 > kTwoPerSm);
+        plan.n_stages = three ? 3 : 2;
+        plan.smem_bytes = three ? s3 : s2;
     }
     PALU_CHECK(plan.kv_heads_per_block > 0, ShapeError,
                "%s: ranks r_k=%d r_v=%d with d_head=%d need more than %d bytes of shared memory per block; "
                "hint: ranks up to 256 fit at d_head 128",
                kStage, p.k.rank, p.v.rank, p.d_head, smem_optin);
 
-    const int64_t n_tiles = (p.capacity + detail::kTileTokens - 1) / detail::kTileTokens;
+    const int64_t n_tiles = (p.capacity + plan.tile_tokens - 1) / plan.tile_tokens;
     const int64_t n_groups = p.n_kv_heads / p.group_size;
     const int64_t base_blocks = int64_t(p.batch) * n_groups * (p.group_size / plan.kv_heads_per_block);
-    // Blocks resident per SM (228 KiB of shared memory per SM on sm_90, 1 KiB reserved per block).
-    const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>(16, (233472) / int64_t(plan.smem_bytes + 1024)));
+    int per_sm = 0;
+    const cudaError_t eo = detail::split_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), plan.tile_tokens, plan.smem_bytes, &per_sm);
+    PALU_CHECK(eo == cudaSuccess && per_sm > 0, CudaError,
+               "%s: occupancy query for %zu bytes of shared memory failed: %s", kStage, plan.smem_bytes,
+               cudaGetErrorString(eo));
     int64_t tiles_per_split;
     if (p.n_splits > 0) {
         tiles_per_split = (n_tiles + p.n_splits - 1) / p.n_splits;
     } else {
-        // One full wave of blocks with >= 4 tiles each (so the resident B_k rows are amortized).
+        // Minimize waves × tiles per block (+1 tile-equivalent per block for loading B_k and the
+        // partial write-out), so a single long sequence fills the GPU without a ragged last wave.
         const int64_t slots = int64_t(n_sm) * per_sm;
-        tiles_per_split = (base_blocks * n_tiles + slots - 1) / slots;
-        tiles_per_split = std::clamp<int64_t>(tiles_per_split, std::min<int64_t>(4, n_tiles), n_tiles);
+        double best = 1e300;
+        tiles_per_split = n_tiles;
+        for (int64_t ns = 1; ns <= std::min<int64_t>(n_tiles, 4096); ++ns) {
+            const int64_t tps = (n_tiles + ns - 1) / ns;
+            const int64_t nsr = (n_tiles + tps - 1) / tps;
+            const int64_t waves = (base_blocks * nsr + slots - 1) / slots;
+            const double cost = double(waves) * double(tps + 1);
+            if (cost < best - 1e-9) {
+                best = cost;
+                tiles_per_split = tps;
+            }
+        }
     }
-    plan.tokens_per_split = static_cast<int32_t>(tiles_per_split * detail::kTileTokens);
+    plan.tokens_per_split = static_cast<int32_t>(tiles_per_split * plan.tile_tokens);
     plan.n_splits = static_cast<int32_t>((n_tiles + tiles_per_split - 1) / tiles_per_split);
     PALU_CHECK(plan.n_splits <= 65535, ShapeError, "%s: n_splits: expected <= 65535, got %d", kStage, plan.n_splits);
     plan.workspace_bytes = size_t(plan.n_splits) * p.batch * p.n_heads * (2 + size_t(p.v.rank)) * sizeof(float);
@@ -118,6 +148,8 @@ void latent_attention_decode(const LatentAttentionParams& p, cudaStream_t stream
     a.bits_k = p.k.bits;
     a.bits_v = p.v.bits;
     a.kv_per_block = plan.kv_heads_per_block;
+    a.n_stages = plan.n_stages;
+    a.tile_tokens = plan.tile_tokens;
     a.n_head_blocks = p.group_size / plan.kv_heads_per_block;
     a.n_splits = plan.n_splits;
     a.tokens_per_split = plan.tokens_per_split;

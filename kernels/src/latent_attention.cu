@@ -7,8 +7,8 @@
 // Two kernels (flash-decoding, Dao et al. 2023):
 //  1. split_kernel, grid (head block, token split, batch·group): one block owns s' KV heads of one
 //     latent group and a contiguous token range. Their key up-projection rows B_k[g](j) stay in
-//     shared memory for the whole range; 64-token latent tiles stream through a cp.async double
-//     buffer (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor cores
+//     shared memory for the whole range; 64-token latent tiles stream through a 2- or 3-deep cp.async
+//     ring (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor cores
 //     (mma.sync m16n8k16, f32 accumulate) one (16 tokens × d_head) fragment per warp; RoPE and the
 //     q·k dot run on the accumulators in registers (the rotate-half pair (i, i+d/2) lands in the
 //     same lane), so the reconstructed keys never leave registers. Online softmax (base 2) and the
@@ -28,28 +28,30 @@
 namespace palu::cuda::detail {
 namespace {
 
-constexpr int TT = kTileTokens;
 
 __host__ __device__ constexpr size_t align16(size_t x) { return (x + 15) & ~size_t(15); }
 
 // Shared-memory carve-up, identical on host and device.
 struct SmemLayout {
-    size_t b_up, k_tile0, k_tile1, v_tile0, v_tile1, k_stage0, k_stage1, v_stage0, v_stage1, q, s, o, stats, total;
-    __host__ __device__ size_t k_tile(int i) const { return i ? k_tile1 : k_tile0; }
-    __host__ __device__ size_t v_tile(int i) const { return i ? v_tile1 : v_tile0; }
-    __host__ __device__ size_t k_stage(int i) const { return i ? k_stage1 : k_stage0; }
-    __host__ __device__ size_t v_stage(int i) const { return i ? v_stage1 : v_stage0; }
+    // Tiles and stages are ring buffers of `n_stages` entries (a 16-bit cache is copied straight into
+    // its tile ring; a quantized one goes through a stage ring and one dequantized tile).
+    size_t b_up, k_tile0, k_tile_step, v_tile0, v_tile_step, stage0, stage_step, sk, q, s, f, o, stats, c8, total;
+    __host__ __device__ size_t k_tile(int i) const { return k_tile0 + i * k_tile_step; }
+    __host__ __device__ size_t v_tile(int i) const { return v_tile0 + i * v_tile_step; }
+    __host__ __device__ size_t k_stage(int i) const { return stage0 + i * stage_step; }
+    __host__ __device__ size_t v_stage(int i) const { return stage0 + i * stage_step + sk; }
 };
 
 __host__ __device__ inline int64_t row_bytes(int r, int bits) {
     return bits == 16 ? int64_t(r) * 2 : int64_t(r) * bits / 8;
 }
-__host__ __device__ inline size_t stage_bytes(int r, int bits) {
-    return align16(size_t(TT) * row_bytes(r, bits)) + 2 * size_t(TT) * 2;  // codes, scales, zeros
+__host__ __device__ inline size_t stage_bytes(int r, int bits, int tt) {
+    return align16(size_t(tt) * row_bytes(r, bits)) + 2 * size_t(tt) * 2;  // codes, scales, zeros
 }
 
 __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int sp,
-                                                  int n_rep) {
+                                                  int n_rep, int ns, int tt) {
+    const int TT = tt;
     SmemLayout L{};
     size_t off = 0;
     const size_t pk = size_t(r_k + 8) * 2, pv = size_t(r_v + 8) * 2;  // padded row pitch, bytes
@@ -57,28 +59,29 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
     off += align16(size_t(sp) * d * pk);
     const size_t tk = align16(TT * pk), tv = align16(TT * pv);
     L.k_tile0 = off;
-    off += tk;
-    L.k_tile1 = bits_k == 16 ? off : L.k_tile0;
-    if (bits_k == 16) off += tk;
+    L.k_tile_step = bits_k == 16 ? tk : 0;
+    off += bits_k == 16 ? ns * tk : tk;
     L.v_tile0 = off;
-    off += tv;
-    L.v_tile1 = bits_v == 16 ? off : L.v_tile0;
-    if (bits_v == 16) off += tv;
-    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v) : 0;
-    L.k_stage0 = off;
-    L.v_stage0 = off + sk;
-    L.k_stage1 = off + sk + sv;
-    L.v_stage1 = off + 2 * sk + sv;
-    off += 2 * (sk + sv);
+    L.v_tile_step = bits_v == 16 ? tv : 0;
+    off += bits_v == 16 ? ns * tv : tv;
+    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k, tt) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v, tt) : 0;
+    L.stage0 = off;
+    L.sk = sk;
+    L.stage_step = sk + sv;
+    off += ns * (sk + sv);
     const int mq = sp * n_rep;
     L.q = off;
     off += align16(size_t(mq) * d * 4);
     L.s = off;
-    off += align16(size_t(mq) * TT * 4);
-    L.o = off;
-    off += align16(size_t(mq) * r_v * 4);
-    L.stats = off;
-    off += align16(size_t(mq) * 3 * 4);
+    off += align16(2 * size_t(mq) * TT * 4);  // two column halves of partial scores
+    L.f = off;
+    off += align16(size_t(d / 2) * 4);
+    L.o = off;  // P tile [16, TT + 8] in the latent dtype (A operand of the P·h_v mma)
+    off += align16(size_t(16) * (TT + 8) * 2);
+    L.stats = off;  // m_run[mq], l_run[mq], alpha[16]
+    off += align16((size_t(mq) * 2 + 16) * 4);
+    L.c8 = off;  // cos/sin(8 · inv_freq[i]) for the row-(r0+8) rotation
+    off += align16(size_t(d / 2) * 8);
     L.total = off;
     return L;
 }
@@ -87,6 +90,7 @@ template <typename T>
 struct Ops;
 template <>
 struct Ops<__half> {
+    static constexpr bool kIsHalf = true;
     __device__ static float to_f(__half x) { return __half2float(x); }
     __device__ static __half from_f(float x) { return __float2half_rn(x); }
     __device__ static float2 to_f2(uint32_t w) {
@@ -107,6 +111,7 @@ struct Ops<__half> {
 };
 template <>
 struct Ops<__nv_bfloat16> {
+    static constexpr bool kIsHalf = false;
     __device__ static float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
     __device__ static __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
     __device__ static float2 to_f2(uint32_t w) {
@@ -137,6 +142,11 @@ template <int N>
 __device__ inline void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+__device__ inline void ldmatrix_x4_trans(uint32_t* r, const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
 __device__ inline void ldmatrix_x4(uint32_t* r, const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -158,14 +168,23 @@ __device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) 
 // (bits 16, padded rows) or `stage` (packed rows, scales, zeros; flat).
 __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uint8_t* data, const uint16_t* scales,
                                         const uint16_t* zeros, int64_t row0, int n_valid, int r, int bits,
-                                        int tid) {
+                                        int tid, int TT) {
     if (bits == 16) {
-        const int chunks_per_row = r / 8;
-        const int n_chunks = n_valid * chunks_per_row;
+        // Walk (row, 16-byte column) without a division per chunk: the stride kThreads is a fixed
+        // (rows, columns) step.
+        const int cpr = r / 8;
+        const int d_row = kThreads / cpr, d_col = kThreads % cpr;
+        int row = tid / cpr, col = tid % cpr;
         const size_t pitch = size_t(r + 8) * 2;
-        for (int c = tid; c < n_chunks; c += kThreads) {
-            const int row = c / chunks_per_row, col = c % chunks_per_row;
-            cp_async16(tile + row * pitch + col * 16, data + ((row0 + row) * r + col * 8) * 2);
+        const uint8_t* src = data + row0 * r * 2;
+        while (row < n_valid) {
+            cp_async16(tile + row * pitch + col * 16, src + (size_t(row) * r + col * 8) * 2);
+            row += d_row;
+            col += d_col;
+            if (col >= cpr) {
+                col -= cpr;
+                ++row;
+            }
         }
     } else {
         const int64_t rb = row_bytes(r, bits);
@@ -186,40 +205,72 @@ __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uin
 
 // Packed stage → padded T tile: x = (code − zero) · scale, 8 codes per work item.
 template <typename T>
-__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid) {
+__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid,
+                                    int TT) {
     const int64_t rb = row_bytes(r, bits);
     const size_t codes = align16(size_t(TT) * rb);
     const __half* sc = reinterpret_cast<const __half*>(stage + codes);
     const __half* zr = reinterpret_cast<const __half*>(stage + codes + TT * 2);
     const int groups = r / 8;
     const size_t pitch = size_t(r + 8) * 2;
-    for (int it = tid; it < n_valid * groups; it += kThreads) {
-        const int row = it / groups, grp = it % groups;
+    const int d_row = kThreads / groups, d_col = kThreads % groups;
+    int row = tid / groups, grp = tid % groups;
+    for (; row < n_valid;) {
         const uint8_t* p = stage + row * rb;
-        uint32_t w;
-        if (bits == 4) {
-            w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-        } else if (bits == 2) {
-            w = *reinterpret_cast<const uint16_t*>(p + grp * 2);
-        } else {
-            const uint8_t* q = p + grp * 3;
-            w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
-        }
-        const float s = __half2float(sc[row]), z = __half2float(zr[row]);
-        const uint32_t mask = (1u << bits) - 1u;
-        uint32_t out[4];
+        uint4 outv;
+        if (bits == 4 && Ops<T>::kIsHalf) {
+            // f16 fast path: 0x6400 | c is the half 1024 + c; (c − z) · s then rounds once, as the
+            // float formula does. Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
+            const uint32_t w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
+            const __half2 zz = __half2half2(zr[row]), s2 = __half2half2(sc[row]);
+            const __half2 k1024 = __float2half2_rn(1024.0f);
+            uint32_t h[4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const float x0 = (float((w >> (bits * (2 * i))) & mask) - z) * s;
-            const float x1 = (float((w >> (bits * (2 * i + 1))) & mask) - z) * s;
-            out[i] = Ops<T>::pack2(x0, x1);
+            for (int i = 0; i < 4; ++i) {
+                uint32_t v = ((w >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
+                __half2 x = __hmul2(__hsub2(__hsub2(*reinterpret_cast<__half2*>(&v), k1024), zz), s2);
+                h[i] = *reinterpret_cast<uint32_t*>(&x);
+            }
+            // h[i] = (x_i, x_{i+4}); output order x0 x1 | x2 x3 | x4 x5 | x6 x7
+            outv.x = __byte_perm(h[0], h[1], 0x5410);
+            outv.y = __byte_perm(h[2], h[3], 0x5410);
+            outv.z = __byte_perm(h[0], h[1], 0x7632);
+            outv.w = __byte_perm(h[2], h[3], 0x7632);
+        } else {
+            uint32_t w;
+            if (bits == 4) {
+                w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
+            } else if (bits == 2) {
+                w = *reinterpret_cast<const uint16_t*>(p + grp * 2);
+            } else {
+                const uint8_t* q = p + grp * 3;
+                w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
+            }
+            const float s = __half2float(sc[row]);
+            const float z = __half2float(zr[row]);
+            const uint32_t mask = (1u << bits) - 1u;
+            uint32_t o[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                // 0x4B000000 | c is the float 2^23 + c: an exact int → float without the slow I2F.
+                const float x0 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i))) & mask)) - 8388608.0f - z) * s;
+                const float x1 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i + 1))) & mask)) - 8388608.0f - z) * s;
+                o[i] = Ops<T>::pack2(x0, x1);
+            }
+            outv = make_uint4(o[0], o[1], o[2], o[3]);
         }
-        *reinterpret_cast<uint4*>(tile + row * pitch + grp * 16) = make_uint4(out[0], out[1], out[2], out[3]);
+        *reinterpret_cast<uint4*>(tile + row * pitch + grp * 16) = outv;
+        row += d_row;
+        grp += d_col;
+        if (grp >= groups) {
+            grp -= groups;
+            ++row;
+        }
     }
 }
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
+template <typename T, int D, int TT>
+__global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int hb = blockIdx.x, split = blockIdx.y;
     const int b = blockIdx.z / a.n_groups, g = blockIdx.z % a.n_groups;
@@ -241,15 +292,18 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
         return;
     }
     const int r_k = a.r_k, r_v = a.r_v;
-    const SmemLayout L = make_layout(D, r_k, r_v, a.bits_k, a.bits_v, sp, n_rep);
+    const SmemLayout L = make_layout(D, r_k, r_v, a.bits_k, a.bits_v, sp, n_rep, a.n_stages, TT);
     const int pk = r_k + 8, pv = r_v + 8;  // padded pitches in elements
     T* b_up = reinterpret_cast<T*>(smem + L.b_up);
     float* qs = reinterpret_cast<float*>(smem + L.q);
     float* ss = reinterpret_cast<float*>(smem + L.s);
-    float* os = reinterpret_cast<float*>(smem + L.o);
+    float* fs = reinterpret_cast<float*>(smem + L.f);
+    T* ps = reinterpret_cast<T*>(smem + L.o);
     float* m_run = reinterpret_cast<float*>(smem + L.stats);
     float* l_run = m_run + mq;
     float* alpha = l_run + mq;
+    float2* c8s = reinterpret_cast<float2*>(smem + L.c8);
+    constexpr int PP = TT + 8;  // P tile pitch (elements)
 
     const int64_t cache_row0 = (int64_t(b) * a.n_groups + g) * a.capacity;
     const int kp0 = a.k_pos0 ? a.k_pos0[b] : 0;
@@ -267,12 +321,15 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
     auto load = [&](int t0, int buf) {
         const int nv = min(TT, t_end - t0);
         load_latent_tile(smem + L.k_tile(buf), smem + L.k_stage(buf), a.k_data, a.k_scales, a.k_zeros,
-                         cache_row0 + t0, nv, r_k, a.bits_k, tid);
+                         cache_row0 + t0, nv, r_k, a.bits_k, tid, TT);
         load_latent_tile(smem + L.v_tile(buf), smem + L.v_stage(buf), a.v_data, a.v_scales, a.v_zeros,
-                         cache_row0 + t0, nv, r_v, a.bits_v, tid);
+                         cache_row0 + t0, nv, r_v, a.bits_v, tid, TT);
     };
-    load(t_begin, 0);
-    cp_async_commit();
+    const int ns = a.n_stages;
+    for (int i = 0; i < ns - 1; ++i) {  // prologue: the first ns − 1 tiles in flight
+        if (t_begin + i * TT < t_end) load(t_begin + i * TT, i);
+        cp_async_commit();
+    }
 
     // RoPE(q) · scale · log2(e) for the block's query heads, f32 in shared memory.
     {
@@ -285,138 +342,189 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
             qs[hl * D + d] = (x0 * cs - x1 * sn) * a.scale_log2;
             qs[hl * D + d + D / 2] = (x1 * cs + x0 * sn) * a.scale_log2;
         }
-        for (int i = tid; i < mq * r_v; i += kThreads) os[i] = 0.0f;
+        for (int i = tid; i < 16 * PP; i += kThreads) ps[i] = Ops<T>::from_f(0.0f);
+        for (int i = tid; i < 16; i += kThreads) alpha[i] = 1.0f;
+        for (int i = tid; i < D / 2; i += kThreads) {
+            fs[i] = a.inv_freq[i];
+            float sn, cs;
+            sincosf(8.0f * a.inv_freq[i], &sn, &cs);
+            c8s[i] = make_float2(cs, sn);
+        }
         for (int i = tid; i < mq; i += kThreads) {
             m_run[i] = -INFINITY;
             l_run[i] = 0.0f;
         }
     }
 
-    // Per-lane RoPE frequencies of the accumulator columns d = nt·8 + 2(lane%4) + e, nt < D/16.
-    constexpr int NT = D / 8;  // n8 tiles per head
-    float freq[NT / 2][2];
+    constexpr int NT = D / 8;   // n8 tiles per head
+    constexpr int NQ = NT / 4;  // n8 tiles per quarter: a column half = quarters (ch, ch + 2)
+    constexpr int NW = kThreads / 32;
+    constexpr int kMaxVTiles = 8;  // r_v <= 512: 64 n8 tiles over 8 warps
+    const int n_vtiles = r_v / 8;
+    float oacc[kMaxVTiles][4];
 #pragma unroll
-    for (int nt = 0; nt < NT / 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) freq[nt][e] = a.inv_freq[nt * 8 + 2 * (lane & 3) + e];
-
+    for (int i = 0; i < kMaxVTiles; ++i) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
     int buf = 0;
-    for (int t0 = t_begin; t0 < t_end; t0 += TT, buf ^= 1) {
+    for (int t0 = t_begin; t0 < t_end; t0 += TT, buf = buf + 1 == ns ? 0 : buf + 1) {
         const int n_valid = min(TT, t_end - t0);
-        if (t0 + TT < t_end) load(t0 + TT, buf ^ 1);
+        const int ahead = t0 + (ns - 1) * TT;  // refills the slot used by the previous tile
+        if (ahead < t_end) load(ahead, buf == 0 ? ns - 1 : buf - 1);
         cp_async_commit();
-        cp_async_wait<1>();
+        if (ns == 3)
+            cp_async_wait<2>();
+        else
+            cp_async_wait<1>();
         __syncthreads();
         if (a.bits_k != 16 || a.bits_v != 16) {
-            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid);
-            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid);
+            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid, TT);
+            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid, TT);
             __syncthreads();
         }
         const T* tk = reinterpret_cast<const T*>(smem + L.k_tile(buf));
         const T* tv = reinterpret_cast<const T*>(smem + L.v_tile(buf));
+        if (n_valid < TT) {
+            uint32_t* vz = reinterpret_cast<uint32_t*>(smem + L.v_tile(buf));
+            for (int i = tid; i < (TT - n_valid) * (pv / 2); i += kThreads) vz[n_valid * (pv / 2) + i] = 0u;
+            __syncthreads();
+        }
 
-        // Scores: unit u = (16-token row block u%4, local KV head u/4), one warp each.
-        for (int u = warp; u < 4 * sp; u += 4) {
-            const int sub = u & 3, jl = u >> 2;
-            float acc[NT][4];
+        // Scores: unit u = (16-token row block u % NSUB, column half (u / NSUB) % 2, local KV head
+        // u / (2·NSUB)), one warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
+        // rotate-half partner of column d (tile i) is column d + D/2 (tile i + NQ), same lane.
+        constexpr int NSUB = TT / 16;
+        for (int u = warp; u < 2 * NSUB * sp; u += NW) {
+            const int sub = u % NSUB, ch = (u / NSUB) & 1, jl = u / (2 * NSUB);
+            float acc[2 * NQ][4];
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+            for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
             const T* a_ptr = tk + (sub * 16 + (lane & 15)) * pk + (lane >> 4) * 8;
             const T* b_ptr = b_up + (jl * D + (lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
             for (int kk = 0; kk < r_k; kk += 16) {
                 uint32_t af[4];
                 ldmatrix_x4(af, a_ptr + kk);
 #pragma unroll
-                for (int np = 0; np < NT / 2; ++np) {
+                for (int pp = 0; pp < NQ; ++pp) {  // pairs of n8 tiles: local tiles 2pp, 2pp+1
+                    const int i0 = 2 * pp;
+                    const int nt0 = i0 < NQ ? ch * NQ + i0 : NT / 2 + ch * NQ + (i0 - NQ);
                     uint32_t bf[4];
-                    ldmatrix_x4(bf, b_ptr + np * 16 * pk + kk);
-                    Ops<T>::mma(acc[2 * np], af, bf[0], bf[1]);
-                    Ops<T>::mma(acc[2 * np + 1], af, bf[2], bf[3]);
+                    ldmatrix_x4(bf, b_ptr + nt0 * 8 * pk + kk);
+                    Ops<T>::mma(acc[i0], af, bf[0], bf[1]);
+                    Ops<T>::mma(acc[i0 + 1], af, bf[2], bf[3]);
                 }
             }
-            // RoPE on the rebuilt keys, in registers: column d pairs with d + D/2 = tile nt + NT/2.
+            // RoPE on the rebuilt keys, in registers.
             const int r0 = sub * 16 + (lane >> 2);
-            const int pos0 = kp0 + t0 + r0, pos1 = pos0 + 8;
+            const int pos0 = kp0 + t0 + r0;
 #pragma unroll
-            for (int nt = 0; nt < NT / 2; ++nt) {
+            for (int i = 0; i < NQ; ++i) {
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
+                    const int fi = (ch * NQ + i) * 8 + 2 * (lane & 3) + e;
                     float sn, cs;
-                    rope_sincos(pos0, freq[nt][e], &sn, &cs);
-                    float k0 = acc[nt][e], k1 = acc[nt + NT / 2][e];
-                    acc[nt][e] = k0 * cs - k1 * sn;
-                    acc[nt + NT / 2][e] = k1 * cs + k0 * sn;
-                    rope_sincos(pos1, freq[nt][e], &sn, &cs);
-                    k0 = acc[nt][2 + e];
-                    k1 = acc[nt + NT / 2][2 + e];
-                    acc[nt][2 + e] = k0 * cs - k1 * sn;
-                    acc[nt + NT / 2][2 + e] = k1 * cs + k0 * sn;
+                    rope_sincos(pos0, fs[fi], &sn, &cs);
+                    float k0 = acc[i][e], k1 = acc[i + NQ][e];
+                    acc[i][e] = k0 * cs - k1 * sn;
+                    acc[i + NQ][e] = k1 * cs + k0 * sn;
+                    // row r0 + 8: angle + 8·f by one complex rotation (positions are contiguous)
+                    const float2 r8 = c8s[fi];
+                    const float cs1 = cs * r8.x - sn * r8.y;
+                    sn = sn * r8.x + cs * r8.y;
+                    cs = cs1;
+                    k0 = acc[i][2 + e];
+                    k1 = acc[i + NQ][2 + e];
+                    acc[i][2 + e] = k0 * cs - k1 * sn;
+                    acc[i + NQ][2 + e] = k1 * cs + k0 * sn;
                 }
             }
+            float* sdst = ss + ch * mq * TT;
             for (int hr = 0; hr < n_rep; ++hr) {
                 const int hl = jl * n_rep + hr;
                 const float* qh = qs + hl * D + 2 * (lane & 3);
                 float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
+                for (int i = 0; i < 2 * NQ; ++i) {
+                    const int nt = i < NQ ? ch * NQ + i : NT / 2 + ch * NQ + (i - NQ);
                     const float2 qv = *reinterpret_cast<const float2*>(qh + nt * 8);
-                    s0 = fmaf(qv.x, acc[nt][0], fmaf(qv.y, acc[nt][1], s0));
-                    s1 = fmaf(qv.x, acc[nt][2], fmaf(qv.y, acc[nt][3], s1));
+                    s0 = fmaf(qv.x, acc[i][0], fmaf(qv.y, acc[i][1], s0));
+                    s1 = fmaf(qv.x, acc[i][2], fmaf(qv.y, acc[i][3], s1));
                 }
                 s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
                 s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
                 s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
                 s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
                 if ((lane & 3) == 0) {
-                    ss[hl * TT + r0] = r0 < n_valid ? s0 : -INFINITY;
-                    ss[hl * TT + r0 + 8] = r0 + 8 < n_valid ? s1 : -INFINITY;
+                    sdst[hl * TT + r0] = s0;
+                    sdst[hl * TT + r0 + 8] = s1;
                 }
             }
         }
         __syncthreads();
 
-        // Online softmax (base 2; scores already carry log2(e)).
-        for (int hl = warp; hl < mq; hl += 4) {
+        // Online softmax (base 2; scores already carry log2(e)); the warp of head hl also rescales
+        // its latent accumulator by alpha = 2^(m_old − m_new).
+        for (int hl = warp; hl < mq; hl += NW) {
             float* srow = ss + hl * TT;
-            const float v0 = srow[lane], v1 = srow[lane + 32];
-            float mx = fmaxf(v0, v1);
+            const float* srow1 = ss + (mq + hl) * TT;
+            constexpr int PL = TT / 32;  // scores per lane
+            float v[PL];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int k = 0; k < PL; ++k) {
+                const int t = lane + 32 * k;
+                v[k] = t < n_valid ? srow[t] + srow1[t] : -INFINITY;
+                mx = fmaxf(mx, v[k]);
+            }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-            const float m_old = m_run[hl];
+            const float m_old = m_run[hl], l_old = l_run[hl];
             const float m_new = fmaxf(m_old, mx);
-            const float p0 = exp2f(v0 - m_new), p1 = exp2f(v1 - m_new);
-            float sum = p0 + p1;
+            float sum = 0.0f;
+#pragma unroll
+            for (int k = 0; k < PL; ++k) {
+                const float pk_ = exp2f(v[k] - m_new);
+                sum += pk_;
+                ps[hl * PP + lane + 32 * k] = Ops<T>::from_f(pk_);
+            }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-            srow[lane] = p0;
-            srow[lane + 32] = p1;
+            const float al = exp2f(m_old - m_new);
             __syncwarp();
             if (lane == 0) {
-                const float al = exp2f(m_old - m_new);
-                alpha[hl] = al;
-                l_run[hl] = l_run[hl] * al + sum;
+                l_run[hl] = l_old * al + sum;
                 m_run[hl] = m_new;
+                alpha[hl] = al;
             }
         }
         __syncthreads();
 
-        // o_lat ← alpha · o_lat + P · h_v (latent space), two columns per work item.
-        const int half_rv = r_v / 2;
-        for (int it = tid; it < mq * half_rv; it += kThreads) {
-            const int hl = it / half_rv, c2 = it % half_rv;
-            float2 o = *reinterpret_cast<float2*>(os + hl * r_v + 2 * c2);
-            const float al = alpha[hl];
-            o.x *= al;
-            o.y *= al;
-            const float* p = ss + hl * TT;
-            const uint32_t* vp = reinterpret_cast<const uint32_t*>(tv) + c2;
-            for (int t = 0; t < n_valid; ++t) {
-                const float pt = p[t];
-                const float2 v = Ops<T>::to_f2(vp[t * (pv / 2)]);
-                o.x = fmaf(pt, v.x, o.x);
-                o.y = fmaf(pt, v.y, o.y);
+        // o_lat = alpha · o_lat + P · h_v on tensor cores: A = P [16 head rows (mq used), 64 tokens],
+        // B = the value tile [64 tokens, r_v] (ldmatrix.trans), accumulators stay in registers
+        // across tiles; warp w owns n8 column tiles w, w + 8, ...
+        {
+            const float al0 = alpha[lane >> 2], al1 = alpha[(lane >> 2) + 8];
+#pragma unroll
+            for (int i = 0; i < kMaxVTiles; ++i) {
+                oacc[i][0] *= al0;
+                oacc[i][1] *= al0;
+                oacc[i][2] *= al1;
+                oacc[i][3] *= al1;
             }
-            *reinterpret_cast<float2*>(os + hl * r_v + 2 * c2) = o;
+#pragma unroll
+            for (int kk = 0; kk < TT; kk += 32) {
+                uint32_t pa0[4], pa1[4];
+                ldmatrix_x4(pa0, ps + (lane & 15) * PP + kk + (lane >> 4) * 8);
+                ldmatrix_x4(pa1, ps + (lane & 15) * PP + kk + 16 + (lane >> 4) * 8);
+#pragma unroll
+                for (int i = 0; i < kMaxVTiles; ++i) {
+                    const int nt = warp + i * NW;
+                    if (nt < n_vtiles) {
+                        uint32_t vb[4];
+                        ldmatrix_x4_trans(vb, tv + (kk + lane) * pv + nt * 8);
+                        Ops<T>::mma(oacc[i], pa0, vb[0], vb[1]);
+                        Ops<T>::mma(oacc[i], pa1, vb[2], vb[3]);
+                    }
+                }
+            }
         }
         __syncthreads();
     }
@@ -426,7 +534,14 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const KernelArgs a) {
         ws_ml[2 * i] = m_run[i];
         ws_ml[2 * i + 1] = l_run[i];
     }
-    for (int i = tid; i < mq * r_v; i += kThreads) ws_o[i] = os[i];
+#pragma unroll
+    for (int i = 0; i < kMaxVTiles; ++i) {
+        const int nt = warp + i * NW;
+        if (nt >= n_vtiles) continue;
+        const int row = lane >> 2, col = nt * 8 + 2 * (lane & 3);
+        if (row < mq) *reinterpret_cast<float2*>(ws_o + row * r_v + col) = make_float2(oacc[i][0], oacc[i][1]);
+        if (row + 8 < mq) *reinterpret_cast<float2*>(ws_o + (row + 8) * r_v + col) = make_float2(oacc[i][2], oacc[i][3]);
+    }
 }
 
 __device__ inline float block_reduce(float v, bool is_max, float* red) {
@@ -492,19 +607,19 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, int TT>
 cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** what) {
     static std::atomic<size_t> configured{0};
     if (a.smem_bytes > 48 * 1024 && a.smem_bytes > configured.load()) {
         *what = "cudaFuncSetAttribute(split_kernel, MaxDynamicSharedMemorySize)";
-        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D, TT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(a.smem_bytes));
         if (e != cudaSuccess) return e;
         configured.store(a.smem_bytes);
     }
     *what = "split_kernel launch";
     dim3 grid(a.n_head_blocks, a.n_splits, a.batch * a.n_groups);
-    split_kernel<T, D><<<grid, kThreads, a.smem_bytes, stream>>>(a);
+    split_kernel<T, D, TT><<<grid, kThreads, a.smem_bytes, stream>>>(a);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     *what = "reduce_kernel launch";
@@ -520,15 +635,36 @@ cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** 
 
 }  // namespace
 
-size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep) {
-    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep).total;
+size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep,
+                               int n_stages, int tile_tokens) {
+    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep, n_stages, tile_tokens).total;
 }
 
 cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what) {
     const bool bf16 = a.dtype == 1;
-    if (a.d_head == 128)
-        return bf16 ? launch_typed<__nv_bfloat16, 128>(a, stream, what) : launch_typed<__half, 128>(a, stream, what);
-    return bf16 ? launch_typed<__nv_bfloat16, 64>(a, stream, what) : launch_typed<__half, 64>(a, stream, what);
+    const bool big = a.tile_tokens == 128;
+    if (a.d_head == 128) {
+        if (big) return bf16 ? launch_typed<__nv_bfloat16, 128, 128>(a, stream, what) : launch_typed<__half, 128, 128>(a, stream, what);
+        return bf16 ? launch_typed<__nv_bfloat16, 128, 64>(a, stream, what) : launch_typed<__half, 128, 64>(a, stream, what);
+    }
+    if (big) return bf16 ? launch_typed<__nv_bfloat16, 64, 128>(a, stream, what) : launch_typed<__half, 64, 128>(a, stream, what);
+    return bf16 ? launch_typed<__nv_bfloat16, 64, 64>(a, stream, what) : launch_typed<__half, 64, 64>(a, stream, what);
+}
+
+cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_t smem, int* blocks) {
+    const bool bf = dtype == 1, big = tile_tokens == 128;
+    const void* f;
+    if (d_head == 128)
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 128> : (const void*)split_kernel<__half, 128, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 64> : (const void*)split_kernel<__half, 128, 64>);
+    else
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 128> : (const void*)split_kernel<__half, 64, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 64> : (const void*)split_kernel<__half, 64, 64>);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (e != cudaSuccess) return e;
+    }
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, kThreads, smem);
 }
 
 cudaError_t device_smem_optin(int* bytes, int* n_sm) {

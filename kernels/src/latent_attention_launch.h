@@ -10,8 +10,7 @@
 
 namespace palu::cuda::detail {
 
-constexpr int kTileTokens = 64;   // tokens per shared-memory tile (4 mma row blocks of 16)
-constexpr int kThreads = 128;     // 4 warps per block
+constexpr int kThreads = 256;     // 8 warps per block
 constexpr int kMaxHeadsPerBlock = 16;
 
 struct KernelArgs {
@@ -19,6 +18,8 @@ struct KernelArgs {
     int32_t dtype;  // LatentDType
     int32_t r_k, r_v, bits_k, bits_v;
     int32_t kv_per_block;      // s' KV heads per block
+    int32_t n_stages;          // cp.async ring depth (2 or 3)
+    int32_t tile_tokens;       // tokens per shared-memory tile: 64 or 128
     int32_t n_head_blocks;     // group_size / s'
     int32_t n_splits, tokens_per_split;
     float scale_log2;          // softmax_scale · log2(e)
@@ -44,11 +45,14 @@ struct KernelArgs {
 
 /// Dynamic shared memory of the split kernel for these arguments (bytes).
 size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block,
-                               int n_rep);
+                               int n_rep, int n_stages, int tile_tokens);
 
 /// Launches the split kernel and the reduction. Returns cudaSuccess or the first CUDA error;
 /// `what` names the failing step.
 cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what);
+
+/// Resident split-kernel blocks per SM for this configuration (sets the smem attribute).
+cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_t smem, int* blocks);
 
 /// Maximum dynamic shared memory per block on the current device (opt-in limit).
 cudaError_t device_smem_optin(int* bytes, int* n_sm);

@@ -343,7 +343,8 @@ TEST(Llama2c, Stories260K_OpensWithRightConfig_Data) {
 TEST(Llama2c, FuzzSeedCorpus_ParsesOrRegenerates) {
     // PALU_UPDATE_FUZZ_CORPUS=1 rewrites tests/fuzz/corpus/llama2c/ from the synthetic fixture;
     // otherwise every committed seed must still be a valid checkpoint.
-    auto dir = test::source_root() / "tests" / "fuzz" / "corpus" / "llama2c";
+    // The test binary is compiled with the source dir (test_support may not be, under ctest).
+    auto dir = std::filesystem::path(PALU_SOURCE_DIR) / "tests" / "fuzz" / "corpus" / "llama2c";
     const char* upd = std::getenv("PALU_UPDATE_FUZZ_CORPUS");
     if (upd && std::string(upd) == "1") {
         std::filesystem::create_directories(dir);

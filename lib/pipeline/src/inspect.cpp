@@ -42,6 +42,7 @@ InspectResult run_inspect(const InspectParams& params) {
     int64_t b = float_type_bytes(kv_type);
     if (b == 0) {
         r.kv_dtype = "F16";
+        r.kv_from_quantized = true;
         b = 2;
     } else {
         r.kv_dtype = kv_type;
@@ -78,7 +79,9 @@ nlohmann::json to_json(const InspectResult& r) {
     j["n_tensors"] = r.n_tensors;
     j["tensor_bytes"] = r.file_bytes;
     j["storage_types"] = r.storage_types;
-    j["kv_cache"] = {{"dtype", r.kv_dtype}, {"bytes_per_token", r.kv_bytes_per_token}};
+    j["kv_cache"] = {{"dtype", r.kv_dtype},
+                     {"dtype_assumed_for_quantized_weights", r.kv_from_quantized},
+                     {"bytes_per_token", r.kv_bytes_per_token}};
     nlohmann::json at = nlohmann::json::object();
     for (auto& [ctx, bytes] : r.kv_bytes_at) at[std::to_string(ctx)] = bytes;
     j["kv_cache"]["bytes_at_context_batch1"] = at;
@@ -105,7 +108,8 @@ std::string to_text(const InspectResult& r) {
     s += strfmt("tied embed    %s\n", c.tie_word_embeddings ? "yes" : "no");
     s += strfmt("tensors       %lld, %s stored; %s\n", (long long)r.n_tensors,
                 bytes_str(static_cast<double>(r.file_bytes)).c_str(), types.c_str());
-    s += strfmt("KV cache      %s, %lld bytes/token (%s)\n", r.kv_dtype.c_str(),
+    s += strfmt("KV cache      %s%s, %lld bytes/token (%s)\n", r.kv_dtype.c_str(),
+                r.kv_from_quantized ? " (runtime cache type; weights are quantized)" : "",
                 (long long)r.kv_bytes_per_token, bytes_str(static_cast<double>(r.kv_bytes_per_token)).c_str());
     for (auto& [ctx, bytes] : r.kv_bytes_at)
         s += strfmt("  at %6lldK ctx %s (batch 1)\n", (long long)(ctx / 1024),

@@ -83,8 +83,10 @@ struct LatentAttentionParams {
 /// The launch plan the library chooses for `p` on the current device.
 struct LatentAttentionPlan {
     int32_t n_splits = 0;           ///< token splits per (sequence, head block)
-    int32_t tokens_per_split = 0;   ///< multiple of the 64-token tile
+    int32_t tokens_per_split = 0;   ///< multiple of tile_tokens
+    int32_t tile_tokens = 0;        ///< tokens per shared-memory tile (64 or 128)
     int32_t kv_heads_per_block = 0; ///< KV heads whose keys one thread block rebuilds
+    int32_t n_stages = 0;           ///< depth of the cp.async tile ring (2 or 3)
     size_t smem_bytes = 0;          ///< dynamic shared memory per block
     size_t workspace_bytes = 0;     ///< scratch for the split partials
 };

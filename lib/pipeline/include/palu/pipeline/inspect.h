@@ -30,6 +30,7 @@ struct InspectResult {
     std::map<std::string, int64_t> storage_types;  // type -> tensor count
     std::string kv_dtype;            // the dtype a runtime caches K/V in for this checkpoint
     int64_t kv_dtype_bytes = 0;
+    bool kv_from_quantized = false;  // weights quantized: F16 assumed (llama.cpp's default)
     int64_t kv_bytes_per_token = 0;  // all layers, K + V, batch 1
     std::vector<std::pair<int64_t, int64_t>> kv_bytes_at;  // (context, bytes)
 };
