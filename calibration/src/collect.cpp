@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <memory>
 
-#include <Eigen/Dense>
+#include <cblas.h>
 
 #include "palu/core/error.h"
 #include "palu/core/format.h"
@@ -20,8 +20,6 @@ struct ObserverGuard {
     ~ObserverGuard() { engine.clear_observers(); }
 };
 
-using MapRowF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-
 }  // namespace
 
 GramStats collect_gram(model::Transformer& engine, const CalibWindows& windows,
@@ -29,17 +27,23 @@ GramStats collect_gram(model::Transformer& engine, const CalibWindows& windows,
     const auto& cfg = engine.config();
     const int64_t L = cfg.n_layers, d = cfg.d_model, n = windows.n_samples();
     PALU_CHECK(n > 0, UsageError, "calibrate: no calibration windows");
-    // Lower triangles accumulated with rank updates, mirrored at the end.
-    std::vector<Eigen::MatrixXd> acc(static_cast<size_t>(L), Eigen::MatrixXd::Zero(d, d));
+    // Lower triangles (row-major) accumulated with BLAS dsyrk rank updates, mirrored at the end.
+    GramStats out;
+    out.d = d;
+    out.gram.assign(static_cast<size_t>(L), std::vector<double>(static_cast<size_t>(d * d), 0.0));
+    std::vector<double> xd;
     int64_t n_rows_seen = 0;
     engine.clear_observers();
     ObserverGuard guard{engine};
     engine.add_observer([&](int64_t layer, model::ObservePoint point, const TensorView& x) {
         if (point != model::ObservePoint::KvInput) return;
         PALU_ASSERT(x.ndim() == 2 && x.dim(1) == d, "KvInput view of width %lld", static_cast<long long>(x.dim(1)));
-        // x [n_rows, d] f32 -> f64 before the products: the sum is exact up to f64 rounding.
-        const Eigen::MatrixXd xd = MapRowF(x.data, x.dim(0), d).cast<double>();
-        acc[static_cast<size_t>(layer)].selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
+        // x [n_rows, d] f32 -> f64 before the products (f64 products and sums); G += xᵀ x.
+        const int64_t n_rows = x.dim(0);
+        xd.assign(x.data, x.data + n_rows * d);
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, static_cast<int>(d), static_cast<int>(n_rows),
+                    1.0, xd.data(), static_cast<int>(d), 1.0, out.gram[static_cast<size_t>(layer)].data(),
+                    static_cast<int>(d));
         if (layer == 0) n_rows_seen += x.dim(0);
     });
     const int64_t n_batch = std::max<int64_t>(1, std::min(opts.n_batch, n));
@@ -52,17 +56,10 @@ GramStats collect_gram(model::Transformer& engine, const CalibWindows& windows,
         if (progress) progress->update(i + b);
     }
     PALU_ASSERT(n_rows_seen == n * windows.seqlen, "observer saw %lld rows", static_cast<long long>(n_rows_seen));
-    GramStats out;
-    out.d = d;
     out.n_tokens = n_rows_seen;
-    out.gram.resize(static_cast<size_t>(L));
-    for (int64_t l = 0; l < L; ++l) {
-        const auto& a = acc[static_cast<size_t>(l)];
-        auto& g = out.gram[static_cast<size_t>(l)];
-        g.resize(static_cast<size_t>(d * d));
+    for (auto& g : out.gram)
         for (int64_t r = 0; r < d; ++r)
-            for (int64_t c = 0; c < d; ++c) g[static_cast<size_t>(r * d + c)] = r >= c ? a(r, c) : a(c, r);
-    }
+            for (int64_t c = r + 1; c < d; ++c) g[static_cast<size_t>(r * d + c)] = g[static_cast<size_t>(c * d + r)];
     return out;
 }
 
