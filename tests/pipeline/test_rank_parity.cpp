@@ -72,6 +72,7 @@ TEST(CollectGram, MatchesGolden_Data) {
     const auto g = read_golden_safetensors(gpath);
     auto src = formats::open_model(model_dir);
     model::Transformer engine(*src);
+    engine.set_threads(1);
     calib::CollectOptions opts;
     opts.progress = false;
     opts.n_batch = 5;  // uneven last batch on purpose
@@ -100,6 +101,7 @@ TEST(CollectFisher, MatchesGolden_Data) {
     const auto g = read_golden_safetensors(gpath);
     auto src = formats::open_model(model_dir);
     model::Transformer engine(*src);
+    engine.set_threads(1);
     calib::CollectOptions opts;
     opts.progress = false;
     const calib::FisherStats f =
@@ -141,6 +143,7 @@ TEST(RankParity, Stories260KReference_Data) {
     cp.fisher_shift = "double";
     cp.out_path = (tmp.path / "stats.h5").string();
     cp.progress = false;
+    cp.n_threads = 1;  // the fastest on a loaded 2-core machine (spinning threads oversubscribe it)
     const pipeline::CalibrateResult r = pipeline::run_calibrate(cp);
     EXPECT_FALSE(r.reused);
     EXPECT_EQ(r.n_samples, 256);
