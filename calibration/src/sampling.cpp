@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 
+#include "palu/core/checked.h"
 #include "palu/core/error.h"
 
 namespace palu::calib {
@@ -50,6 +51,10 @@ CalibWindows sample_windows(const std::vector<int32_t>& stream, const SamplingPa
                static_cast<long long>(p.n_samples));
     PALU_CHECK(L >= 2, UsageError, "calibrate: --seqlen must be >= 2, got %lld",
                static_cast<long long>(L));
+    const auto n_total = mul_no_overflow(static_cast<uint64_t>(p.n_samples), static_cast<uint64_t>(L));
+    PALU_CHECK(n_total && *n_total <= (uint64_t{1} << 40), UsageError,
+               "calibrate: %lld windows of %lld tokens is too many tokens to hold",
+               static_cast<long long>(p.n_samples), static_cast<long long>(L));
     CalibWindows w;
     w.seqlen = L;
     w.tokens.reserve(static_cast<size_t>(p.n_samples * L));

@@ -71,6 +71,8 @@ TEST(Sampling, BadRequests) {
     EXPECT_THROW(sample_windows(s, {SamplerKind::Random, 0, 5, 0, 1, {}}), UsageError);
     EXPECT_THROW(sample_windows(s, {SamplerKind::Random, 1, 1, 0, 1, {}}), UsageError);
     EXPECT_THROW(sample_windows(s, {SamplerKind::Random, 1, 20, 0, 1, {}}), UsageError);
+    EXPECT_THROW(sample_windows(s, {SamplerKind::Random, int64_t{1} << 40, int64_t{1} << 30, 0, 1, {}}),
+                 UsageError);
     EXPECT_EQ(parse_sampler("contiguous"), SamplerKind::Contiguous);
     EXPECT_FALSE(parse_sampler("Random").has_value());
 }
