@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "cli_common.h"
-#include "palu/core/error.h"
 #include "palu/pipeline/calibrate.h"
 
 int main(int argc, char** argv) {
@@ -25,8 +24,6 @@ int main(int argc, char** argv) {
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
         palu::cli::apply_common(common);
-        PALU_CHECK(!p.stats_path.empty() || p.method == "uniform", palu::UsageError,
-                   "rank: --stats is required for method %s", p.method.c_str());
         const auto r = palu::pipeline::run_rank_search(p);
         if (p.out_path.empty()) std::printf("%s\n", r.json.dump(2).c_str());
         return 0;

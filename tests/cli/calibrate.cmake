@@ -29,3 +29,5 @@ palu_cli_test(rank_search.uniform_no_stats 0 "\"achieved_ratio\": 0\\.5," "kept 
               COMMAND $<TARGET_FILE:palu-rank-search> --model @DATA@/models/stories260K/hf --method uniform
                       --ratio 0.5 --group-size 2 --round-to 4)
 palu_cli_test(rank_search.help 0 "fisher_uniform" "" COMMAND $<TARGET_FILE:palu-rank-search> --help)
+palu_cli_test(rank_search.fisher_needs_stats 2 "" "^E rank: --stats is required" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-rank-search> --model @DATA@/models/stories260K/hf --ratio 0.5)

@@ -224,6 +224,9 @@ RankSearchResult run_rank_search(const RankSearchParams& p) {
     rp.rank_multiple = p.round_to;
     compress::FisherScalars fisher;
     if (*method != compress::RankSearchMethod::Uniform) {
+        PALU_CHECK(!p.stats_path.empty(), UsageError,
+                   "rank: --stats is required for method %s; hint: run palu-calibrate first",
+                   p.method.c_str());
         const auto stats = formats::StatsStore::open(p.stats_path, {formats::fingerprint_model(*src), ""});
         fisher = fisher_scalars_from_stats(stats, shape, p.group_size);
     }
