@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
     auto* o_text = app.add_option("--text", p.text_path, "Text corpus, tokenized with the model's tokenizer");
     app.add_option("--format", p.text_format, "Text format")->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
     app.add_option("--tokens", p.tokens_path, "Token ids (raw little-endian int32, .i32)")->excludes(o_text);
-    app.add_option("--samples,-n", p.n_samples, "Calibration windows")->required();
-    app.add_option("--seqlen", p.seqlen, "Tokens per window")->required();
+    app.add_option("--samples,-n", p.n_samples, "Calibration windows")->required()->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+    app.add_option("--seqlen", p.seqlen, "Tokens per window")->required()->check(CLI::Range(int64_t{2}, int64_t{1} << 24));
     app.add_option("--sampler", p.sampler, "random: [BOS]+tokens[o:o+L-1] at seeded random o; contiguous: "
                    "non-overlapping windows from the start; offsets: o from --offsets")
         ->check(CLI::IsMember({"random", "contiguous", "offsets"}));

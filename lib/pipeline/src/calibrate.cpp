@@ -13,6 +13,7 @@
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/core/log.h"
+#include "palu/core/sysinfo.h"
 #include "palu/formats/fingerprint.h"
 #include "palu/formats/model_loader.h"
 #include "palu/formats/stats_store.h"
@@ -169,8 +170,11 @@ CalibrateResult run_calibrate(const CalibrateParams& p) {
     r.n_samples = windows.n_samples();
     r.n_tokens = gram.n_tokens;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    PALU_LOG_INFO("calibrate", "%s: %lld windows, %lld tokens, %.1f s", p.out_path.c_str(),
-                  static_cast<long long>(r.n_samples), static_cast<long long>(r.n_tokens), r.seconds);
+    PALU_LOG_INFO("calibrate", "%s: %lld windows, %lld tokens, Gram of %zu layers%s, %.1f s, peak RSS %s",
+                  p.out_path.c_str(), static_cast<long long>(r.n_samples),
+                  static_cast<long long>(r.n_tokens), gram.gram.size(),
+                  p.fisher ? strfmt(", Fisher (%s shift)", p.fisher_shift.c_str()).c_str() : "",
+                  r.seconds, bytes_str(peak_rss_bytes()).c_str());
     return r;
 }
 
