@@ -1,0 +1,70 @@
+// palu pipeline: the `eval` stage — perplexity over non-overlapping windows, and greedy generation
+// through the KV cache. Input: any model path formats::open_model accepts, plus a text corpus
+// (tokenized with the model's own tokenizer) or a token file. Output: EvalPplResult / JSON.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace palu::pipeline {
+
+struct EvalPplParams {
+    std::string model_path;
+    std::string text_path;           // corpus (exclusive with tokens_path)
+    std::string text_format = "auto";  // auto|wikitext|jsonl|plain
+    std::string tokens_path;         // raw little-endian int32 ids (.i32)
+    int64_t seqlen = 2048;           // window length N (N - 1 predictions per window)
+    int64_t max_windows = 0;         // 0 = every full window
+    int64_t n_batch = 1;             // windows per forward
+    int n_threads = 0;               // 0 = all cores
+    bool streaming = false;          // convert weights per layer on every use (low memory)
+};
+
+struct EvalPplResult {
+    std::string model_path;
+    std::string format;              // hf-safetensors | gguf | llama2c
+    double nll = 0.0;                // mean over windows of the window's mean NLL (nats)
+    double ppl = 0.0;                // exp(nll)
+    int64_t n_windows = 0;
+    int64_t n_tokens = 0;            // tokens scored (n_windows * seqlen)
+    int64_t n_tokens_source = 0;     // tokens in the corpus
+    int64_t seqlen = 0;
+    double seconds = 0.0;            // model time (forward + NLL), excluding loading
+    double tokens_per_s = 0.0;       // n_tokens / seconds
+    int64_t kv_bytes_per_token = 0;  // from the KV cache object
+    int n_threads = 0;
+    std::vector<double> window_nll;
+};
+
+/// Loads the model and the tokens, then scores the windows with a progress line per batch.
+/// Throws UsageError (no/both inputs, too few tokens), IoError, FormatError, ShapeError.
+EvalPplResult run_eval_ppl(const EvalPplParams& params);
+nlohmann::json to_json(const EvalPplResult& r);
+
+struct GenerateParams {
+    std::string model_path;
+    std::string prompt;
+    int64_t max_new = 64;
+    int n_threads = 0;
+    /// Called with each new piece of text as soon as its token is decoded (may be empty).
+    std::function<void(const std::string&)> on_text;
+};
+
+struct GenerateResult {
+    std::vector<int32_t> tokens;     // prompt (with BOS) + generated
+    int64_t n_prompt = 0;
+    int64_t n_generated = 0;
+    std::string text;                // generated text only
+    double prefill_s = 0.0;
+    double decode_tokens_per_s = 0.0;
+    int64_t kv_bytes_per_token = 0;
+};
+
+/// Greedy decoding through the KV cache until max_new tokens or EOS.
+GenerateResult run_generate(const GenerateParams& params);
+
+}  // namespace palu::pipeline

@@ -1,0 +1,156 @@
+// palu pipeline: eval stage driver (perplexity, greedy generation).
+#include "palu/pipeline/eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include <fstream>
+
+#if PALU_HAVE_TOKENIZERS
+#include "palu/calib/text.h"
+#include "palu/calib/tokenizer.h"
+#endif
+#include "palu/core/error.h"
+#include "palu/core/log.h"
+#include "palu/core/progress.h"
+#include "palu/formats/model_loader.h"
+#include "palu/model/blas.h"
+#include "palu/model/perplexity.h"
+#include "palu/model/transformer.h"
+
+namespace palu::pipeline {
+
+namespace {
+
+#if PALU_HAVE_TOKENIZERS
+std::vector<int32_t> read_token_file(const std::string& path) {
+    return calib::load_token_file(path);
+}
+#else
+// TODO(engine): remove once palu_calibration's tokenizers are on main (#3).
+std::vector<int32_t> read_token_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    PALU_CHECK(in.good(), IoError, "eval: %s: cannot open for reading", path.c_str());
+    const auto n_bytes = static_cast<int64_t>(in.tellg());
+    PALU_CHECK(n_bytes % 4 == 0, FormatError,
+               "eval: %s: size %lld is not a multiple of 4 (int32 token ids)", path.c_str(),
+               static_cast<long long>(n_bytes));
+    std::vector<int32_t> ids(static_cast<size_t>(n_bytes / 4));
+    in.seekg(0);
+    in.read(reinterpret_cast<char*>(ids.data()), n_bytes);
+    PALU_CHECK(in.good(), IoError, "eval: %s: read failed", path.c_str());
+    return ids;
+}
+#endif
+
+std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource& src) {
+    PALU_CHECK(p.text_path.empty() != p.tokens_path.empty(), UsageError,
+               "eval: give exactly one of --text FILE or --tokens FILE.i32");
+    if (!p.tokens_path.empty()) return read_token_file(p.tokens_path);
+#if !PALU_HAVE_TOKENIZERS
+    PALU_THROW(UsageError, "eval: --text is not available yet in this build (tokenizers are not "
+                           "built); hint: use --tokens FILE.i32");
+#else
+    auto tok = calib::find_tokenizer_for_model(p.model_path, src.config().n_vocab);
+    const std::string text = calib::load_text(p.text_path, calib::parse_text_format(p.text_format));
+    // The literature's convention: the whole corpus tokenized once, BOS only at its start.
+    auto ids = tok->encode(text, /*add_bos=*/true);
+    PALU_LOG_INFO("eval", "%s: %zu bytes -> %zu tokens (%s tokenizer)", p.text_path.c_str(),
+                  text.size(), ids.size(), tok->kind().c_str());
+    return ids;
+#endif
+}
+
+}  // namespace
+
+EvalPplResult run_eval_ppl(const EvalPplParams& p) {
+    auto src = formats::open_model(p.model_path);
+    const std::vector<int32_t> tokens = load_eval_tokens(p, *src);
+    const auto t_load = std::chrono::steady_clock::now();
+    model::Transformer engine(*src, p.streaming ? model::Residency::Streaming
+                                                : model::Residency::Resident);
+    engine.set_threads(p.n_threads);
+    PALU_LOG_INFO("eval", "%s (%s): weights converted in %.1f s; %d threads, BLAS kernels %s",
+                  p.model_path.c_str(), src->format_name().c_str(),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count(),
+                  engine.n_threads(), model::blas_core_name().c_str());
+    const int64_t n_avail = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(p.seqlen, 1);
+    const int64_t n_windows = p.max_windows > 0 ? std::min(p.max_windows, n_avail) : n_avail;
+    Progress progress("eval", "window", std::max<int64_t>(n_windows, 1));
+    auto r = model::compute_perplexity(engine, tokens, p.seqlen, p.max_windows, p.n_batch,
+                                       [&](int64_t done, int64_t) { progress.update(done); });
+    EvalPplResult out;
+    out.model_path = p.model_path;
+    out.format = src->format_name();
+    out.nll = r.nll;
+    out.ppl = r.ppl;
+    out.n_windows = r.n_windows;
+    out.n_tokens = r.n_tokens;
+    out.n_tokens_source = static_cast<int64_t>(tokens.size());
+    out.seqlen = r.seqlen;
+    out.seconds = r.seconds;
+    out.tokens_per_s = r.seconds > 0 ? static_cast<double>(r.n_tokens) / r.seconds : 0.0;
+    out.kv_bytes_per_token = r.kv_bytes_per_token;
+    out.n_threads = engine.n_threads();
+    out.window_nll = r.window_nll;
+    return out;
+}
+
+nlohmann::json to_json(const EvalPplResult& r) {
+    return nlohmann::json{{"model", r.model_path},
+                          {"format", r.format},
+                          {"nll", r.nll},
+                          {"ppl", r.ppl},
+                          {"n_windows", r.n_windows},
+                          {"n_tokens", r.n_tokens},
+                          {"n_tokens_source", r.n_tokens_source},
+                          {"seqlen", r.seqlen},
+                          {"seconds", r.seconds},
+                          {"tokens_per_s", r.tokens_per_s},
+                          {"kv_bytes_per_token", r.kv_bytes_per_token},
+                          {"n_threads", r.n_threads},
+                          {"window_nll", r.window_nll}};
+}
+
+GenerateResult run_generate(const GenerateParams& p) {
+    PALU_CHECK(p.max_new >= 0, UsageError, "generate: --max-new must be >= 0, got %lld",
+               static_cast<long long>(p.max_new));
+#if !PALU_HAVE_TOKENIZERS
+    PALU_THROW(UsageError, "generate: not available yet in this build (tokenizers are not built)");
+#else
+    auto src = formats::open_model(p.model_path);
+    auto tok = calib::find_tokenizer_for_model(p.model_path, src->config().n_vocab);
+    model::Transformer engine(*src);
+    engine.set_threads(p.n_threads);
+    GenerateResult out;
+    out.tokens = tok->encode(p.prompt, /*add_bos=*/true);
+    PALU_CHECK(!out.tokens.empty(), UsageError, "generate: the prompt encodes to no tokens");
+    out.n_prompt = static_cast<int64_t>(out.tokens.size());
+    const int64_t n_vocab = engine.config().n_vocab;
+    auto cache = engine.make_cache(1, out.n_prompt + std::max<int64_t>(p.max_new, 1));
+    out.kv_bytes_per_token = cache->bytes_per_token();
+    const auto t0 = std::chrono::steady_clock::now();
+    Tensor logits = engine.forward(out.tokens.data(), 1, out.n_prompt, *cache, /*last_only=*/true);
+    const auto t1 = std::chrono::steady_clock::now();
+    out.prefill_s = std::chrono::duration<double>(t1 - t0).count();
+    const int32_t eos = tok->eos_id();
+    for (int64_t i = 0; i < p.max_new; ++i) {
+        const int32_t next = static_cast<int32_t>(
+            std::max_element(logits.data(), logits.data() + n_vocab) - logits.data());
+        const std::string piece = tok->decode_piece(out.tokens.back(), next);
+        out.tokens.push_back(next);
+        ++out.n_generated;
+        if (next == eos) break;
+        out.text += piece;
+        if (p.on_text) p.on_text(piece);
+        if (i + 1 < p.max_new) logits = engine.forward(&out.tokens.back(), 1, 1, *cache);
+    }
+    const double dt =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    out.decode_tokens_per_s = dt > 0 ? static_cast<double>(out.n_generated) / dt : 0.0;
+    return out;
+#endif
+}
+
+}  // namespace palu::pipeline

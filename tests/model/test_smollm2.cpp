@@ -1,0 +1,61 @@
+// palu tests: SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to f32) on WikiText-2 test at seqlen
+// 2048 against Hugging Face transformers float32 on the same dequantized weights
+// (tests/reference/smollm2_ppl_reference.py -> tests/reference/smollm2_wikitext2_ppl.json).
+// The first kWindows windows are compared (each takes ~10 s on 2 cores); the full-set number is in
+// docs/PERFORMANCE.md.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+#include "palu/formats/model_loader.h"
+#include "palu/model/perplexity.h"
+#include "palu/model/transformer.h"
+#include "smollm2_tokens.h"
+#include "test_data.h"
+
+namespace palu::test {
+namespace {
+
+constexpr int64_t kWindows = 2;
+
+TEST(SmolLM2, WikitextWindowsMatchTransformers_Slow) {
+    const auto gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
+    if (!std::filesystem::exists(gguf)) {
+        if (std::getenv("CI")) FAIL() << "missing " << gguf << " (CI=true); run scripts/get-smollm2.sh";
+        GTEST_SKIP() << "needs " << gguf << "; run scripts/get-smollm2.sh";
+    }
+    PALU_REQUIRE_DATA(wiki, "text/wikitext-2/wiki.test.raw");
+    std::ifstream jf(source_root() / "tests/reference/smollm2_wikitext2_ppl.json");
+    ASSERT_TRUE(jf.good()) << "missing tests/reference/smollm2_wikitext2_ppl.json";
+    const auto ref = nlohmann::json::parse(jf);
+    ASSERT_EQ(ref.at("seqlen").get<int64_t>(), 2048);
+
+    auto src = formats::open_model(gguf);
+    const std::vector<int32_t> tokens = smollm2_wikitext_tokens(gguf, wiki);
+    if (tokens.empty()) GTEST_SKIP() << "no WikiText token ids available (see smollm2_tokens.h)";
+    // Same ids as the reference (else the comparison would mix tokenizer and engine errors).
+    ASSERT_EQ(static_cast<int64_t>(tokens.size()), ref.at("n_tokens_text").get<int64_t>());
+    ASSERT_EQ(ids_sha256(tokens), ref.at("ids_sha256").get<std::string>());
+
+    model::Transformer engine(*src);
+    engine.set_threads(0);
+    auto res = model::compute_perplexity(engine, tokens, 2048, kWindows, 1);
+    const auto& ref_nll = ref.at("window_nll");
+    ASSERT_GE(static_cast<int64_t>(ref_nll.size()), kWindows);
+    double ref_mean = 0;
+    for (int64_t w = 0; w < kWindows; ++w) {
+        const double r = ref_nll.at(static_cast<size_t>(w)).get<double>();
+        // Both sides run float32 over 30 layers with different summation orders (BLAS blocking,
+        // softmax); window means of 2047 NLLs agree to ~1e-5 nats. 1e-4 is 10x that margin and
+        // 10x tighter than what 0.1% in perplexity allows (|Δnll| < 1e-3).
+        EXPECT_NEAR(res.window_nll[static_cast<size_t>(w)], r, 1e-4) << "window " << w;
+        ref_mean += r / kWindows;
+    }
+    EXPECT_LT(std::abs(res.ppl / std::exp(ref_mean) - 1.0), 1e-3);
+    RecordProperty("ppl", std::to_string(res.ppl));
+}
+
+}  // namespace
+}  // namespace palu::test
