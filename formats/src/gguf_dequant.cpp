@@ -6,6 +6,10 @@
 // bit-identical to theirs, which tests/reference/gguf_reference.py checks on a real file.
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "palu/core/checked.h"
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
@@ -69,10 +73,52 @@ const TypeTraits* find_traits(uint32_t id) {
     return nullptr;
 }
 
+// Block scales are f16. Normal halves are decoded inline (rebias the exponent, widen the
+// mantissa: exact); zeros, subnormals, inf and NaN take core's general conversion. The inline
+// path matters for the 32-element formats, which read one or two scales per 32 outputs.
 inline float load_f16(const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
-    return f16_to_f32(h);
+    const uint32_t exp = (h >> 10) & 0x1F;
+    if (exp == 0 || exp == 0x1F) [[unlikely]]
+        return f16_to_f32(h);
+    const uint32_t bits = (uint32_t(h & 0x8000) << 16) | ((exp + 112) << 23) | (uint32_t(h & 0x3FF) << 13);
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+// 16 small values (one byte each, 0..63) -> y = scale*(q + offset) + add, or with `sub` set
+// y = scale*q - add. The SSE2 path (baseline on x86-64) does exactly the scalar float operations
+// (int -> float conversion, one multiply, one add/subtract), so both give identical bits.
+inline void nibbles_to_f32(const uint8_t* q, int offset, float scale, float add, bool sub,
+                           float* dst) {
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    const __m128i w0 = _mm_unpacklo_epi8(raw, zero), w1 = _mm_unpackhi_epi8(raw, zero);
+    const __m128i vo = _mm_set1_epi32(offset);
+    const __m128 vs = _mm_set1_ps(scale), va = _mm_set1_ps(add);
+    const __m128i x[4] = {_mm_unpacklo_epi16(w0, zero), _mm_unpackhi_epi16(w0, zero),
+                          _mm_unpacklo_epi16(w1, zero), _mm_unpackhi_epi16(w1, zero)};
+    for (int k = 0; k < 4; ++k) {
+        const __m128 p = _mm_mul_ps(vs, _mm_cvtepi32_ps(_mm_add_epi32(x[k], vo)));
+        _mm_storeu_ps(dst + 4 * k, sub ? _mm_sub_ps(p, va) : _mm_add_ps(p, va));
+    }
+#else
+    for (int j = 0; j < 16; ++j) {
+        const float p = scale * static_cast<float>(q[j] + offset);
+        dst[j] = sub ? p - add : p + add;
+    }
+#endif
+}
+
+// Splits 16 packed bytes into their low nibbles (lo[0..16)) and high nibbles (hi[0..16)).
+inline void split_nibbles(const uint8_t* qs, uint8_t* lo, uint8_t* hi) {
+    for (int j = 0; j < 16; ++j) {
+        lo[j] = qs[j] & 0x0F;
+        hi[j] = qs[j] >> 4;
+    }
 }
 
 // ---- legacy 32-element blocks -------------------------------------------------------------
@@ -81,11 +127,12 @@ inline float load_f16(const uint8_t* p) {
 void dequant_q4_0(const uint8_t* src, float* dst, int64_t n_blocks) {
     for (int64_t b = 0; b < n_blocks; ++b, src += 18, dst += kQK) {
         const float d = load_f16(src);
-        const uint8_t* qs = src + 2;
-        for (int j = 0; j < 16; ++j) {
-            dst[j] = d * static_cast<float>((qs[j] & 0x0F) - 8);
-            dst[j + 16] = d * static_cast<float>((qs[j] >> 4) - 8);
-        }
+        alignas(16) uint8_t lo[16], hi[16];
+        split_nibbles(src + 2, lo, hi);
+        // y = d*(q - 8) - 0.0f: subtracting +0 is the identity on every float (adding it would
+        // turn -0 into +0), so this is exactly d*(q - 8).
+        nibbles_to_f32(lo, -8, d, 0.0f, /*sub=*/true, dst);
+        nibbles_to_f32(hi, -8, d, 0.0f, /*sub=*/true, dst + 16);
     }
 }
 
@@ -93,27 +140,47 @@ void dequant_q4_1(const uint8_t* src, float* dst, int64_t n_blocks) {
     for (int64_t b = 0; b < n_blocks; ++b, src += 20, dst += kQK) {
         const float d = load_f16(src);
         const float m = load_f16(src + 2);
-        const uint8_t* qs = src + 4;
-        for (int j = 0; j < 16; ++j) {
-            dst[j] = d * static_cast<float>(qs[j] & 0x0F) + m;
-            dst[j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
-        }
+        alignas(16) uint8_t lo[16], hi[16];
+        split_nibbles(src + 4, lo, hi);
+        nibbles_to_f32(lo, 0, d, m, /*sub=*/false, dst);
+        nibbles_to_f32(hi, 0, d, m, /*sub=*/false, dst + 16);
     }
 }
 
 // Q5: the fifth bit of element j is bit j of the little-endian uint32 qh.
+inline void q5_values(const uint8_t* qs, uint32_t qh, uint8_t* lo, uint8_t* hi) {
+#if defined(__SSE2__)
+    // Byte j of `spread` holds qh byte j/8; testing it against 1 << (j%8) gives bit j.
+    const __m128i bit = _mm_set_epi8(-128, 64, 32, 16, 8, 4, 2, 1, -128, 64, 32, 16, 8, 4, 2, 1);
+    const __m128i nib = _mm_set1_epi8(0x0F), b4 = _mm_set1_epi8(0x10);
+    __m128i v = _mm_cvtsi32_si128(static_cast<int>(qh));
+    v = _mm_unpacklo_epi8(v, v);
+    v = _mm_unpacklo_epi16(v, v);
+    const __m128i spread_lo = _mm_unpacklo_epi32(v, v), spread_hi = _mm_unpackhi_epi32(v, v);
+    const __m128i f_lo = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread_lo, bit), bit), b4);
+    const __m128i f_hi = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread_hi, bit), bit), b4);
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm_or_si128(_mm_and_si128(raw, nib), f_lo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hi),
+                     _mm_or_si128(_mm_and_si128(_mm_srli_epi16(raw, 4), nib), f_hi));
+#else
+    for (int j = 0; j < 16; ++j) {
+        lo[j] = uint8_t((qs[j] & 0x0F) | (((qh >> j) & 1u) << 4));
+        hi[j] = uint8_t((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4));
+    }
+#endif
+}
+
 void dequant_q5_0(const uint8_t* src, float* dst, int64_t n_blocks) {
     for (int64_t b = 0; b < n_blocks; ++b, src += 22, dst += kQK) {
         const float d = load_f16(src);
         uint32_t qh;
         std::memcpy(&qh, src + 2, 4);
-        const uint8_t* qs = src + 6;
-        for (int j = 0; j < 16; ++j) {
-            const int lo = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
-            const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
-            dst[j] = d * static_cast<float>(lo - 16);
-            dst[j + 16] = d * static_cast<float>(hi - 16);
-        }
+        alignas(16) uint8_t lo[16], hi[16];
+        q5_values(src + 6, qh, lo, hi);
+        // y = d*(q - 16) - 0.0f (the identity; see dequant_q4_0).
+        nibbles_to_f32(lo, -16, d, 0.0f, /*sub=*/true, dst);
+        nibbles_to_f32(hi, -16, d, 0.0f, /*sub=*/true, dst + 16);
     }
 }
 
@@ -123,13 +190,10 @@ void dequant_q5_1(const uint8_t* src, float* dst, int64_t n_blocks) {
         const float m = load_f16(src + 2);
         uint32_t qh;
         std::memcpy(&qh, src + 4, 4);
-        const uint8_t* qs = src + 8;
-        for (int j = 0; j < 16; ++j) {
-            const int lo = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
-            const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
-            dst[j] = d * static_cast<float>(lo) + m;
-            dst[j + 16] = d * static_cast<float>(hi) + m;
-        }
+        alignas(16) uint8_t lo[16], hi[16];
+        q5_values(src + 8, qh, lo, hi);
+        nibbles_to_f32(lo, 0, d, m, /*sub=*/false, dst);
+        nibbles_to_f32(hi, 0, d, m, /*sub=*/false, dst + 16);
     }
 }
 
@@ -170,8 +234,13 @@ void dequant_q4_k(const uint8_t* src, float* dst, int64_t n_blocks) {
             k_scale_min(s + 1, scales, &sc1, &m1);
             const float d0 = d * static_cast<float>(sc0), dm0 = dmin * static_cast<float>(m0);
             const float d1 = d * static_cast<float>(sc1), dm1 = dmin * static_cast<float>(m1);
-            for (int l = 0; l < 32; ++l) dst[l] = d0 * static_cast<float>(qs[l] & 0x0F) - dm0;
-            for (int l = 0; l < 32; ++l) dst[32 + l] = d1 * static_cast<float>(qs[l] >> 4) - dm1;
+            alignas(16) uint8_t lo[32], hi[32];
+            split_nibbles(qs, lo, hi);
+            split_nibbles(qs + 16, lo + 16, hi + 16);
+            nibbles_to_f32(lo, 0, d0, dm0, /*sub=*/true, dst);
+            nibbles_to_f32(lo + 16, 0, d0, dm0, /*sub=*/true, dst + 16);
+            nibbles_to_f32(hi, 0, d1, dm1, /*sub=*/true, dst + 32);
+            nibbles_to_f32(hi + 16, 0, d1, dm1, /*sub=*/true, dst + 48);
             dst += 64;
         }
     }
@@ -216,19 +285,19 @@ void dequant_q6_k(const uint8_t* src, float* dst, int64_t n_blocks) {
         const int8_t* sc = reinterpret_cast<const int8_t*>(src + 192);
         const float d = load_f16(src + 208);
         for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8, dst += 128) {
-            float ds[8];
-            for (int i = 0; i < 8; ++i) ds[i] = d * static_cast<float>(sc[i]);
+            // The four 6-bit quant groups of this half, as bytes 0..63 (byte-wise, vectorizable).
+            alignas(16) uint8_t q[4][32];
             for (int l = 0; l < 32; ++l) {
-                const int is = l / 16;
-                const int q0 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q1 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q2 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q3 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                dst[l] = ds[is] * static_cast<float>(q0);
-                dst[l + 32] = ds[is + 2] * static_cast<float>(q1);
-                dst[l + 64] = ds[is + 4] * static_cast<float>(q2);
-                dst[l + 96] = ds[is + 6] * static_cast<float>(q3);
+                q[0][l] = uint8_t((ql[l] & 0x0F) | ((qh[l] & 0x03) << 4));
+                q[1][l] = uint8_t((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 0x03) << 4));
+                q[2][l] = uint8_t((ql[l] >> 4) | (((qh[l] >> 4) & 0x03) << 4));
+                q[3][l] = uint8_t((ql[l + 32] >> 4) | (((qh[l] >> 6) & 0x03) << 4));
             }
+            // y = (d*scale)*(q - 32) - 0.0f (the identity; see dequant_q4_0).
+            for (int k = 0; k < 4; ++k)
+                for (int h = 0; h < 2; ++h)
+                    nibbles_to_f32(q[k] + 16 * h, -32, d * static_cast<float>(sc[2 * k + h]), 0.0f,
+                                   /*sub=*/true, dst + 32 * k + 16 * h);
         }
     }
 }
@@ -282,6 +351,7 @@ void dequantize_row(GgmlType t, const void* src_v, float* dst, int64_t n) {
     PALU_CHECK(n >= 0 && n % tr->block_size == 0, FormatError,
                "formats: dequantize: %s element count: expected a multiple of %lld, got %lld",
                tr->name, static_cast<long long>(tr->block_size), static_cast<long long>(n));
+    if (n == 0) return;  // (empty tensors: src/dst may be null)
     const auto* src = static_cast<const uint8_t*>(src_v);
     const int64_t n_blocks = n / tr->block_size;
     switch (t) {

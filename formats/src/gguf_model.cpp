@@ -10,6 +10,7 @@
 #include "palu/core/error.h"
 #include "palu/core/log.h"
 #include "palu/core/weight_source.h"
+#include "palu/formats/llama2c.h"
 #include "palu/formats/model_loader.h"
 
 namespace palu::formats {
@@ -33,21 +34,13 @@ constexpr LayerName kLayerNames[] = {
     {"ffn_down", "mlp.down_proj"},
 };
 
-void permute_rows(const float* src, float* dst, int64_t n_rows, int64_t n_cols, int64_t n_heads,
-                  bool to_hf) {
+// Validates the row count of a q/k weight for the per-head permutation; returns d_head.
+int64_t rope_d_head(int64_t n_rows, int64_t n_heads) {
     PALU_CHECK(n_heads > 0 && n_rows % n_heads == 0 && (n_rows / n_heads) % 2 == 0, ShapeError,
                "formats: RoPE row permutation: expected rows divisible into %lld heads of even "
                "size, got %lld rows",
                (long long)n_heads, (long long)n_rows);
-    const int64_t d_head = n_rows / n_heads, half = d_head / 2;
-    for (int64_t h = 0; h < n_heads; ++h)
-        for (int64_t i = 0; i < half; ++i)
-            for (int64_t j = 0; j < 2; ++j) {
-                const int64_t g = h * d_head + 2 * i + j;     // llama.cpp (interleaved) row
-                const int64_t f = h * d_head + j * half + i;  // HF (rotate-half) row
-                const int64_t from = to_hf ? g : f, to = to_hf ? f : g;
-                std::copy(src + from * n_cols, src + (from + 1) * n_cols, dst + to * n_cols);
-            }
+    return n_rows / n_heads;
 }
 
 std::vector<int64_t> hf_shape(const GgufTensorInfo& t) {
@@ -143,14 +136,20 @@ private:
 
 }  // namespace
 
+// llama.cpp's interleaved row order is llama2.c's (both rotate pairs (2i, 2i+1)), so the
+// permutation is the one formats/llama2c.h already implements; it lives there once.
 void unpermute_rope_rows(const float* src, float* dst, int64_t n_rows, int64_t n_cols,
                          int64_t n_heads) {
-    permute_rows(src, dst, n_rows, n_cols, n_heads, /*to_hf=*/true);
+    const int64_t d_head = rope_d_head(n_rows, n_heads);
+    if (n_cols == 0) return;  // nothing to move (and the buffers may be null)
+    llama2c_rows_to_rotate_half(src, dst, n_heads, d_head, n_cols);
 }
 
 void permute_rope_rows(const float* src, float* dst, int64_t n_rows, int64_t n_cols,
                        int64_t n_heads) {
-    permute_rows(src, dst, n_rows, n_cols, n_heads, /*to_hf=*/false);
+    const int64_t d_head = rope_d_head(n_rows, n_heads);
+    if (n_cols == 0) return;
+    rotate_half_rows_to_llama2c(src, dst, n_heads, d_head, n_cols);
 }
 
 std::optional<std::string> gguf_to_hf_name(const std::string& name) {

@@ -216,7 +216,9 @@ void GgufWriter::add_tensor(const std::string& name, std::vector<int64_t> ne, Gg
     const int64_t n = static_cast<int64_t>(values.size());
     std::vector<uint8_t> bytes(ggml_nbytes(type, n));
     switch (type) {
-        case GgmlType::F32: std::memcpy(bytes.data(), values.data(), bytes.size()); break;
+        case GgmlType::F32:
+            if (!bytes.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
+            break;
         case GgmlType::F16:
             for (int64_t k = 0; k < n; ++k) put_f16(bytes.data() + 2 * k, values[k]);
             break;

@@ -26,11 +26,7 @@ std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
-std::string brief(const json& v) {
-    std::string s = v.dump();
-    if (s.size() > 40) s = s.substr(0, 37) + "...";
-    return s;
-}
+std::string brief(const json& v) { return detail::brief_json(v); }
 
 // Typed accessors: every error names the key, the file and what was found.
 struct Reader {
@@ -173,6 +169,21 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
                    src.c_str(), static_cast<long long>(c.d_model), static_cast<long long>(c.n_heads));
         c.d_head = c.d_model / c.n_heads;
     }
+    // Bounds far above any real model keep later size arithmetic (n_heads * d_head, per-layer
+    // tensor lists) free of overflow and absurd allocations for hostile configs.
+    auto bounded = [&](const char* key, int64_t v, int64_t max) {
+        PALU_CHECK(v <= max, FormatError,
+                   "formats: %s: key '%s': expected <= %lld, got %lld (ConfigInvalidValue)", src.c_str(),
+                   key, static_cast<long long>(max), static_cast<long long>(v));
+    };
+    constexpr int64_t kMaxDim = int64_t{1} << 24;
+    bounded("hidden_size", c.d_model, kMaxDim);
+    bounded("num_hidden_layers", c.n_layers, 4096);
+    bounded("num_attention_heads", c.n_heads, 65536);
+    bounded("num_key_value_heads", c.n_kv_heads, 65536);
+    bounded("head_dim", c.d_head, 65536);
+    bounded("intermediate_size", c.d_ff, kMaxDim);
+    bounded("vocab_size", c.n_vocab, kMaxDim);
     const int64_t default_ctx = arch == "llama" ? 2048 : arch == "qwen2" ? 32768 : 4096 * 32;
     c.max_position_embeddings = r.opt_int("max_position_embeddings", default_ctx);
     c.rms_norm_eps = r.opt_double("rms_norm_eps", 1e-6);

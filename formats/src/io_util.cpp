@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -39,8 +40,12 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
     try {
         j = nlohmann::json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true);
     } catch (const nlohmann::json::exception& e) {
+        std::string detail = e.what();  // may quote the offending token: keep messages one short line
+        if (detail.size() > 200) detail = detail.substr(0, 197) + "...";
+        for (char& ch : detail)
+            if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
         PALU_THROW(FormatError, "formats: %s: %s is not valid JSON: %s (%s)", source.c_str(), what,
-                   e.what(), id_invalid);
+                   detail.c_str(), id_invalid);
     }
     PALU_CHECK(duplicate.empty(), FormatError,
                "formats: %s: %s has duplicate key '%s': expected each key once, got it twice (%s)",
@@ -66,7 +71,19 @@ std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes
     return s;
 }
 
-const char* json_type_name(const nlohmann::json& j) { return j.type_name(); }
+std::string brief_json(const nlohmann::json& j) {
+    auto cut = [](std::string s) {
+        if (s.size() > 60) s = s.substr(0, 57) + "...";
+        return s;
+    };
+    if (j.is_object()) return "<object of " + std::to_string(j.size()) + ">";
+    if (j.is_array()) {
+        bool flat = j.size() <= 16 &&
+                    std::all_of(j.begin(), j.end(), [](const nlohmann::json& x) { return x.is_primitive(); });
+        if (!flat) return "<array of " + std::to_string(j.size()) + ">";
+    }
+    return cut(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 TempFile::TempFile(std::filesystem::path final_path) : final_(std::move(final_path)) {
     static std::atomic<uint64_t> counter{0};

@@ -22,8 +22,10 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
 /// Reads a whole (small) file; IoError when it cannot be read, FormatError when over `max_bytes`.
 std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes);
 
-/// "object", "array", "string", "number", ... for messages.
-const char* json_type_name(const nlohmann::json& j);
+/// A short rendering of a JSON value for error messages: scalars and flat arrays of scalars as
+/// JSON (cut at ~60 characters), nested values as "<array of N>" / "<object of N>". Never
+/// recurses, so hostile deeply nested input cannot overflow the stack here.
+std::string brief_json(const nlohmann::json& j);
 
 /// A file written under a temporary name next to its final path and renamed into place by
 /// commit(); destroyed uncommitted, it removes itself (nothing half-written is left behind).

@@ -76,7 +76,7 @@ uint64_t get_u64(const json& v, const std::string& src, const std::string& tenso
     PALU_CHECK(v.is_number_unsigned(), FormatError,
                "formats: %s: tensor '%s' %s: expected a non-negative integer, got %s %s "
                "(InvalidHeaderDeserialization)",
-               src.c_str(), tensor.c_str(), key, v.type_name(), v.dump().c_str());
+               src.c_str(), tensor.c_str(), key, v.type_name(), detail::brief_json(v).c_str());
     return v.get<uint64_t>();
 }
 
@@ -145,14 +145,14 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
             PALU_CHECK(d.is_number_integer(), FormatError,
                        "formats: %s: tensor '%s' shape %s: expected integer dims, got %s "
                        "(InvalidHeaderDeserialization)",
-                       src.c_str(), name.c_str(), js.dump().c_str(), d.type_name());
+                       src.c_str(), name.c_str(), detail::brief_json(js).c_str(), d.type_name());
             bool ok = d.is_number_unsigned()
                           ? d.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
                           : d.get<int64_t>() >= 0;
             PALU_CHECK(ok, FormatError,
                        "formats: %s: tensor '%s' shape %s: expected dims in [0, 2^63), got %s "
                        "(InvalidHeaderDeserialization)",
-                       src.c_str(), name.c_str(), js.dump().c_str(), d.dump().c_str());
+                       src.c_str(), name.c_str(), detail::brief_json(js).c_str(), detail::brief_json(d).c_str());
             t.shape.push_back(d.get<int64_t>());
         }
         auto numel = numel_no_overflow(t.shape);
@@ -165,7 +165,7 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
         PALU_CHECK(jo.is_array() && jo.size() == 2, FormatError,
                    "formats: %s: tensor '%s' data_offsets: expected [begin, end], got %s "
                    "(InvalidHeaderDeserialization)",
-                   src.c_str(), name.c_str(), jo.dump().c_str());
+                   src.c_str(), name.c_str(), detail::brief_json(jo).c_str());
         t.begin = get_u64(jo[0], src, name, "data_offsets[0]");
         t.end = get_u64(jo[1], src, name, "data_offsets[1]");
         PALU_CHECK(t.begin <= t.end, FormatError,

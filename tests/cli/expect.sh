@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# CLI smoke-test driver: expect.sh EXIT_CODE STDOUT_REGEX STDERR_REGEX [--needs REL_DATA_PATH] -- CMD...
+# CLI smoke-test driver: expect.sh EXIT_CODE STDOUT_REGEX STDERR_REGEX ("-" = anything) [--needs REL_DATA_PATH] -- CMD...
 # Runs CMD with @DATA@ replaced by the shared data root, checks the exit code and that stdout /
-# stderr match the (extended) regexes ("" = anything). Exits 77 (ctest SKIP) when a --needs path
+# stderr match the (extended) regexes. Exits 77 (ctest SKIP) when a --needs path
 # is absent and PALU_TEST_DATA is unset; fails when it is set.
 set -u
 want_rc=$1; want_out=$2; want_err=$3; shift 3
+[ "$want_out" = "-" ] && want_out=""
+[ "$want_err" = "-" ] && want_err=""
 data=${PALU_TEST_DATA:-${PALU_SOURCE_DIR:-.}/../shared/data}
 while [ "$1" != "--" ]; do
   case $1 in
@@ -14,12 +16,18 @@ while [ "$1" != "--" ]; do
         echo "skip: needs $2 under ../shared/data or \$PALU_TEST_DATA" >&2; exit 77
       fi
       shift 2;;
+    --needs-model)  # a git-ignored model under the source tree (scripts/get-*.sh)
+      if [ ! -e "${PALU_SOURCE_DIR:-.}/$2" ]; then
+        if [ "${CI:-}" = "true" ]; then echo "missing $2 (CI=true); run scripts/get-smollm2.sh" >&2; exit 1; fi
+        echo "skip: needs $2; run scripts/get-smollm2.sh" >&2; exit 77
+      fi
+      shift 2;;
     *) echo "expect.sh: unknown option $1" >&2; exit 2;;
   esac
 done
 shift
 args=()
-for a in "$@"; do args+=("${a//@DATA@/$data}"); done
+for a in "$@"; do a="${a//@DATA@/$data}"; args+=("${a//@SRC@/${PALU_SOURCE_DIR:-.}}"); done
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 args=("${args[@]//@TMP@/$tmp}")
 "${args[@]}" >"$tmp/out" 2>"$tmp/err"

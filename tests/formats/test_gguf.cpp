@@ -444,6 +444,19 @@ TEST(GgufRoundTrip, FileOnDisk_OpenMatchesMemory) {
     EXPECT_THROW(GgufFile::open(dir / "absent.gguf"), IoError);
 }
 
+// Fuzz regression: empty tensors reached memcpy with null pointers (UBSan).
+TEST(GgufRoundTrip, EmptyTensor_DequantizesToNothing) {
+    GgufWriter w;
+    w.add_tensor("z.f32", {0, 4}, GgmlType::F32, {});
+    w.add_tensor("z.q4", {0}, GgmlType::Q4_1, {});
+    auto f = parse(w.to_bytes());
+    for (const auto& t : f->tensor_infos()) {
+        EXPECT_EQ(t.n_bytes, 0u);
+        EXPECT_TRUE(f->dequantize(t).empty());
+    }
+    unpermute_rope_rows(nullptr, nullptr, 8, 0, 2);  // no rows to move
+}
+
 TEST(GgufRoundTrip, UnsupportedTensorType_DequantizeNamesTensor) {
     GgufWriter w;
     w.add_tensor_raw("blk.0.ffn_up.weight", {256}, GgmlType::Q2_K, std::vector<uint8_t>(84));
@@ -475,6 +488,8 @@ struct CorruptionCase {
     const char* name;
     std::vector<std::string> substrings;  // the error message must contain each
 };
+// Readable (and stable) parameter names in test listings.
+void PrintTo(const CorruptionCase& c, std::ostream* os) { *os << c.name; }
 
 // A valid file with one tensor whose data ends exactly at the end of the file.
 std::vector<uint8_t> valid_bytes() {
@@ -816,6 +831,20 @@ TEST(GgufModel, TinyLlama_F32_WeightsComeBackInHfConvention) {
         EXPECT_EQ(src->config().tie_word_embeddings, tied);
         EXPECT_EQ(src->config().qkv_bias, !tied);
         EXPECT_THROW(src->load_f32("model.layers.9.mlp.up_proj.weight"), FormatError);
+    }
+}
+
+TEST(GgufModel, OpenModelDispatchesOnMagic) {
+    TinyLlama c;
+    GgufWriter w;
+    write_tiny_llama(w, c, 5);
+    const auto dir = palu::test::make_temp_dir("gguf_dispatch");
+    w.write(dir / "tiny.gguf");
+    w.write(dir / "tiny.bin");  // GGUF magic wins over the .bin extension
+    for (const char* name : {"tiny.gguf", "tiny.bin"}) {
+        auto src = open_model(dir / name);
+        EXPECT_EQ(src->format_name(), "gguf") << name;
+        EXPECT_EQ(src->config().d_model, 64) << name;
     }
 }
 

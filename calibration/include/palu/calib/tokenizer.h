@@ -25,9 +25,23 @@ public:
     virtual int64_t n_vocab() const = 0;
     virtual int32_t bos_id() const = 0;  // -1 if none
     virtual int32_t eos_id() const = 0;  // -1 if none
+    /// True when the model's own tokenizer configuration prepends BOS (llama2.c and SentencePiece
+    /// models: yes; GGUF `tokenizer.ggml.add_bos_token`; tokenizer.json post-processor template).
+    /// `encode(text, true)` adds BOS only when this is true; callers that want BOS regardless
+    /// prepend bos_id() themselves.
+    virtual bool adds_bos() const = 0;
     /// "llama2c", "sentencepiece", "bpe".
     virtual std::string kind() const = 0;
 };
+
+/// llama2.c `tok*.bin`: int32 max_token_len, then per token f32 score, int32 len, bytes; the
+/// vocabulary size is the number of records. BOS = 1, EOS = 2 (llama2.c's fixed ids).
+/// Throws IoError (unreadable) or FormatError (truncated record, bad length).
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& path);
+
+/// SentencePiece `.model` through libsentencepiece; BOS/EOS ids from the model.
+/// Throws IoError / FormatError naming the file.
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path);
 
 /// Loads a tokenizer file by its kind: `tok*.bin` (llama2.c), `*.model` (SentencePiece),
 /// `tokenizer.json` (HF byte-level BPE), or a `.gguf` (tokenizer.ggml.* metadata).
