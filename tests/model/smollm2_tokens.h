@@ -26,7 +26,8 @@ inline std::vector<int32_t> smollm2_wikitext_tokens(const std::filesystem::path&
 }
 
 inline std::string ids_sha256(const std::vector<int32_t>& ids) {
-    return sha256_hex(std::string_view(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t)));
+    return sha256_hex(
+        std::string_view(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t)));
 }
 
 }  // namespace palu::test

@@ -4,10 +4,10 @@
 // The first kWindows windows are compared (each takes 10-30 s on 2 shared cores); the reference
 // JSON holds the first 16 windows, and docs/PERFORMANCE.md the 16-window comparison.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "palu/formats/model_loader.h"
 #include "palu/model/perplexity.h"
@@ -23,7 +23,8 @@ constexpr int64_t kWindows = 2;
 TEST(SmolLM2, WikitextWindowsMatchTransformers_Slow) {
     const auto gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
     if (!std::filesystem::exists(gguf)) {
-        if (std::getenv("CI")) FAIL() << "missing " << gguf << " (CI=true); run scripts/get-smollm2.sh";
+        if (std::getenv("CI"))
+            FAIL() << "missing " << gguf << " (CI=true); run scripts/get-smollm2.sh";
         GTEST_SKIP() << "needs " << gguf << "; run scripts/get-smollm2.sh";
     }
     PALU_REQUIRE_DATA(wiki, "text/wikitext-2/wiki.test.raw");
