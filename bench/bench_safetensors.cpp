@@ -3,14 +3,13 @@
 // The checkpoint (TinyLlama-1.1B shapes, BF16, 1 GiB shards, ~2.2 GB) is generated once under
 // $TMPDIR before the timed loops and deleted at exit. Results go to docs/PERFORMANCE.md.
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "palu/core/dtype.h"
 #include "palu/core/model_config.h"
@@ -41,7 +40,8 @@ ModelConfig tinyllama_shapes() {
 
 void generate_checkpoint() {
     const char* tmp = std::getenv("TMPDIR");
-    g_dir = fs::path(tmp && *tmp ? tmp : "/tmp") / ("palu_bench_safetensors_" + std::to_string(::getpid()));
+    g_dir = fs::path(tmp && *tmp ? tmp : "/tmp") /
+            ("palu_bench_safetensors_" + std::to_string(::getpid()));
     fs::remove_all(g_dir);
     auto expected = expected_hf_tensors(tinyllama_shapes(), /*with_lm_head=*/true);
     size_t max_bytes = 0;
@@ -92,7 +92,8 @@ void BM_OpenAndLoadAllF32(benchmark::State& state) {
             benchmark::DoNotOptimize(t.data());
         }
     }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(g_total_bytes));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(g_total_bytes));
 }
 BENCHMARK(BM_OpenAndLoadAllF32)->Unit(benchmark::kMillisecond)->Iterations(3);
 
@@ -112,8 +113,12 @@ void convert_bench(benchmark::State& state, DType t) {
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n * 2));
 }
 
-void BM_ConvertBf16ToF32(benchmark::State& state) { convert_bench(state, DType::BF16); }
-void BM_ConvertF16ToF32(benchmark::State& state) { convert_bench(state, DType::F16); }
+void BM_ConvertBf16ToF32(benchmark::State& state) {
+    convert_bench(state, DType::BF16);
+}
+void BM_ConvertF16ToF32(benchmark::State& state) {
+    convert_bench(state, DType::F16);
+}
 // 64 Mi elements: 128 MiB in, 256 MiB out (far beyond cache); 256 Ki elements: cache resident.
 BENCHMARK(BM_ConvertBf16ToF32)->Arg(1 << 18)->Arg(1 << 26)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ConvertF16ToF32)->Arg(1 << 18)->Arg(1 << 26)->Unit(benchmark::kMillisecond);

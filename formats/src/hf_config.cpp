@@ -26,7 +26,9 @@ std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
-std::string brief(const json& v) { return detail::brief_json(v); }
+std::string brief(const json& v) {
+    return detail::brief_json(v);
+}
 
 // Typed accessors: every error names the key, the file and what was found.
 struct Reader {
@@ -93,7 +95,8 @@ struct Reader {
 RopeScaling parse_rope_scaling(const json& rs, const std::string& src, const char* key) {
     RopeScaling out;
     if (!rs.is_object())
-        PALU_THROW(FormatError, "formats: %s: key '%s': expected an object or null, got %s %s (ConfigWrongType)",
+        PALU_THROW(FormatError,
+                   "formats: %s: key '%s': expected an object or null, got %s %s (ConfigWrongType)",
                    src.c_str(), key, rs.type_name(), brief(rs).c_str());
     Reader r{rs, src, std::string(key) + "."};
     // transformers writes "rope_type"; older configs use "type".
@@ -110,12 +113,13 @@ RopeScaling parse_rope_scaling(const json& rs, const std::string& src, const cha
         out.low_freq_factor = r.req_double("low_freq_factor");
         out.high_freq_factor = r.req_double("high_freq_factor");
         out.original_max_position_embeddings = r.req_int("original_max_position_embeddings");
-        PALU_CHECK(out.high_freq_factor > out.low_freq_factor && out.original_max_position_embeddings > 0,
-                   FormatError,
-                   "formats: %s: %s (llama3): expected high_freq_factor > low_freq_factor and "
-                   "original_max_position_embeddings > 0, got %g, %g, %lld (ConfigInvalidValue)",
-                   src.c_str(), key, out.high_freq_factor, out.low_freq_factor,
-                   static_cast<long long>(out.original_max_position_embeddings));
+        PALU_CHECK(
+            out.high_freq_factor > out.low_freq_factor && out.original_max_position_embeddings > 0,
+            FormatError,
+            "formats: %s: %s (llama3): expected high_freq_factor > low_freq_factor and "
+            "original_max_position_embeddings > 0, got %g, %g, %lld (ConfigInvalidValue)",
+            src.c_str(), key, out.high_freq_factor, out.low_freq_factor,
+            static_cast<long long>(out.original_max_position_embeddings));
     } else {
         PALU_THROW(FormatError,
                    "formats: %s: %s type '%s' is not supported: expected one of default, linear, "
@@ -123,8 +127,8 @@ RopeScaling parse_rope_scaling(const json& rs, const std::string& src, const cha
                    src.c_str(), key, type.c_str());
     }
     PALU_CHECK(out.factor > 0, FormatError,
-               "formats: %s: %s.factor: expected > 0, got %g (ConfigInvalidValue)", src.c_str(), key,
-               out.factor);
+               "formats: %s: %s.factor: expected > 0, got %g (ConfigInvalidValue)", src.c_str(),
+               key, out.factor);
     return out;
 }
 
@@ -132,15 +136,17 @@ RopeScaling parse_rope_scaling(const json& rs, const std::string& src, const cha
 
 HfConfig parse_hf_config(const json& j, const std::string& source) {
     const std::string& src = source;
-    PALU_CHECK(j.is_object(), FormatError, "formats: %s: expected a JSON object, got %s (ConfigWrongType)",
-               src.c_str(), j.type_name());
+    PALU_CHECK(j.is_object(), FormatError,
+               "formats: %s: expected a JSON object, got %s (ConfigWrongType)", src.c_str(),
+               j.type_name());
     Reader r{j, src, ""};
     HfConfig out;
     out.raw = j;
     auto* mt = r.get("model_type");
-    PALU_CHECK(mt != nullptr, FormatError,
-               "formats: %s: missing required key 'model_type': expected one of %s (ConfigMissingKey)",
-               src.c_str(), join(supported_model_types()).c_str());
+    PALU_CHECK(
+        mt != nullptr, FormatError,
+        "formats: %s: missing required key 'model_type': expected one of %s (ConfigMissingKey)",
+        src.c_str(), join(supported_model_types()).c_str());
     if (!mt->is_string()) r.wrong_type("model_type", "a string", *mt);
     out.model_type = mt->get<std::string>();
     std::string arch = out.model_type;
@@ -149,7 +155,8 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
         arch = arch.substr(4);
     }
     PALU_CHECK(arch == "llama" || arch == "mistral" || arch == "qwen2", FormatError,
-               "formats: %s: model_type '%s' is not supported: expected one of %s (UnsupportedArchitecture)",
+               "formats: %s: model_type '%s' is not supported: expected one of %s "
+               "(UnsupportedArchitecture)",
                src.c_str(), out.model_type.c_str(), join(supported_model_types()).c_str());
 
     ModelConfig& c = out.model;
@@ -166,15 +173,16 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
         PALU_CHECK(c.n_heads > 0 && c.d_model % c.n_heads == 0, ShapeError,
                    "formats: %s: no head_dim and hidden_size=%lld is not a multiple of "
                    "num_attention_heads=%lld; hint: set head_dim",
-                   src.c_str(), static_cast<long long>(c.d_model), static_cast<long long>(c.n_heads));
+                   src.c_str(), static_cast<long long>(c.d_model),
+                   static_cast<long long>(c.n_heads));
         c.d_head = c.d_model / c.n_heads;
     }
     // Bounds far above any real model keep later size arithmetic (n_heads * d_head, per-layer
     // tensor lists) free of overflow and absurd allocations for hostile configs.
     auto bounded = [&](const char* key, int64_t v, int64_t max) {
         PALU_CHECK(v <= max, FormatError,
-                   "formats: %s: key '%s': expected <= %lld, got %lld (ConfigInvalidValue)", src.c_str(),
-                   key, static_cast<long long>(max), static_cast<long long>(v));
+                   "formats: %s: key '%s': expected <= %lld, got %lld (ConfigInvalidValue)",
+                   src.c_str(), key, static_cast<long long>(max), static_cast<long long>(v));
     };
     constexpr int64_t kMaxDim = int64_t{1} << 24;
     bounded("hidden_size", c.d_model, kMaxDim);
@@ -208,9 +216,10 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
     }
     c.mlp_bias = r.opt_bool("mlp_bias", false);
     std::string act = r.opt_string("hidden_act", "silu");
-    PALU_CHECK(act == "silu", FormatError,
-               "formats: %s: hidden_act '%s' is not supported: expected silu (UnsupportedActivation)",
-               src.c_str(), act.c_str());
+    PALU_CHECK(
+        act == "silu", FormatError,
+        "formats: %s: hidden_act '%s' is not supported: expected silu (UnsupportedActivation)",
+        src.c_str(), act.c_str());
 
     c.bos_token_id = r.opt_int("bos_token_id", -1);
     c.eos_token_ids.clear();
@@ -226,7 +235,8 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
 }
 
 HfConfig parse_hf_config(std::string_view text, const std::string& source) {
-    json j = detail::parse_json_strict(text, source, "config", "ConfigInvalidJson", "ConfigDuplicateKey");
+    json j = detail::parse_json_strict(text, source, "config", "ConfigInvalidJson",
+                                       "ConfigDuplicateKey");
     return parse_hf_config(j, source);
 }
 

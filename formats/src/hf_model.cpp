@@ -17,12 +17,14 @@ std::vector<ExpectedTensor> expected_hf_tensors(const ModelConfig& c, bool with_
     using ll = long long;
     std::vector<ExpectedTensor> out;
     const std::string hd = strfmt("hidden_size=%lld", (ll)c.d_model);
-    const std::string q = strfmt("num_attention_heads=%lld, head_dim=%lld, hidden_size=%lld", (ll)c.n_heads,
-                                 (ll)c.d_head, (ll)c.d_model);
+    const std::string q = strfmt("num_attention_heads=%lld, head_dim=%lld, hidden_size=%lld",
+                                 (ll)c.n_heads, (ll)c.d_head, (ll)c.d_model);
     const std::string kv = strfmt("num_key_value_heads=%lld, head_dim=%lld, hidden_size=%lld",
                                   (ll)c.n_kv_heads, (ll)c.d_head, (ll)c.d_model);
-    const std::string ff = strfmt("intermediate_size=%lld, hidden_size=%lld", (ll)c.d_ff, (ll)c.d_model);
-    const std::string voc = strfmt("vocab_size=%lld, hidden_size=%lld", (ll)c.n_vocab, (ll)c.d_model);
+    const std::string ff =
+        strfmt("intermediate_size=%lld, hidden_size=%lld", (ll)c.d_ff, (ll)c.d_model);
+    const std::string voc =
+        strfmt("vocab_size=%lld, hidden_size=%lld", (ll)c.n_vocab, (ll)c.d_model);
     auto add = [&](std::string name, std::vector<int64_t> shape, const std::string& why) {
         out.push_back(ExpectedTensor{std::move(name), std::move(shape), why});
     };
@@ -73,7 +75,9 @@ bool replaced_by_palu(const std::string& name) {
 }  // namespace
 
 HfModel::HfModel(std::string path, fs::path config_path, HfConfig cfg, SafetensorsCheckpoint ckpt)
-    : path_(std::move(path)), config_path_(std::move(config_path)), cfg_(std::move(cfg)),
+    : path_(std::move(path)),
+      config_path_(std::move(config_path)),
+      cfg_(std::move(cfg)),
       ckpt_(std::move(ckpt)) {}
 
 std::unique_ptr<HfModel> HfModel::open(const fs::path& dir_or_file) {
@@ -83,12 +87,19 @@ std::unique_ptr<HfModel> HfModel::open(const fs::path& dir_or_file) {
     fs::path dir = fs::is_directory(dir_or_file) ? dir_or_file : dir_or_file.parent_path();
     if (dir.empty()) dir = ".";
     fs::path config_path = dir / "config.json";
-    PALU_CHECK(fs::exists(config_path), IoError,
-               "formats: %s: no config.json beside the weights: expected %s; hint: copy the model's "
-               "config.json next to the .safetensors",
-               dir_or_file.string().c_str(), config_path.string().c_str());
+    PALU_CHECK(
+        fs::exists(config_path), IoError,
+        "formats: %s: no config.json beside the weights: expected %s; hint: copy the model's "
+        "config.json next to the .safetensors",
+        dir_or_file.string().c_str(), config_path.string().c_str());
     HfConfig cfg = read_hf_config(config_path);
-    SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir_or_file);
+    // One shard of a sharded checkpoint stands for the whole checkpoint: open it via its index.
+    fs::path weights = dir_or_file;
+    const std::string fname = dir_or_file.filename().string();
+    if (!fs::is_directory(dir_or_file) && fname.find("-of-") != std::string::npos &&
+        fs::exists(dir / "model.safetensors.index.json"))
+        weights = dir / "model.safetensors.index.json";
+    SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(weights);
 
     const ModelConfig& c = cfg.model;
     for (const auto& e : expected_hf_tensors(c, !c.tie_word_embeddings)) {
@@ -101,10 +112,11 @@ std::unique_ptr<HfModel> HfModel::open(const fs::path& dir_or_file) {
                        dir_or_file.string().c_str(), e.name.c_str(), shape_str(e.shape).c_str(),
                        e.because.c_str());
         }
-        PALU_CHECK(t->info->shape == e.shape, ShapeError,
-                   "formats: %s: tensor '%s' has wrong shape; expected %s, got %s (config.json: %s)",
-                   dir_or_file.string().c_str(), e.name.c_str(), shape_str(e.shape).c_str(),
-                   shape_str(t->info->shape).c_str(), e.because.c_str());
+        PALU_CHECK(
+            t->info->shape == e.shape, ShapeError,
+            "formats: %s: tensor '%s' has wrong shape; expected %s, got %s (config.json: %s)",
+            dir_or_file.string().c_str(), e.name.c_str(), shape_str(e.shape).c_str(),
+            shape_str(t->info->shape).c_str(), e.because.c_str());
     }
     if (c.tie_word_embeddings) {
         if (const auto* t = ckpt.find("lm_head.weight")) {
@@ -125,13 +137,18 @@ std::vector<StoredTensorInfo> HfModel::tensors() const {
     std::vector<StoredTensorInfo> out;
     out.reserve(ckpt_.tensors().size());
     for (const auto& e : ckpt_.tensors())
-        out.push_back(StoredTensorInfo{e.info->name, e.info->shape, dtype_name(e.info->dtype), e.info->n_bytes()});
+        out.push_back(StoredTensorInfo{e.info->name, e.info->shape, dtype_name(e.info->dtype),
+                                       e.info->n_bytes()});
     return out;
 }
 
-bool HfModel::has_tensor(const std::string& name) const { return ckpt_.find(name) != nullptr; }
+bool HfModel::has_tensor(const std::string& name) const {
+    return ckpt_.find(name) != nullptr;
+}
 
-Tensor HfModel::load_f32(const std::string& name) const { return ckpt_.load_f32(name); }
+Tensor HfModel::load_f32(const std::string& name) const {
+    return ckpt_.load_f32(name);
+}
 
 std::unique_ptr<WeightSource> open_hf_model(const fs::path& dir_or_file) {
     return HfModel::open(dir_or_file);

@@ -17,8 +17,44 @@
 
 namespace palu::formats::detail {
 
+namespace {
+
+// Deepest nesting of arrays/objects in `text` (outside strings). Headers and configs nest a few
+// levels; rejecting absurd depth up front keeps nlohmann's recursive copy/compare/dump away from
+// stack overflows on hostile input (found by fuzz_hf_config).
+size_t json_nesting_depth(std::string_view text) {
+    size_t depth = 0, max_depth = 0;
+    bool in_string = false, escaped = false;
+    for (char ch : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (ch == '\\')
+                escaped = true;
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '[' || ch == '{') {
+            max_depth = std::max(max_depth, ++depth);
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return max_depth;
+}
+
+constexpr size_t kMaxJsonDepth = 64;
+
+}  // namespace
+
 nlohmann::json parse_json_strict(std::string_view text, const std::string& source, const char* what,
                                  const char* id_invalid, const char* id_duplicate) {
+    const size_t depth = json_nesting_depth(text);
+    PALU_CHECK(
+        depth <= kMaxJsonDepth, FormatError,
+        "formats: %s: %s nests arrays/objects too deeply: expected <= %zu levels, got %zu (%s)",
+        source.c_str(), what, kMaxJsonDepth, depth, id_invalid);
     // keys_at[d] holds the keys seen so far in the object currently open at depth d.
     std::vector<std::set<std::string>> keys_at;
     std::string duplicate;
@@ -40,7 +76,8 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
     try {
         j = nlohmann::json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true);
     } catch (const nlohmann::json::exception& e) {
-        std::string detail = e.what();  // may quote the offending token: keep messages one short line
+        std::string detail =
+            e.what();  // may quote the offending token: keep messages one short line
         if (detail.size() > 200) detail = detail.substr(0, 197) + "...";
         for (char& ch : detail)
             if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
@@ -58,7 +95,8 @@ std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes
     auto size = std::filesystem::file_size(path, ec);
     PALU_CHECK(!ec, IoError, "formats: %s: cannot read: %s", path.string().c_str(),
                ec.message().c_str());
-    PALU_CHECK(size <= max_bytes, FormatError, "formats: %s: file too large: expected <= %llu bytes, got %llu",
+    PALU_CHECK(size <= max_bytes, FormatError,
+               "formats: %s: file too large: expected <= %llu bytes, got %llu",
                path.string().c_str(), static_cast<unsigned long long>(max_bytes),
                static_cast<unsigned long long>(size));
     std::ifstream f(path, std::ios::binary);
@@ -78,8 +116,9 @@ std::string brief_json(const nlohmann::json& j) {
     };
     if (j.is_object()) return "<object of " + std::to_string(j.size()) + ">";
     if (j.is_array()) {
-        bool flat = j.size() <= 16 &&
-                    std::all_of(j.begin(), j.end(), [](const nlohmann::json& x) { return x.is_primitive(); });
+        bool flat = j.size() <= 16 && std::all_of(j.begin(), j.end(), [](const nlohmann::json& x) {
+                        return x.is_primitive();
+                    });
         if (!flat) return "<array of " + std::to_string(j.size()) + ">";
     }
     return cut(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));

@@ -6,16 +6,15 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json.hpp>
-
 namespace palu::formats::detail {
 
-/// Parses `text`; throws FormatError "formats: <source>: <what> is not valid JSON: ... (<id_invalid>)"
-/// on a syntax error and "... duplicate key '<k>' ... (<id_duplicate>)" on a repeated key in any
-/// object. `what` names the document in messages ("header", "index", "config").
+/// Parses `text`; throws FormatError "formats: <source>: <what> is not valid JSON: ...
+/// (<id_invalid>)" on a syntax error and "... duplicate key '<k>' ... (<id_duplicate>)" on a
+/// repeated key in any object. `what` names the document in messages ("header", "index", "config").
 nlohmann::json parse_json_strict(std::string_view text, const std::string& source, const char* what,
                                  const char* id_invalid, const char* id_duplicate);
 
@@ -30,7 +29,7 @@ std::string brief_json(const nlohmann::json& j);
 /// A file written under a temporary name next to its final path and renamed into place by
 /// commit(); destroyed uncommitted, it removes itself (nothing half-written is left behind).
 class TempFile {
-public:
+   public:
     explicit TempFile(std::filesystem::path final_path);
     TempFile(TempFile&& o) noexcept;
     TempFile& operator=(TempFile&&) = delete;
@@ -45,7 +44,7 @@ public:
     void commit();
     const std::filesystem::path& final_path() const { return final_; }
 
-private:
+   private:
     std::filesystem::path final_, tmp_;
     int fd_ = -1;
     bool committed_ = false;

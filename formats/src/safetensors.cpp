@@ -51,28 +51,34 @@ struct SafetensorsFile::Impl {
 
 namespace {
 
-std::string known_dtypes() { return "F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL"; }
+std::string known_dtypes() {
+    return "F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL";
+}
 
 // Steps 1-2 of the validation order: file >= 8 bytes, header length within bounds.
 uint64_t check_header_length(const std::string& src, uint64_t file_size, const uint8_t* first8) {
-    PALU_CHECK(file_size >= 8, FormatError,
-               "formats: %s: file too small for a safetensors header: expected >= 8 bytes, got %llu "
-               "(HeaderTooSmall)",
-               src.c_str(), static_cast<ull>(file_size));
+    PALU_CHECK(
+        file_size >= 8, FormatError,
+        "formats: %s: file too small for a safetensors header: expected >= 8 bytes, got %llu "
+        "(HeaderTooSmall)",
+        src.c_str(), static_cast<ull>(file_size));
     uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | first8[i];  // little-endian u64
-    PALU_CHECK(n <= kSafetensorsMaxHeader, FormatError,
-               "formats: %s: header length too large: expected <= %llu bytes, got %llu; hint: not a "
-               "safetensors file? (HeaderTooLarge)",
-               src.c_str(), static_cast<ull>(kSafetensorsMaxHeader), static_cast<ull>(n));
-    PALU_CHECK(n <= file_size - 8, FormatError,
-               "formats: %s: header length past end of file: expected <= %llu bytes, got %llu; hint: "
-               "truncated file or incomplete download? (InvalidHeaderLength)",
-               src.c_str(), static_cast<ull>(file_size - 8), static_cast<ull>(n));
+    PALU_CHECK(
+        n <= kSafetensorsMaxHeader, FormatError,
+        "formats: %s: header length too large: expected <= %llu bytes, got %llu; hint: not a "
+        "safetensors file? (HeaderTooLarge)",
+        src.c_str(), static_cast<ull>(kSafetensorsMaxHeader), static_cast<ull>(n));
+    PALU_CHECK(
+        n <= file_size - 8, FormatError,
+        "formats: %s: header length past end of file: expected <= %llu bytes, got %llu; hint: "
+        "truncated file or incomplete download? (InvalidHeaderLength)",
+        src.c_str(), static_cast<ull>(file_size - 8), static_cast<ull>(n));
     return n;
 }
 
-uint64_t get_u64(const json& v, const std::string& src, const std::string& tensor, const char* key) {
+uint64_t get_u64(const json& v, const std::string& src, const std::string& tensor,
+                 const char* key) {
     PALU_CHECK(v.is_number_unsigned(), FormatError,
                "formats: %s: tensor '%s' %s: expected a non-negative integer, got %s %s "
                "(InvalidHeaderDeserialization)",
@@ -87,9 +93,11 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
                "formats: %s: header must be a JSON object: expected '{', got %s; hint: not a "
                "safetensors file? (InvalidHeaderStart)",
                src.c_str(),
-               header.empty() ? "an empty header"
-                              : strfmt("byte 0x%02x", static_cast<unsigned char>(header[0])).c_str());
-    json j = detail::parse_json_strict(header, src, "header", "InvalidHeader", "DuplicateTensorName");
+               header.empty()
+                   ? "an empty header"
+                   : strfmt("byte 0x%02x", static_cast<unsigned char>(header[0])).c_str());
+    json j =
+        detail::parse_json_strict(header, src, "header", "InvalidHeader", "DuplicateTensorName");
     PALU_CHECK(j.is_object(), FormatError,
                "formats: %s: header must be a JSON object, got %s (InvalidHeaderDeserialization)",
                src.c_str(), j.type_name());
@@ -111,10 +119,11 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
             }
             continue;
         }
-        PALU_CHECK(v.is_object(), FormatError,
-                   "formats: %s: tensor '%s': expected an object {dtype, shape, data_offsets}, got %s "
-                   "(InvalidHeaderDeserialization)",
-                   src.c_str(), name.c_str(), v.type_name());
+        PALU_CHECK(
+            v.is_object(), FormatError,
+            "formats: %s: tensor '%s': expected an object {dtype, shape, data_offsets}, got %s "
+            "(InvalidHeaderDeserialization)",
+            src.c_str(), name.c_str(), v.type_name());
         for (const char* key : {"dtype", "shape", "data_offsets"})
             PALU_CHECK(v.contains(key), FormatError,
                        "formats: %s: tensor '%s' has no '%s' (InvalidHeaderDeserialization)",
@@ -147,12 +156,14 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
                        "(InvalidHeaderDeserialization)",
                        src.c_str(), name.c_str(), detail::brief_json(js).c_str(), d.type_name());
             bool ok = d.is_number_unsigned()
-                          ? d.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+                          ? d.get<uint64_t>() <=
+                                static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
                           : d.get<int64_t>() >= 0;
             PALU_CHECK(ok, FormatError,
                        "formats: %s: tensor '%s' shape %s: expected dims in [0, 2^63), got %s "
                        "(InvalidHeaderDeserialization)",
-                       src.c_str(), name.c_str(), detail::brief_json(js).c_str(), detail::brief_json(d).c_str());
+                       src.c_str(), name.c_str(), detail::brief_json(js).c_str(),
+                       detail::brief_json(d).c_str());
             t.shape.push_back(d.get<int64_t>());
         }
         auto numel = numel_no_overflow(t.shape);
@@ -172,12 +183,13 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
                    "formats: %s: tensor '%s' data_offsets [%llu,%llu): expected begin <= end "
                    "(InvalidOffset)",
                    src.c_str(), name.c_str(), static_cast<ull>(t.begin), static_cast<ull>(t.end));
-        PALU_CHECK(t.end - t.begin == *n_bytes, FormatError,
-                   "formats: %s: tensor '%s' data_offsets [%llu,%llu) = %llu bytes, but shape %s %s "
-                   "needs %llu (TensorInvalidInfo)",
-                   src.c_str(), name.c_str(), static_cast<ull>(t.begin), static_cast<ull>(t.end),
-                   static_cast<ull>(t.end - t.begin), shape_str(t.shape).c_str(),
-                   dtype_name(t.dtype), static_cast<ull>(*n_bytes));
+        PALU_CHECK(
+            t.end - t.begin == *n_bytes, FormatError,
+            "formats: %s: tensor '%s' data_offsets [%llu,%llu) = %llu bytes, but shape %s %s "
+            "needs %llu (TensorInvalidInfo)",
+            src.c_str(), name.c_str(), static_cast<ull>(t.begin), static_cast<ull>(t.end),
+            static_cast<ull>(t.end - t.begin), shape_str(t.shape).c_str(), dtype_name(t.dtype),
+            static_cast<ull>(*n_bytes));
         out.tensors.push_back(std::move(t));
     }
 
@@ -191,25 +203,28 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
     uint64_t expected = 0;
     const SafetensorsTensorInfo* prev = nullptr;
     for (auto* t : by_offset) {
-        PALU_CHECK(t->begin >= expected, FormatError,
-                   "formats: %s: tensor '%s' data_offsets [%llu,%llu) overlap tensor '%s' [%llu,%llu): "
-                   "expected begin %llu, got %llu (InvalidOffset)",
-                   src.c_str(), t->name.c_str(), static_cast<ull>(t->begin), static_cast<ull>(t->end),
-                   prev ? prev->name.c_str() : "", prev ? static_cast<ull>(prev->begin) : 0ull,
-                   prev ? static_cast<ull>(prev->end) : 0ull, static_cast<ull>(expected),
-                   static_cast<ull>(t->begin));
-        PALU_CHECK(t->begin == expected, FormatError,
-                   "formats: %s: tensor '%s' data_offsets [%llu,%llu) leave a gap after %s: expected "
-                   "begin %llu, got %llu (InvalidOffset)",
-                   src.c_str(), t->name.c_str(), static_cast<ull>(t->begin), static_cast<ull>(t->end),
-                   prev ? ("tensor '" + prev->name + "'").c_str() : "the start of the data buffer",
-                   static_cast<ull>(expected), static_cast<ull>(t->begin));
-        PALU_CHECK(t->end <= buffer_size, FormatError,
-                   "formats: %s: tensor '%s' data_offsets [%llu,%llu) past the end of the data buffer: "
-                   "expected end <= %llu, got %llu; hint: truncated file, incomplete download? "
-                   "(MetadataIncompleteBuffer)",
-                   src.c_str(), t->name.c_str(), static_cast<ull>(t->begin), static_cast<ull>(t->end),
-                   static_cast<ull>(buffer_size), static_cast<ull>(t->end));
+        PALU_CHECK(
+            t->begin >= expected, FormatError,
+            "formats: %s: tensor '%s' data_offsets [%llu,%llu) overlap tensor '%s' [%llu,%llu): "
+            "expected begin %llu, got %llu (InvalidOffset)",
+            src.c_str(), t->name.c_str(), static_cast<ull>(t->begin), static_cast<ull>(t->end),
+            prev ? prev->name.c_str() : "", prev ? static_cast<ull>(prev->begin) : 0ull,
+            prev ? static_cast<ull>(prev->end) : 0ull, static_cast<ull>(expected),
+            static_cast<ull>(t->begin));
+        PALU_CHECK(
+            t->begin == expected, FormatError,
+            "formats: %s: tensor '%s' data_offsets [%llu,%llu) leave a gap after %s: expected "
+            "begin %llu, got %llu (InvalidOffset)",
+            src.c_str(), t->name.c_str(), static_cast<ull>(t->begin), static_cast<ull>(t->end),
+            prev ? ("tensor '" + prev->name + "'").c_str() : "the start of the data buffer",
+            static_cast<ull>(expected), static_cast<ull>(t->begin));
+        PALU_CHECK(
+            t->end <= buffer_size, FormatError,
+            "formats: %s: tensor '%s' data_offsets [%llu,%llu) past the end of the data buffer: "
+            "expected end <= %llu, got %llu; hint: truncated file, incomplete download? "
+            "(MetadataIncompleteBuffer)",
+            src.c_str(), t->name.c_str(), static_cast<ull>(t->begin), static_cast<ull>(t->end),
+            static_cast<ull>(buffer_size), static_cast<ull>(t->end));
         expected = t->end;
         prev = t;
     }
@@ -253,7 +268,8 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
             ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
             if (r < 0 && errno == EINTR) continue;
             PALU_CHECK(r > 0, IoError, "formats: %s: read failed at offset %llu: %s", src.c_str(),
-                       static_cast<ull>(off), r == 0 ? "unexpected end of file" : std::strerror(errno));
+                       static_cast<ull>(off),
+                       r == 0 ? "unexpected end of file" : std::strerror(errno));
             p += r;
             off += static_cast<uint64_t>(r);
             n -= static_cast<size_t>(r);
@@ -279,7 +295,8 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
     return SafetensorsFile(std::move(impl));
 }
 
-SafetensorsFile SafetensorsFile::from_memory(std::vector<uint8_t> bytes, const std::string& display_name) {
+SafetensorsFile SafetensorsFile::from_memory(std::vector<uint8_t> bytes,
+                                             const std::string& display_name) {
     auto impl = std::make_unique<Impl>();
     impl->path = display_name;
     impl->owned = std::move(bytes);
@@ -296,16 +313,27 @@ SafetensorsFile SafetensorsFile::from_memory(std::vector<uint8_t> bytes, const s
     return SafetensorsFile(std::move(impl));
 }
 
-const std::string& SafetensorsFile::path() const { return impl_->path; }
-const std::vector<SafetensorsTensorInfo>& SafetensorsFile::tensors() const { return impl_->tensors; }
-const std::map<std::string, std::string>& SafetensorsFile::metadata() const { return impl_->metadata; }
-uint64_t SafetensorsFile::data_offset() const { return impl_->data_offset; }
-uint64_t SafetensorsFile::file_size() const { return impl_->file_size; }
+const std::string& SafetensorsFile::path() const {
+    return impl_->path;
+}
+const std::vector<SafetensorsTensorInfo>& SafetensorsFile::tensors() const {
+    return impl_->tensors;
+}
+const std::map<std::string, std::string>& SafetensorsFile::metadata() const {
+    return impl_->metadata;
+}
+uint64_t SafetensorsFile::data_offset() const {
+    return impl_->data_offset;
+}
+uint64_t SafetensorsFile::file_size() const {
+    return impl_->file_size;
+}
 
 const SafetensorsTensorInfo* SafetensorsFile::find(const std::string& name) const {
     auto& ts = impl_->tensors;
-    auto it = std::lower_bound(ts.begin(), ts.end(), name,
-                               [](const SafetensorsTensorInfo& t, const std::string& n) { return t.name < n; });
+    auto it = std::lower_bound(
+        ts.begin(), ts.end(), name,
+        [](const SafetensorsTensorInfo& t, const std::string& n) { return t.name < n; });
     return (it != ts.end() && it->name == name) ? &*it : nullptr;
 }
 
@@ -327,7 +355,9 @@ std::span<const uint8_t> SafetensorsFile::bytes(const std::string& name) const {
 Tensor SafetensorsFile::load_f32(const std::string& name) const {
     const auto& t = info(name);
     Tensor out(t.shape);
-    convert_to_f32(t.dtype, bytes(t).data(), out.data(), static_cast<size_t>(t.numel()));
+    // An empty tensor has no buffer at all (memcpy with null pointers is undefined even for n=0).
+    if (t.numel() > 0)
+        convert_to_f32(t.dtype, bytes(t).data(), out.data(), static_cast<size_t>(t.numel()));
     return out;
 }
 
@@ -367,29 +397,34 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
     if (!index_path.empty()) {
         ck.sharded_ = true;
         const std::string src = index_path.string();
-        json idx = detail::parse_json_strict(detail::read_text_file(index_path, kSafetensorsMaxHeader),
-                                             src, "index", "InvalidIndex", "DuplicateIndexEntry");
-        PALU_CHECK(idx.is_object() && idx.contains("weight_map") && idx["weight_map"].is_object(),
-                   FormatError,
-                   "formats: %s: expected an object with a 'weight_map' object, got %s (InvalidIndex)",
-                   src.c_str(),
-                   idx.is_object() ? (idx.contains("weight_map") ? idx["weight_map"].type_name()
-                                                                 : "no weight_map")
-                                   : idx.type_name());
+        json idx =
+            detail::parse_json_strict(detail::read_text_file(index_path, kSafetensorsMaxHeader),
+                                      src, "index", "InvalidIndex", "DuplicateIndexEntry");
+        PALU_CHECK(
+            idx.is_object() && idx.contains("weight_map") && idx["weight_map"].is_object(),
+            FormatError,
+            "formats: %s: expected an object with a 'weight_map' object, got %s (InvalidIndex)",
+            src.c_str(),
+            idx.is_object()
+                ? (idx.contains("weight_map") ? idx["weight_map"].type_name() : "no weight_map")
+                : idx.type_name());
         std::map<std::string, std::string> weight_map;  // tensor -> shard file name
         std::set<std::string> shard_names;
         for (auto& [tensor, v] : idx["weight_map"].items()) {
-            PALU_CHECK(v.is_string(), FormatError,
-                       "formats: %s: weight_map['%s']: expected a shard file name, got %s (InvalidIndex)",
-                       src.c_str(), tensor.c_str(), v.type_name());
+            PALU_CHECK(
+                v.is_string(), FormatError,
+                "formats: %s: weight_map['%s']: expected a shard file name, got %s (InvalidIndex)",
+                src.c_str(), tensor.c_str(), v.type_name());
             const auto& shard = v.get_ref<const std::string&>();
             fs::path sp(shard);
-            bool plain = !shard.empty() && !sp.is_absolute() &&
-                         std::none_of(sp.begin(), sp.end(), [](const fs::path& c) { return c == ".."; });
-            PALU_CHECK(plain, FormatError,
-                       "formats: %s: weight_map['%s']: expected a file name relative to the index, got "
-                       "'%s' (InvalidIndex)",
-                       src.c_str(), tensor.c_str(), shard.c_str());
+            bool plain =
+                !shard.empty() && !sp.is_absolute() &&
+                std::none_of(sp.begin(), sp.end(), [](const fs::path& c) { return c == ".."; });
+            PALU_CHECK(
+                plain, FormatError,
+                "formats: %s: weight_map['%s']: expected a file name relative to the index, got "
+                "'%s' (InvalidIndex)",
+                src.c_str(), tensor.c_str(), shard.c_str());
             weight_map.emplace(tensor, shard);
             shard_names.insert(shard);
         }
@@ -398,10 +433,11 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
                    src.c_str());
         fs::path dir = index_path.parent_path();
         for (const auto& s : shard_names)
-            PALU_CHECK(fs::exists(dir / s), FormatError,
-                       "formats: %s: shard '%s' referenced by the index is missing: expected %s; hint: "
-                       "incomplete download? (ShardMissing)",
-                       src.c_str(), s.c_str(), (dir / s).string().c_str());
+            PALU_CHECK(
+                fs::exists(dir / s), FormatError,
+                "formats: %s: shard '%s' referenced by the index is missing: expected %s; hint: "
+                "incomplete download? (ShardMissing)",
+                src.c_str(), s.c_str(), (dir / s).string().c_str());
         std::map<std::string, size_t> shard_index;
         for (const auto& s : shard_names) {
             shard_index.emplace(s, ck.shards_.size());
@@ -412,28 +448,30 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
         for (size_t i = 0; i < ck.shards_.size(); ++i) {
             for (const auto& t : ck.shards_[i].tensors()) {
                 auto [it, fresh] = where.emplace(t.name, i);
-                PALU_CHECK(fresh, FormatError,
-                           "formats: %s: tensor '%s' appears in two shards: '%s' and '%s'; expected "
-                           "exactly once (DuplicateTensorName)",
-                           src.c_str(), t.name.c_str(), ck.shards_[it->second].path().c_str(),
-                           ck.shards_[i].path().c_str());
+                PALU_CHECK(
+                    fresh, FormatError,
+                    "formats: %s: tensor '%s' appears in two shards: '%s' and '%s'; expected "
+                    "exactly once (DuplicateTensorName)",
+                    src.c_str(), t.name.c_str(), ck.shards_[it->second].path().c_str(),
+                    ck.shards_[i].path().c_str());
                 auto w = weight_map.find(t.name);
                 PALU_CHECK(w != weight_map.end(), FormatError,
                            "formats: %s: tensor '%s' of shard '%s' is not in the index weight_map "
                            "(IndexMismatch)",
                            src.c_str(), t.name.c_str(), ck.shards_[i].path().c_str());
-                PALU_CHECK(shard_index.at(w->second) == i, FormatError,
-                           "formats: %s: tensor '%s': expected in shard '%s' (index), got it in '%s' "
-                           "(IndexMismatch)",
-                           src.c_str(), t.name.c_str(), w->second.c_str(),
-                           ck.shards_[i].path().c_str());
+                PALU_CHECK(
+                    shard_index.at(w->second) == i, FormatError,
+                    "formats: %s: tensor '%s': expected in shard '%s' (index), got it in '%s' "
+                    "(IndexMismatch)",
+                    src.c_str(), t.name.c_str(), w->second.c_str(), ck.shards_[i].path().c_str());
             }
         }
         for (const auto& [tensor, shard] : weight_map)
-            PALU_CHECK(where.count(tensor) == 1, FormatError,
-                       "formats: %s: tensor '%s' is listed in the index but missing from shard '%s' "
-                       "(IndexMismatch)",
-                       src.c_str(), tensor.c_str(), shard.c_str());
+            PALU_CHECK(
+                where.count(tensor) == 1, FormatError,
+                "formats: %s: tensor '%s' is listed in the index but missing from shard '%s' "
+                "(IndexMismatch)",
+                src.c_str(), tensor.c_str(), shard.c_str());
     }
 
     for (const auto& f : ck.shards_)
@@ -444,15 +482,17 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
 }
 
 const SafetensorsCheckpoint::Entry* SafetensorsCheckpoint::find(const std::string& name) const {
-    auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
-                               [](const Entry& e, const std::string& n) { return e.info->name < n; });
+    auto it =
+        std::lower_bound(entries_.begin(), entries_.end(), name,
+                         [](const Entry& e, const std::string& n) { return e.info->name < n; });
     return (it != entries_.end() && it->info->name == name) ? &*it : nullptr;
 }
 
 const SafetensorsCheckpoint::Entry& SafetensorsCheckpoint::at(const std::string& name) const {
     auto* e = find(name);
-    PALU_CHECK(e != nullptr, FormatError, "formats: %s: no tensor named '%s' (%zu tensors in checkpoint)",
-               path_.c_str(), name.c_str(), entries_.size());
+    PALU_CHECK(e != nullptr, FormatError,
+               "formats: %s: no tensor named '%s' (%zu tensors in checkpoint)", path_.c_str(),
+               name.c_str(), entries_.size());
     return *e;
 }
 
@@ -464,8 +504,9 @@ std::span<const uint8_t> SafetensorsCheckpoint::bytes(const std::string& name) c
 Tensor SafetensorsCheckpoint::load_f32(const std::string& name) const {
     const auto& e = at(name);
     Tensor out(e.info->shape);
-    convert_to_f32(e.info->dtype, e.file->bytes(*e.info).data(), out.data(),
-                   static_cast<size_t>(e.info->numel()));
+    if (e.info->numel() > 0)
+        convert_to_f32(e.info->dtype, e.file->bytes(*e.info).data(), out.data(),
+                       static_cast<size_t>(e.info->numel()));
     return out;
 }
 
@@ -491,8 +532,8 @@ void check_and_sort(std::vector<TensorToWrite>& tensors, const std::string& dst)
         auto numel = numel_no_overflow(t.shape);
         auto n = numel ? mul_no_overflow(*numel, dtype_size(t.dtype)) : std::nullopt;
         PALU_CHECK(n.has_value() && *n == t.bytes.size(), UsageError,
-                   "formats: %s: tensor '%s' shape %s %s: expected %llu bytes, got %zu", dst.c_str(),
-                   t.name.c_str(), shape_str(t.shape).c_str(), dtype_name(t.dtype),
+                   "formats: %s: tensor '%s' shape %s %s: expected %llu bytes, got %zu",
+                   dst.c_str(), t.name.c_str(), shape_str(t.shape).c_str(), dtype_name(t.dtype),
                    n ? static_cast<ull>(*n) : 0ull, t.bytes.size());
     }
 }
@@ -513,8 +554,10 @@ void write_file_body(detail::TempFile& tmp, const std::vector<const TensorToWrit
     try {
         hs = h.dump();
     } catch (const json::exception& e) {
-        PALU_THROW(UsageError, "formats: %s: cannot encode header (tensor names and metadata must be UTF-8): %s",
-                   tmp.final_path().string().c_str(), e.what());
+        PALU_THROW(
+            UsageError,
+            "formats: %s: cannot encode header (tensor names and metadata must be UTF-8): %s",
+            tmp.final_path().string().c_str(), e.what());
     }
     // Pad with spaces (valid JSON whitespace) so the data buffer starts 8-byte aligned.
     while ((8 + hs.size()) % 8 != 0) hs.push_back(' ');

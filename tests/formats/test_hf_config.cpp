@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "palu/core/error.h"
@@ -17,8 +16,8 @@
 
 using namespace palu;
 using namespace palu::formats;
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
 namespace {
@@ -214,7 +213,8 @@ TEST(HfConfig, MissingOrWrongTypedKey_NamesKeyAndFile) {
     EXPECT_THAT(msg, HasSubstr("formats: config.json: missing required key 'hidden_size'"));
     j = llama31_8b();
     j["vocab_size"] = "128256";
-    EXPECT_THAT(error_of(j), HasSubstr("key 'vocab_size': expected an integer, got string \"128256\""));
+    EXPECT_THAT(error_of(j),
+                HasSubstr("key 'vocab_size': expected an integer, got string \"128256\""));
     j = llama31_8b();
     j["rms_norm_eps"] = "small";
     EXPECT_THAT(error_of(j), HasSubstr("key 'rms_norm_eps': expected a number"));
@@ -255,15 +255,31 @@ TEST(HfConfig, InconsistentHeads_ShapeError) {
 
 TEST(HfConfig, TextDuplicateKeyAndInvalidJson) {
     try {
-        parse_hf_config(std::string_view(R"({"model_type":"llama","hidden_size":64,"hidden_size":32})"),
-                        "dup/config.json");
+        parse_hf_config(
+            std::string_view(R"({"model_type":"llama","hidden_size":64,"hidden_size":32})"),
+            "dup/config.json");
         FAIL();
     } catch (const FormatError& e) {
         EXPECT_THAT(e.what(), HasSubstr("dup/config.json"));
         EXPECT_THAT(e.what(), HasSubstr("duplicate key 'hidden_size'"));
     }
-    EXPECT_THROW(parse_hf_config(std::string_view("{\"model_type\": "), "config.json"), FormatError);
+    EXPECT_THROW(parse_hf_config(std::string_view("{\"model_type\": "), "config.json"),
+                 FormatError);
     EXPECT_THROW(parse_hf_config(std::string_view("[]"), "config.json"), FormatError);
+    // Hostile nesting is refused before nlohmann's recursive copy could overflow the stack.
+    std::string deep = "{\"model_type\":\"llama\",\"x\":" + std::string(200000, '[') +
+                       std::string(200000, ']') + "}";
+    try {
+        parse_hf_config(std::string_view(deep), "config.json");
+        FAIL();
+    } catch (const FormatError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("nests arrays/objects too deeply"));
+    }
+    // Brackets inside strings do not count.
+    std::string s =
+        R"({"model_type":"llama","note":")" + std::string(1000, '[') + R"(","hidden_size":64,
+        "intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"vocab_size":32})";
+    EXPECT_EQ(parse_hf_config(std::string_view(s), "config.json").model.d_model, 64);
 }
 
 // ---- open_hf_model on generated checkpoints ----------------------------------------------------
@@ -348,9 +364,10 @@ TEST(HfConfigOpenModel, WrongShape_ShapeErrorNamesTensorAndConfigKeys) {
         open_hf_model(dir);
         FAIL() << "expected ShapeError";
     } catch (const ShapeError& e) {
-        EXPECT_THAT(e.what(), HasSubstr("tensor 'model.layers.0.self_attn.k_proj.weight' has wrong shape; "
-                                        "expected [64,64], got [32,64] (config.json: "
-                                        "num_key_value_heads=4, head_dim=16, hidden_size=64)"));
+        EXPECT_THAT(e.what(),
+                    HasSubstr("tensor 'model.layers.0.self_attn.k_proj.weight' has wrong shape; "
+                              "expected [64,64], got [32,64] (config.json: "
+                              "num_key_value_heads=4, head_dim=16, hidden_size=64)"));
     }
 }
 
@@ -379,7 +396,8 @@ TEST(HfConfigOpenModel, PaluCompressedMayReplaceKvAndExtraTensorsAllowed) {
         auto ck = SafetensorsCheckpoint::open(dir);
         for (const auto& e : ck.tensors()) {
             const std::string& n = e.info->name;
-            if (n.find("k_proj.weight") != std::string::npos || n.find("v_proj.weight") != std::string::npos)
+            if (n.find("k_proj.weight") != std::string::npos ||
+                n.find("v_proj.weight") != std::string::npos)
                 continue;
             auto b = e.file->bytes(*e.info);
             keep.emplace_back(b.begin(), b.end());
@@ -391,7 +409,8 @@ TEST(HfConfigOpenModel, PaluCompressedMayReplaceKvAndExtraTensorsAllowed) {
     fs::remove(dir / "model.safetensors");
     write_safetensors(dir, ts);
     // As a plain llama checkpoint it is incomplete ...
-    EXPECT_THAT(open_error(dir), HasSubstr("tensor 'model.layers.0.self_attn.k_proj.weight' is missing"));
+    EXPECT_THAT(open_error(dir),
+                HasSubstr("tensor 'model.layers.0.self_attn.k_proj.weight' is missing"));
     // ... as a palu one it opens, and keeps the unknown tensor.
     edit_config(dir, [](json& j) { j["model_type"] = "palullama"; });
     auto m = open_hf_model(dir);
@@ -410,7 +429,8 @@ std::vector<double> logits_of_first_token(const WeightSource& m, int64_t token) 
     auto matvec = [](const Tensor& w, const std::vector<double>& x) {  // w: [n_out, n_in] row-major
         std::vector<double> y(static_cast<size_t>(w.dim(0)), 0.0);
         for (int64_t o = 0; o < w.dim(0); ++o)
-            for (int64_t i = 0; i < w.dim(1); ++i) y[o] += double(w.data()[o * w.dim(1) + i]) * x[i];
+            for (int64_t i = 0; i < w.dim(1); ++i)
+                y[o] += double(w.data()[o * w.dim(1) + i]) * x[i];
         return y;
     };
     auto rmsnorm = [&](const std::vector<double>& x, const Tensor& g) {
@@ -427,7 +447,7 @@ std::vector<double> logits_of_first_token(const WeightSource& m, int64_t token) 
         const std::string p = "model.layers." + std::to_string(l) + ".";
         auto h = rmsnorm(x, m.load_f32(p + "input_layernorm.weight"));
         auto v = matvec(m.load_f32(p + "self_attn.v_proj.weight"), h);  // [n_kv_heads * d_head]
-        std::vector<double> attn(static_cast<size_t>(c.d_q()));        // [n_heads * d_head]
+        std::vector<double> attn(static_cast<size_t>(c.d_q()));         // [n_heads * d_head]
         for (int64_t hd = 0; hd < c.n_heads; ++hd)
             for (int64_t d = 0; d < c.d_head; ++d)
                 attn[hd * c.d_head + d] = v[(hd / c.n_kv_groups()) * c.d_head + d];
@@ -441,7 +461,8 @@ std::vector<double> logits_of_first_token(const WeightSource& m, int64_t token) 
         for (int64_t i = 0; i < c.d_model; ++i) x[i] += dn[i];
     }
     auto xf = rmsnorm(x, m.load_f32("model.norm.weight"));
-    const char* head = m.has_tensor("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
+    const char* head =
+        m.has_tensor("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
     return matvec(m.load_f32(head), xf);
 }
 
@@ -490,6 +511,26 @@ TEST(HfConfigData, Stories260K_ConfigWeightsAndFirstLogits) {
     auto logits = logits_of_first_token(*m, static_cast<int64_t>(tokens.data()[0]));
     ASSERT_EQ(logits.size(), 512u);
     double max_err = 0;
-    for (int64_t v = 0; v < 512; ++v) max_err = std::max(max_err, std::abs(logits[v] - ref.data()[v]));
+    for (int64_t v = 0; v < 512; ++v)
+        max_err = std::max(max_err, std::abs(logits[v] - ref.data()[v]));
     EXPECT_LT(max_err, 1e-4);
+}
+
+TEST(HfConfigOpenModel, OpenModelDispatchesDirectoryAndSafetensorsToHf) {
+    auto dir = test::make_temp_dir("hf_dispatch");
+    test::TinyConfig tc;
+    tc.max_shard_bytes = 30000;
+    test::write_tiny_checkpoint(dir, tc);
+    EXPECT_EQ(open_model(dir)->format_name(), "hf-safetensors");
+    // A shard path opens the whole sharded checkpoint through the index beside it.
+    fs::path shard;
+    for (auto& e : fs::directory_iterator(dir))
+        if (e.path().filename().string().rfind("model-00001-of-", 0) == 0) shard = e.path();
+    ASSERT_FALSE(shard.empty());
+    auto m = open_model(shard);
+    EXPECT_EQ(m->format_name(), "hf-safetensors");
+    EXPECT_EQ(m->tensors().size(), 3u + 9u * 2u);
+    auto single = test::make_temp_dir("hf_dispatch_single");
+    test::write_tiny_checkpoint(single);
+    EXPECT_EQ(open_model(single / "model.safetensors")->format_name(), "hf-safetensors");
 }

@@ -1,17 +1,16 @@
-// palu formats tests: safetensors round trips (all dtypes, single and sharded, metadata, alignment),
-// the parameterized corruption suite (error type + key substrings of the message), and the real
-// stories260K files from ../shared/data.
+// palu formats tests: safetensors round trips (all dtypes, single and sharded, metadata,
+// alignment), the parameterized corruption suite (error type + key substrings of the message), and
+// the real stories260K files from ../shared/data.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/core/error.h"
 #include "palu/formats/safetensors.h"
@@ -35,7 +34,8 @@ void write_file(const fs::path& p, const std::vector<uint8_t>& b) {
 }
 
 // A raw safetensors file: u64 header length, header text, then `n_data` bytes of data.
-std::vector<uint8_t> raw_file(const std::string& header, size_t n_data, uint64_t header_len_field = ~0ull) {
+std::vector<uint8_t> raw_file(const std::string& header, size_t n_data,
+                              uint64_t header_len_field = ~0ull) {
     std::vector<uint8_t> b(8 + header.size() + n_data);
     uint64_t n = header_len_field == ~0ull ? header.size() : header_len_field;
     for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(n >> (8 * i));
@@ -52,14 +52,42 @@ std::vector<uint8_t> sample_bytes(DType t, size_t numel, std::mt19937& rng) {
         float v = u(rng);
         uint8_t* p = b.data() + i * dtype_size(t);
         switch (t) {
-            case DType::F64: { double d = v; std::memcpy(p, &d, 8); break; }
+            case DType::F64: {
+                double d = v;
+                std::memcpy(p, &d, 8);
+                break;
+            }
             case DType::F32: std::memcpy(p, &v, 4); break;
-            case DType::F16: { uint16_t h = f32_to_f16(v); std::memcpy(p, &h, 2); break; }
-            case DType::BF16: { uint16_t h = f32_to_bf16(v); std::memcpy(p, &h, 2); break; }
-            case DType::I64: { int64_t x = static_cast<int64_t>(v * 1e9); std::memcpy(p, &x, 8); break; }
-            case DType::I32: { int32_t x = static_cast<int32_t>(v * 1000); std::memcpy(p, &x, 4); break; }
-            case DType::I16: { int16_t x = static_cast<int16_t>(v * 100); std::memcpy(p, &x, 2); break; }
-            case DType::I8: { int8_t x = static_cast<int8_t>(v * 30); std::memcpy(p, &x, 1); break; }
+            case DType::F16: {
+                uint16_t h = f32_to_f16(v);
+                std::memcpy(p, &h, 2);
+                break;
+            }
+            case DType::BF16: {
+                uint16_t h = f32_to_bf16(v);
+                std::memcpy(p, &h, 2);
+                break;
+            }
+            case DType::I64: {
+                int64_t x = static_cast<int64_t>(v * 1e9);
+                std::memcpy(p, &x, 8);
+                break;
+            }
+            case DType::I32: {
+                int32_t x = static_cast<int32_t>(v * 1000);
+                std::memcpy(p, &x, 4);
+                break;
+            }
+            case DType::I16: {
+                int16_t x = static_cast<int16_t>(v * 100);
+                std::memcpy(p, &x, 2);
+                break;
+            }
+            case DType::I8: {
+                int8_t x = static_cast<int8_t>(v * 30);
+                std::memcpy(p, &x, 1);
+                break;
+            }
             case DType::U8: *p = static_cast<uint8_t>((v + 4) * 30); break;
             case DType::BOOL: *p = v > 0 ? 1 : 0; break;
         }
@@ -70,14 +98,46 @@ std::vector<uint8_t> sample_bytes(DType t, size_t numel, std::mt19937& rng) {
 // Reference conversion of one element, independent of convert_to_f32.
 float ref_value(DType t, const uint8_t* p) {
     switch (t) {
-        case DType::F64: { double d; std::memcpy(&d, p, 8); return static_cast<float>(d); }
-        case DType::F32: { float f; std::memcpy(&f, p, 4); return f; }
-        case DType::F16: { uint16_t h; std::memcpy(&h, p, 2); return f16_to_f32(h); }
-        case DType::BF16: { uint16_t h; std::memcpy(&h, p, 2); return bf16_to_f32(h); }
-        case DType::I64: { int64_t x; std::memcpy(&x, p, 8); return static_cast<float>(x); }
-        case DType::I32: { int32_t x; std::memcpy(&x, p, 4); return static_cast<float>(x); }
-        case DType::I16: { int16_t x; std::memcpy(&x, p, 2); return static_cast<float>(x); }
-        case DType::I8: { int8_t x; std::memcpy(&x, p, 1); return static_cast<float>(x); }
+        case DType::F64: {
+            double d;
+            std::memcpy(&d, p, 8);
+            return static_cast<float>(d);
+        }
+        case DType::F32: {
+            float f;
+            std::memcpy(&f, p, 4);
+            return f;
+        }
+        case DType::F16: {
+            uint16_t h;
+            std::memcpy(&h, p, 2);
+            return f16_to_f32(h);
+        }
+        case DType::BF16: {
+            uint16_t h;
+            std::memcpy(&h, p, 2);
+            return bf16_to_f32(h);
+        }
+        case DType::I64: {
+            int64_t x;
+            std::memcpy(&x, p, 8);
+            return static_cast<float>(x);
+        }
+        case DType::I32: {
+            int32_t x;
+            std::memcpy(&x, p, 4);
+            return static_cast<float>(x);
+        }
+        case DType::I16: {
+            int16_t x;
+            std::memcpy(&x, p, 2);
+            return static_cast<float>(x);
+        }
+        case DType::I8: {
+            int8_t x;
+            std::memcpy(&x, p, 1);
+            return static_cast<float>(x);
+        }
         case DType::U8: return static_cast<float>(*p);
         case DType::BOOL: return static_cast<float>(*p);
     }
@@ -188,7 +248,8 @@ TEST(SafetensorsRoundTrip, ScalarAndEmptyTensors) {
     float pi = 3.25f;
     std::vector<uint8_t> scalar(4), empty;
     std::memcpy(scalar.data(), &pi, 4);
-    write_safetensors(dir, {{"a_empty", DType::F32, {0, 4}, empty}, {"b_scalar", DType::F32, {}, scalar}});
+    write_safetensors(
+        dir, {{"a_empty", DType::F32, {0, 4}, empty}, {"b_scalar", DType::F32, {}, scalar}});
     auto f = SafetensorsFile::open(dir / "model.safetensors");
     EXPECT_EQ(f.info("a_empty").n_bytes(), 0u);
     EXPECT_EQ(f.load_f32("a_empty").numel(), 0);
@@ -248,7 +309,8 @@ TEST(SafetensorsRead, NonexistentFileOrDirectory_IoError) {
 TEST(SafetensorsWriter, BadInput_UsageErrorAndNothingWritten) {
     auto dir = test::make_temp_dir("st_wbad");
     std::vector<uint8_t> b(16);
-    EXPECT_THROW(write_safetensors(dir, {{"a", DType::F32, {4}, b}, {"a", DType::F32, {4}, b}}), UsageError);
+    EXPECT_THROW(write_safetensors(dir, {{"a", DType::F32, {4}, b}, {"a", DType::F32, {4}, b}}),
+                 UsageError);
     EXPECT_THROW(write_safetensors(dir, {{"a", DType::F32, {3}, b}}), UsageError);
     EXPECT_THROW(write_safetensors(dir, {{"__metadata__", DType::F32, {4}, b}}), UsageError);
     EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 0);
@@ -290,6 +352,7 @@ enum class Corruption {
     ShardTensorMissing,
     TensorInTwoShards,
     IndexNotJson,
+    DeepNesting,
 };
 
 struct CorruptCase {
@@ -301,11 +364,14 @@ namespace {
 
 const char* corruption_name(Corruption c) {
     switch (c) {
-#define C(x) case Corruption::x: return #x;
-        C(HeaderTooSmall) C(HeaderTooLarge) C(HeaderPastEof) C(NotJson) C(NotObject) C(DuplicateName)
-        C(UnknownDtype) C(MissingField) C(NegativeDim) C(ShapeOverflow) C(BadMetadata) C(SizeMismatch)
-        C(OffsetOverlap) C(OffsetGap) C(OffsetPastEnd) C(IncompleteBuffer) C(Truncated) C(ShardMissing)
-        C(ShardTensorMissing) C(TensorInTwoShards) C(IndexNotJson)
+#define C(x) \
+    case Corruption::x: return #x;
+        C(HeaderTooSmall)
+        C(HeaderTooLarge) C(HeaderPastEof) C(NotJson) C(NotObject) C(DuplicateName) C(UnknownDtype)
+            C(MissingField) C(NegativeDim) C(ShapeOverflow) C(BadMetadata) C(SizeMismatch)
+                C(OffsetOverlap) C(OffsetGap) C(OffsetPastEnd) C(IncompleteBuffer) C(Truncated)
+                    C(ShardMissing) C(ShardTensorMissing) C(TensorInTwoShards) C(IndexNotJson)
+                        C(DeepNesting)
 #undef C
     }
     return "?";
@@ -313,16 +379,16 @@ const char* corruption_name(Corruption c) {
 
 std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
                   uint64_t b, uint64_t e) {
-    return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":[" +
-           std::to_string(b) + "," + std::to_string(e) + "]}";
+    return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape +
+           ",\"data_offsets\":[" + std::to_string(b) + "," + std::to_string(e) + "]}";
 }
 
 // A valid two-shard checkpoint whose shard files and index tests then damage.
 fs::path write_sharded(const fs::path& dir) {
     static std::vector<uint8_t> b(64, 1);
-    write_safetensors(dir,
-                      {{"a", DType::F32, {16}, b}, {"b", DType::F32, {16}, b}, {"c", DType::F32, {16}, b}},
-                      {}, 130);
+    write_safetensors(
+        dir, {{"a", DType::F32, {16}, b}, {"b", DType::F32, {16}, b}, {"c", DType::F32, {16}, b}},
+        {}, 130);
     return dir;
 }
 
@@ -342,7 +408,8 @@ CorruptCase make_case(Corruption c, const fs::path& dir) {
             return {f, {"HeaderTooLarge", "got 200000000"}};
         case Corruption::HeaderPastEof:
             write_file(f, raw_file("{}", 0, 50));
-            return {f, {"InvalidHeaderLength", "expected <= 2 bytes, got 50", "incomplete download?"}};
+            return {f,
+                    {"InvalidHeaderLength", "expected <= 2 bytes, got 50", "incomplete download?"}};
         case Corruption::NotJson:
             return {file("{\"w\": {\"dtype\": \"F32\", ", 0), {"InvalidHeader", "not valid JSON"}};
         case Corruption::NotObject:
@@ -354,7 +421,8 @@ CorruptCase make_case(Corruption c, const fs::path& dir) {
             return {file("{" + entry("w", "F8_E4M3", "[16]", 0, 16) + "}", 16),
                     {"tensor 'w'", "unknown dtype", "got 'F8_E4M3'", "BF16", "(UnknownDtype)"}};
         case Corruption::MissingField:
-            return {file(R"({"w":{"dtype":"F32","shape":[4]}})", 16), {"tensor 'w' has no 'data_offsets'"}};
+            return {file(R"({"w":{"dtype":"F32","shape":[4]}})", 16),
+                    {"tensor 'w' has no 'data_offsets'"}};
         case Corruption::NegativeDim:
             return {file("{" + entry("w", "F32", "[-1,4]", 0, 16) + "}", 16),
                     {"tensor 'w'", "[-1,4]", "expected dims in [0, 2^63), got -1"}};
@@ -370,8 +438,8 @@ CorruptCase make_case(Corruption c, const fs::path& dir) {
                      "(TensorInvalidInfo)"}};
         case Corruption::OffsetOverlap:
             return {file("{" + w16 + "," + entry("x", "F32", "[4]", 8, 24) + "}", 24),
-                    {"tensor 'x' data_offsets [8,24) overlap tensor 'w' [0,16)", "expected begin 16, got 8",
-                     "InvalidOffset"}};
+                    {"tensor 'x' data_offsets [8,24) overlap tensor 'w' [0,16)",
+                     "expected begin 16, got 8", "InvalidOffset"}};
         case Corruption::OffsetGap:
             return {file("{" + w16 + "," + entry("x", "F32", "[4]", 20, 36) + "}", 36),
                     {"tensor 'x'", "gap after tensor 'w'", "expected begin 16, got 20"}};
@@ -387,8 +455,9 @@ CorruptCase make_case(Corruption c, const fs::path& dir) {
             write_sharded(dir);
             auto shard = dir / "model-00002-of-00002.safetensors";
             fs::resize_file(shard, fs::file_size(shard) - 10);
-            return {dir, {"model-00002-of-00002.safetensors", "tensor 'c'", "expected end <= 54, got 64",
-                          "MetadataIncompleteBuffer"}};
+            return {dir,
+                    {"model-00002-of-00002.safetensors", "tensor 'c'", "expected end <= 54, got 64",
+                     "MetadataIncompleteBuffer"}};
         }
         case Corruption::ShardMissing:
             write_sharded(dir);
@@ -399,8 +468,9 @@ CorruptCase make_case(Corruption c, const fs::path& dir) {
             auto idx = nlohmann::json::parse(std::ifstream(dir / "model.safetensors.index.json"));
             idx["weight_map"]["d"] = "model-00002-of-00002.safetensors";
             std::ofstream(dir / "model.safetensors.index.json") << idx.dump();
-            return {dir, {"tensor 'd' is listed in the index but missing from shard "
-                          "'model-00002-of-00002.safetensors'"}};
+            return {dir,
+                    {"tensor 'd' is listed in the index but missing from shard "
+                     "'model-00002-of-00002.safetensors'"}};
         }
         case Corruption::TensorInTwoShards: {
             write_sharded(dir);
@@ -413,6 +483,9 @@ CorruptCase make_case(Corruption c, const fs::path& dir) {
             write_sharded(dir);
             std::ofstream(dir / "model.safetensors.index.json") << "{\"weight_map\": {";
             return {dir, {"model.safetensors.index.json", "not valid JSON"}};
+        case Corruption::DeepNesting:
+            return {file("{\"w\":" + std::string(100000, '[') + std::string(100000, ']') + "}", 0),
+                    {"nests arrays/objects too deeply", "expected <= 64 levels, got 100001"}};
     }
     return {};
 }
@@ -445,14 +518,15 @@ TEST_P(CorruptionSafetensors, Rejected_FormatErrorWithContext) {
 
 INSTANTIATE_TEST_SUITE_P(
     Corruption, CorruptionSafetensors,
-    ::testing::Values(Corruption::HeaderTooSmall, Corruption::HeaderTooLarge, Corruption::HeaderPastEof,
-                      Corruption::NotJson, Corruption::NotObject, Corruption::DuplicateName,
-                      Corruption::UnknownDtype, Corruption::MissingField, Corruption::NegativeDim,
-                      Corruption::ShapeOverflow, Corruption::BadMetadata, Corruption::SizeMismatch,
-                      Corruption::OffsetOverlap, Corruption::OffsetGap, Corruption::OffsetPastEnd,
-                      Corruption::IncompleteBuffer, Corruption::Truncated, Corruption::ShardMissing,
+    ::testing::Values(Corruption::HeaderTooSmall, Corruption::HeaderTooLarge,
+                      Corruption::HeaderPastEof, Corruption::NotJson, Corruption::NotObject,
+                      Corruption::DuplicateName, Corruption::UnknownDtype, Corruption::MissingField,
+                      Corruption::NegativeDim, Corruption::ShapeOverflow, Corruption::BadMetadata,
+                      Corruption::SizeMismatch, Corruption::OffsetOverlap, Corruption::OffsetGap,
+                      Corruption::OffsetPastEnd, Corruption::IncompleteBuffer,
+                      Corruption::Truncated, Corruption::ShardMissing,
                       Corruption::ShardTensorMissing, Corruption::TensorInTwoShards,
-                      Corruption::IndexNotJson),
+                      Corruption::IndexNotJson, Corruption::DeepNesting),
     [](const ::testing::TestParamInfo<Corruption>& info) { return corruption_name(info.param); });
 
 // ---- real files (../shared/data) --------------------------------------------------------------

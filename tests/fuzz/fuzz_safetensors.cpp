@@ -10,8 +10,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
-        auto f = palu::formats::SafetensorsFile::from_memory(std::vector<uint8_t>(data, data + size),
-                                                             "fuzz.safetensors");
+        auto f = palu::formats::SafetensorsFile::from_memory(
+            std::vector<uint8_t>(data, data + size), "fuzz.safetensors");
         for (const auto& t : f.tensors()) {
             palu::Tensor x = f.load_f32(t.name);
             if (x.numel() != static_cast<int64_t>(t.numel())) __builtin_trap();

@@ -28,6 +28,8 @@ st overlap "{$(e a F32 '[2]' 0 8),$(e b F32 '[2]' 4 12)}" 12
 st dup "{$(e a F32 '[2]' 0 8),$(e a F32 '[2]' 0 8)}" 8
 st bad_dtype "{$(e a F8_E4M3 '[2]' 0 2)}" 2
 st incomplete "{$(e a F32 '[2]' 0 8)}" 12
+deep=$(printf '%.0s[' {1..80})$(printf '%.0s]' {1..80})
+st deep "{\"a\":$deep}" 0
 
 cat > hf_config/llama3.json <<'J'
 {"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":256,"intermediate_size":512,
@@ -55,6 +57,7 @@ cat > hf_config/rope_parameters.json <<'J'
 {"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,
  "num_attention_heads":4,"vocab_size":32,"rope_parameters":{"rope_type":"default","rope_theta":10000.0}}
 J
+printf '{"model_type":"llama","x":%s}' "$deep" > hf_config/deep.json
 cat > hf_config/yarn.json <<'J'
 {"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,
  "num_attention_heads":4,"vocab_size":32,"rope_scaling":{"rope_type":"yarn","factor":4.0}}

@@ -4,10 +4,9 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/core/error.h"
 #include "palu/formats/hf_model.h"
@@ -41,8 +40,11 @@ ModelConfig write_tiny_checkpoint(const std::filesystem::path& dir, const TinyCo
         int64_t n = 1;
         for (auto d : e.shape) n *= d;
         const bool is_norm = e.name.find("norm.weight") != std::string::npos;
-        const bool is_bias = e.name.size() > 5 && e.name.compare(e.name.size() - 5, 5, ".bias") == 0;
-        double stddev = is_norm ? 0.1 : is_bias ? 0.02 : 1.0 / std::sqrt(static_cast<double>(e.shape.back()));
+        const bool is_bias =
+            e.name.size() > 5 && e.name.compare(e.name.size() - 5, 5, ".bias") == 0;
+        double stddev = is_norm   ? 0.1
+                        : is_bias ? 0.02
+                                  : 1.0 / std::sqrt(static_cast<double>(e.shape.back()));
         std::normal_distribution<double> dist(is_norm ? 1.0 : 0.0, stddev);
         std::vector<uint8_t> bytes(static_cast<size_t>(n) * dtype_size(t.dtype));
         for (int64_t i = 0; i < n; ++i) {
@@ -59,7 +61,9 @@ ModelConfig write_tiny_checkpoint(const std::filesystem::path& dir, const TinyCo
                     std::memcpy(bytes.data() + 2 * i, &h, 2);
                     break;
                 }
-                default: PALU_THROW(UsageError, "tiny_model: dtype %s not supported", dtype_name(t.dtype));
+                default:
+                    PALU_THROW(UsageError, "tiny_model: dtype %s not supported",
+                               dtype_name(t.dtype));
             }
         }
         storage.push_back(std::move(bytes));
@@ -84,15 +88,19 @@ ModelConfig write_tiny_checkpoint(const std::filesystem::path& dir, const TinyCo
         {"tie_word_embeddings", c.tie_word_embeddings},
         {"bos_token_id", c.bos_token_id},
         {"eos_token_id", c.eos_token_ids.front()},
-        {"torch_dtype", t.dtype == DType::F32 ? "float32" : t.dtype == DType::F16 ? "float16" : "bfloat16"},
+        {"torch_dtype", t.dtype == DType::F32   ? "float32"
+                        : t.dtype == DType::F16 ? "float16"
+                                                : "bfloat16"},
     };
     if (!t.qkv_bias) j["attention_bias"] = false;
     std::filesystem::create_directories(dir);
-    formats::write_safetensors(dir, std::move(tensors), {{"format", "pt"}, {"source", "palu tiny_model"}},
+    formats::write_safetensors(dir, std::move(tensors),
+                               {{"format", "pt"}, {"source", "palu tiny_model"}},
                                t.max_shard_bytes);
     std::ofstream f(dir / "config.json");
     f << j.dump(2) << "\n";
-    PALU_CHECK(f.good(), IoError, "tiny_model: cannot write %s", (dir / "config.json").string().c_str());
+    PALU_CHECK(f.good(), IoError, "tiny_model: cannot write %s",
+               (dir / "config.json").string().c_str());
     return c;
 }
 

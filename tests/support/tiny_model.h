@@ -19,11 +19,11 @@ struct TinyConfig {
     int64_t d_head = 16;
     int64_t d_ff = 128;
     int64_t n_vocab = 96;
-    bool qkv_bias = false;            // true: model_type qwen2 (q/k/v biases, no o_proj bias)
-    bool tie_word_embeddings = false; // true: no lm_head.weight is written
+    bool qkv_bias = false;             // true: model_type qwen2 (q/k/v biases, no o_proj bias)
+    bool tie_word_embeddings = false;  // true: no lm_head.weight is written
     uint64_t seed = 1234;
-    DType dtype = DType::F32;         // F32, F16 or BF16 storage
-    uint64_t max_shard_bytes = 0;     // 0: one model.safetensors; else sharded + index
+    DType dtype = DType::F32;      // F32, F16 or BF16 storage
+    uint64_t max_shard_bytes = 0;  // 0: one model.safetensors; else sharded + index
     double rope_theta = 10000.0;
     double rms_norm_eps = 1e-5;
 };

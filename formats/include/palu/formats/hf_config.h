@@ -3,11 +3,10 @@
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/core/model_config.h"
 
@@ -18,8 +17,8 @@ namespace palu::formats {
 struct HfConfig {
     ModelConfig model;
     nlohmann::json raw;
-    std::string model_type;       // as written in the file, e.g. "paluqwen2"
-    bool palu_compressed = false; // model_type starts with "palu"
+    std::string model_type;        // as written in the file, e.g. "paluqwen2"
+    bool palu_compressed = false;  // model_type starts with "palu"
 };
 
 /// model_type values accepted (base architectures first, then the palu-compressed ones).

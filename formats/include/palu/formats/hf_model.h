@@ -26,12 +26,12 @@ struct ExpectedTensor {
 std::vector<ExpectedTensor> expected_hf_tensors(const ModelConfig& c, bool with_lm_head);
 
 class HfModel final : public WeightSource {
-public:
+   public:
     /// `dir_or_file`: an HF directory (config.json + model.safetensors or
     /// model.safetensors.index.json), a .safetensors file or an index .json with config.json
     /// beside it. Checks that every tensor the config implies exists with the implied shape
-    /// (`lm_head.weight` optional when tied; compressed palu checkpoints may replace k_proj/v_proj);
-    /// extra tensors are allowed. Throws IoError, FormatError or ShapeError.
+    /// (`lm_head.weight` optional when tied; compressed palu checkpoints may replace
+    /// k_proj/v_proj); extra tensors are allowed. Throws IoError, FormatError or ShapeError.
     static std::unique_ptr<HfModel> open(const std::filesystem::path& dir_or_file);
 
     const ModelConfig& config() const override { return cfg_.model; }
@@ -47,8 +47,9 @@ public:
     const SafetensorsCheckpoint& checkpoint() const { return ckpt_; }
     const std::filesystem::path& config_path() const { return config_path_; }
 
-private:
-    HfModel(std::string path, std::filesystem::path config_path, HfConfig cfg, SafetensorsCheckpoint ckpt);
+   private:
+    HfModel(std::string path, std::filesystem::path config_path, HfConfig cfg,
+            SafetensorsCheckpoint ckpt);
     std::string path_;
     std::filesystem::path config_path_;
     HfConfig cfg_;

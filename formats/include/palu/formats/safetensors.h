@@ -37,7 +37,7 @@ struct SafetensorsTensorInfo {
 /// A validated, memory-mapped (or in-memory) safetensors file. Move-only; tensor data stays valid
 /// for the lifetime of the object.
 class SafetensorsFile {
-public:
+   public:
     /// Opens and validates `path` (mmap, no copy of the data). Throws IoError when the file
     /// cannot be opened or mapped, FormatError (message ends with an id such as
     /// "(MetadataIncompleteBuffer)") when it is malformed. Nothing is mapped before the header
@@ -72,14 +72,14 @@ public:
 
     struct Impl;  // implementation detail (safetensors.cpp)
 
-private:
+   private:
     explicit SafetensorsFile(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 
 /// A safetensors checkpoint, single file or sharded via model.safetensors.index.json.
 class SafetensorsCheckpoint {
-public:
+   public:
     /// `path` is a directory (model.safetensors, else model.safetensors.index.json), an index
     /// .json file, or a single .safetensors file. Sharded: every shard referenced by the index
     /// must exist and every tensor must appear exactly once across shards, in the shard the
@@ -106,7 +106,7 @@ public:
     /// `__metadata__` of the first shard (the writer puts the same map in every shard).
     const std::map<std::string, std::string>& metadata() const;
 
-private:
+   private:
     std::string path_;
     bool sharded_ = false;
     std::vector<SafetensorsFile> shards_;
@@ -135,9 +135,8 @@ void write_safetensors_file(const std::filesystem::path& path, std::vector<Tenso
 /// `model.safetensors.index.json` with `metadata.total_size` and `weight_map`. Every file goes to a
 /// temporary name first and all are renamed into place only after all were written.
 /// Returns the paths written (shards first, then the index).
-std::vector<std::filesystem::path> write_safetensors(const std::filesystem::path& dir,
-                                                     std::vector<TensorToWrite> tensors,
-                                                     const std::map<std::string, std::string>& metadata = {},
-                                                     uint64_t max_shard_bytes = 0);
+std::vector<std::filesystem::path> write_safetensors(
+    const std::filesystem::path& dir, std::vector<TensorToWrite> tensors,
+    const std::map<std::string, std::string>& metadata = {}, uint64_t max_shard_bytes = 0);
 
 }  // namespace palu::formats
