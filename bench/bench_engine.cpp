@@ -3,7 +3,8 @@
 // sgemm ceiling (2048³ sgemm, same thread count, same run).
 // Weights: $PALU_BENCH_MODEL (any path formats::open_model reads) when set, else seeded random
 // weights of SmolLM2-135M's shapes (identical FLOPs and memory traffic).
-// Threads: $PALU_BENCH_THREADS (default 2). Run with OPENBLAS_CORETYPE=SkylakeX for AVX-512 kernels.
+// Threads: $PALU_BENCH_THREADS (default 2). Run with OPENBLAS_CORETYPE=SkylakeX for AVX-512
+// kernels.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -47,14 +48,16 @@ Engine& engine() {
 // causal keys each token sees, 2·2·d_head·n_heads per (query, key) pair.
 double forward_flops(const palu::ModelConfig& c, int64_t n, int64_t n_past) {
     const double d = static_cast<double>(c.d_model);
-    const double per_layer = d * static_cast<double>(c.d_q()) * 2 + d * static_cast<double>(c.d_kv()) * 2 +
+    const double per_layer = d * static_cast<double>(c.d_q()) * 2 +
+                             d * static_cast<double>(c.d_kv()) * 2 +
                              3.0 * d * static_cast<double>(c.d_ff);
-    const double linear = 2.0 * static_cast<double>(n) * (per_layer * static_cast<double>(c.n_layers) +
-                                                          d * static_cast<double>(c.n_vocab));
+    const double linear =
+        2.0 * static_cast<double>(n) *
+        (per_layer * static_cast<double>(c.n_layers) + d * static_cast<double>(c.n_vocab));
     double pairs = 0;
     for (int64_t t = 0; t < n; ++t) pairs += static_cast<double>(n_past + t + 1);
-    const double attn = 4.0 * static_cast<double>(c.d_head * c.n_heads) * pairs *
-                        static_cast<double>(c.n_layers);
+    const double attn =
+        4.0 * static_cast<double>(c.d_head * c.n_heads) * pairs * static_cast<double>(c.n_layers);
     return linear + attn;
 }
 
@@ -67,11 +70,13 @@ void BM_SgemmCeiling(benchmark::State& state) {
     for (auto* v : {&a, &b})
         for (float& x : *v) x = u(rng);
     for (auto _ : state)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n,
-                    b.data(), n, 0.0f, c.data(), n);
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n * 1e-9 * static_cast<double>(state.iterations()),
-                                                   benchmark::Counter::kIsRate);
-    state.SetLabel(palu::model::blas_core_name() + ", " + std::to_string(bench_threads()) + " threads");
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
+                    n, 0.0f, c.data(), n);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(2.0 * n * n * n * 1e-9 * static_cast<double>(state.iterations()),
+                           benchmark::Counter::kIsRate);
+    state.SetLabel(palu::model::blas_core_name() + ", " + std::to_string(bench_threads()) +
+                   " threads");
 }
 BENCHMARK(BM_SgemmCeiling)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -88,10 +93,17 @@ void BM_Prefill(benchmark::State& state) {
         benchmark::DoNotOptimize(logits.data());
     }
     const double iters = static_cast<double>(state.iterations());
-    state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(n) * iters, benchmark::Counter::kIsRate);
-    state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(c, n, 0) * 1e-9 * iters, benchmark::Counter::kIsRate);
+    state.counters["tokens/s"] =
+        benchmark::Counter(static_cast<double>(n) * iters, benchmark::Counter::kIsRate);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(forward_flops(c, n, 0) * 1e-9 * iters, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Prefill)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
+BENCHMARK(BM_Prefill)
+    ->Arg(512)
+    ->Arg(2048)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(5.0);
 
 // Decode: one token at a time after a 512-token prompt (timed: the decode steps only).
 void BM_Decode(benchmark::State& state) {
@@ -112,8 +124,10 @@ void BM_Decode(benchmark::State& state) {
         }
     }
     const double iters = static_cast<double>(state.iterations());
-    state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(n_new) * iters, benchmark::Counter::kIsRate);
-    state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(c, n_new, n_prompt) * 1e-9 * iters, benchmark::Counter::kIsRate);
+    state.counters["tokens/s"] =
+        benchmark::Counter(static_cast<double>(n_new) * iters, benchmark::Counter::kIsRate);
+    state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(c, n_new, n_prompt) * 1e-9 * iters,
+                                                   benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Decode)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 

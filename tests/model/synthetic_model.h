@@ -20,7 +20,7 @@ namespace palu::test {
 
 /// A WeightSource over tensors in memory.
 class MemoryWeightSource : public WeightSource {
-public:
+   public:
     ModelConfig cfg;
     std::map<std::string, Tensor> tensors_by_name;
 
@@ -38,7 +38,8 @@ public:
     }
     Tensor load_f32(const std::string& name) const override {
         auto it = tensors_by_name.find(name);
-        PALU_CHECK(it != tensors_by_name.end(), FormatError, "memory: no tensor '%s'", name.c_str());
+        PALU_CHECK(it != tensors_by_name.end(), FormatError, "memory: no tensor '%s'",
+                   name.c_str());
         return it->second;
     }
 };
@@ -111,7 +112,8 @@ using RefWeights = std::map<std::string, std::vector<double>>;
 
 inline RefWeights to_ref_weights(const MemoryWeightSource& m) {
     RefWeights w;
-    for (const auto& [name, t] : m.tensors_by_name) w[name] = std::vector<double>(t.vec().begin(), t.vec().end());
+    for (const auto& [name, t] : m.tensors_by_name)
+        w[name] = std::vector<double>(t.vec().begin(), t.vec().end());
     return w;
 }
 
@@ -119,7 +121,8 @@ inline RefWeights to_ref_weights(const MemoryWeightSource& m) {
 inline std::vector<double> ref_inv_freq(const ModelConfig& c) {
     std::vector<double> f(static_cast<size_t>(c.d_head / 2));
     for (size_t i = 0; i < f.size(); ++i)
-        f[i] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.d_head));
+        f[i] = 1.0 /
+               std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.d_head));
     const RopeScaling& r = c.rope_scaling;
     for (double& x : f) {
         if (r.type == "linear") {
@@ -131,8 +134,9 @@ inline std::vector<double> ref_inv_freq(const ModelConfig& c) {
             if (wavelen > lo_w) {
                 x /= r.factor;
             } else if (wavelen >= hi_w) {
-                const double sm = (r.original_max_position_embeddings / wavelen - r.low_freq_factor) /
-                                  (r.high_freq_factor - r.low_freq_factor);
+                const double sm =
+                    (r.original_max_position_embeddings / wavelen - r.low_freq_factor) /
+                    (r.high_freq_factor - r.low_freq_factor);
                 x = (1 - sm) * x / r.factor + sm * x;
             }
         }
@@ -151,11 +155,13 @@ inline std::vector<std::vector<double>> ref_forward(const ModelConfig& c, const 
     auto linear = [&](const std::vector<std::vector<double>>& x, const std::string& name,
                       int64_t n_out, int64_t n_in, const std::string& bias) {
         const auto& w = get(name);
-        std::vector<std::vector<double>> y(x.size(), std::vector<double>(static_cast<size_t>(n_out)));
+        std::vector<std::vector<double>> y(x.size(),
+                                           std::vector<double>(static_cast<size_t>(n_out)));
         for (size_t t = 0; t < x.size(); ++t)
             for (int64_t o = 0; o < n_out; ++o) {
                 double s = has(bias) ? get(bias)[static_cast<size_t>(o)] : 0.0;
-                for (int64_t i = 0; i < n_in; ++i) s += x[t][static_cast<size_t>(i)] * w[static_cast<size_t>(o * n_in + i)];
+                for (int64_t i = 0; i < n_in; ++i)
+                    s += x[t][static_cast<size_t>(i)] * w[static_cast<size_t>(o * n_in + i)];
                 y[t][static_cast<size_t>(o)] = s;
             }
         return y;
@@ -178,7 +184,8 @@ inline std::vector<std::vector<double>> ref_forward(const ModelConfig& c, const 
                 for (int64_t i = 0; i < dh / 2; ++i) {
                     const double a = static_cast<double>(t) * inv_freq[static_cast<size_t>(i)];
                     double& x1 = x[static_cast<size_t>(t)][static_cast<size_t>(h * dh + i)];
-                    double& x2 = x[static_cast<size_t>(t)][static_cast<size_t>(h * dh + i + dh / 2)];
+                    double& x2 =
+                        x[static_cast<size_t>(t)][static_cast<size_t>(h * dh + i + dh / 2)];
                     const double u = x1, v = x2;
                     x1 = u * std::cos(a) - v * std::sin(a);
                     x2 = v * std::cos(a) + u * std::sin(a);
@@ -197,7 +204,8 @@ inline std::vector<std::vector<double>> ref_forward(const ModelConfig& c, const 
         auto v = linear(xn, p + "self_attn.v_proj.weight", dkv, d, p + "self_attn.v_proj.bias");
         rope(q, H);
         rope(k, c.n_kv_heads);
-        std::vector<std::vector<double>> o(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(dq), 0.0));
+        std::vector<std::vector<double>> o(static_cast<size_t>(n),
+                                           std::vector<double>(static_cast<size_t>(dq), 0.0));
         for (int64_t h = 0; h < H; ++h) {
             const int64_t g = h / G;
             for (int64_t i = 0; i < n; ++i) {
@@ -216,12 +224,15 @@ inline std::vector<std::vector<double>> ref_forward(const ModelConfig& c, const 
                 for (int64_t j = 0; j <= i; ++j)
                     for (int64_t e = 0; e < dh; ++e)
                         o[static_cast<size_t>(i)][static_cast<size_t>(h * dh + e)] +=
-                            s[static_cast<size_t>(j)] / z * v[static_cast<size_t>(j)][static_cast<size_t>(g * dh + e)];
+                            s[static_cast<size_t>(j)] / z *
+                            v[static_cast<size_t>(j)][static_cast<size_t>(g * dh + e)];
             }
         }
         auto ao = linear(o, p + "self_attn.o_proj.weight", d, dq, p + "self_attn.o_proj.bias");
         for (int64_t t = 0; t < n; ++t)
-            for (int64_t i = 0; i < d; ++i) x[static_cast<size_t>(t)][static_cast<size_t>(i)] += ao[static_cast<size_t>(t)][static_cast<size_t>(i)];
+            for (int64_t i = 0; i < d; ++i)
+                x[static_cast<size_t>(t)][static_cast<size_t>(i)] +=
+                    ao[static_cast<size_t>(t)][static_cast<size_t>(i)];
         auto hn = rmsnorm(x, p + "post_attention_layernorm.weight");
         auto gt = linear(hn, p + "mlp.gate_proj.weight", c.d_ff, d, "");
         auto up = linear(hn, p + "mlp.up_proj.weight", c.d_ff, d, "");
@@ -230,7 +241,9 @@ inline std::vector<std::vector<double>> ref_forward(const ModelConfig& c, const 
                 gt[t][i] = gt[t][i] / (1.0 + std::exp(-gt[t][i])) * up[t][i];
         auto dn = linear(gt, p + "mlp.down_proj.weight", d, c.d_ff, "");
         for (int64_t t = 0; t < n; ++t)
-            for (int64_t i = 0; i < d; ++i) x[static_cast<size_t>(t)][static_cast<size_t>(i)] += dn[static_cast<size_t>(t)][static_cast<size_t>(i)];
+            for (int64_t i = 0; i < d; ++i)
+                x[static_cast<size_t>(t)][static_cast<size_t>(i)] +=
+                    dn[static_cast<size_t>(t)][static_cast<size_t>(i)];
     }
     auto xf = rmsnorm(x, "model.norm.weight");
     const std::string head = has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";

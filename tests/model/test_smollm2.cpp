@@ -1,13 +1,13 @@
 // palu tests: SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to f32) on WikiText-2 test at seqlen
 // 2048 against Hugging Face transformers float32 on the same dequantized weights
 // (tests/reference/smollm2_ppl_reference.py -> tests/reference/smollm2_wikitext2_ppl.json).
-// The first kWindows windows are compared (each takes ~10 s on 2 cores); the full-set number is in
-// docs/PERFORMANCE.md.
+// The first kWindows windows are compared (each takes 10-30 s on 2 shared cores); the reference
+// JSON holds the first 16 windows, and docs/PERFORMANCE.md the 16-window comparison.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "palu/formats/model_loader.h"
 #include "palu/model/perplexity.h"
@@ -23,7 +23,8 @@ constexpr int64_t kWindows = 2;
 TEST(SmolLM2, WikitextWindowsMatchTransformers_Slow) {
     const auto gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
     if (!std::filesystem::exists(gguf)) {
-        if (std::getenv("CI")) FAIL() << "missing " << gguf << " (CI=true); run scripts/get-smollm2.sh";
+        if (std::getenv("CI"))
+            FAIL() << "missing " << gguf << " (CI=true); run scripts/get-smollm2.sh";
         GTEST_SKIP() << "needs " << gguf << "; run scripts/get-smollm2.sh";
     }
     PALU_REQUIRE_DATA(wiki, "text/wikitext-2/wiki.test.raw");
@@ -48,9 +49,9 @@ TEST(SmolLM2, WikitextWindowsMatchTransformers_Slow) {
     for (int64_t w = 0; w < kWindows; ++w) {
         const double r = ref_nll.at(static_cast<size_t>(w)).get<double>();
         // Both sides run float32 over 30 layers with different summation orders (BLAS blocking,
-        // softmax); window means of 2047 NLLs agree to ~1e-5 nats. 1e-4 is 10x that margin and
-        // 10x tighter than what 0.1% in perplexity allows (|Δnll| < 1e-3).
-        EXPECT_NEAR(res.window_nll[static_cast<size_t>(w)], r, 1e-4) << "window " << w;
+        // softmax); over the first 16 windows the window NLLs agreed to 2.3e-7 nats. 1e-5 leaves
+        // a 40x margin and is 100x tighter than what 0.1% in perplexity allows (|Δnll| < 1e-3).
+        EXPECT_NEAR(res.window_nll[static_cast<size_t>(w)], r, 1e-5) << "window " << w;
         ref_mean += r / kWindows;
     }
     EXPECT_LT(std::abs(res.ppl / std::exp(ref_mean) - 1.0), 1e-3);

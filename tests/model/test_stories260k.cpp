@@ -6,9 +6,9 @@
 #include <memory>
 
 #include "golden_file.h"
+#include "palu/formats/model_loader.h"
 #include "palu/model/perplexity.h"
 #include "palu/model/transformer.h"
-#include "palu/formats/model_loader.h"
 #include "test_data.h"
 
 namespace palu::test {
@@ -32,7 +32,7 @@ const Golden& golden(const std::filesystem::path& p) {
 }
 
 class Stories260K : public ::testing::TestWithParam<const char*> {
-protected:
+   protected:
     // The per-format openers are called directly: open_model's dispatch also needs the GGUF
     // reader, which this test does not (TODO(engine): use open_model once GGUF is on main, #3).
     std::unique_ptr<WeightSource> open(const std::filesystem::path& root) {
@@ -97,7 +97,9 @@ TEST_P(Stories260K, GreedyFromBosAndDecodeEqualsPrefill_Data) {
         decode_logits.insert(decode_logits.end(), l.data(), l.data() + V);
         seq.push_back(static_cast<int32_t>(std::max_element(l.data(), l.data() + V) - l.data()));
     }
-    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seq[static_cast<size_t>(i)], static_cast<int32_t>(ref[static_cast<size_t>(i)])) << "token " << i;
+    for (int64_t i = 0; i < n; ++i)
+        EXPECT_EQ(seq[static_cast<size_t>(i)], static_cast<int32_t>(ref[static_cast<size_t>(i)]))
+            << "token " << i;
     // The same sequence in one prefill gives the same logits (f32 summation order differs only).
     auto full = engine.make_cache(1, n);
     Tensor lp = engine.forward(seq.data(), 1, n - 1, *full);
@@ -106,7 +108,8 @@ TEST_P(Stories260K, GreedyFromBosAndDecodeEqualsPrefill_Data) {
         max_err = std::max(max_err, static_cast<double>(std::abs(decode_logits[i] - lp.data()[i])));
     // Logits reach |z| ~ 15 here; the GEMM vs GEMV summation orders differ by ~1e-6 relative.
     double zmax = 0;
-    for (int64_t i = 0; i < lp.numel(); ++i) zmax = std::max(zmax, static_cast<double>(std::abs(lp.data()[i])));
+    for (int64_t i = 0; i < lp.numel(); ++i)
+        zmax = std::max(zmax, static_cast<double>(std::abs(lp.data()[i])));
     EXPECT_LT(max_err, 2e-6 * zmax) << "max|logit| " << zmax;
 }
 
@@ -138,7 +141,8 @@ TEST_P(Stories260K, FisherKv_Data) {
     }
     for (int64_t l = 0; l < L; ++l) {
         for (int which = 0; which < 2; ++which) {
-            const std::string name = strfmt("%s.%lld", which == 0 ? "fisher_k" : "fisher_v", static_cast<long long>(l));
+            const std::string name =
+                strfmt("%s.%lld", which == 0 ? "fisher_k" : "fisher_v", static_cast<long long>(l));
             const auto& ref = g.t.at(name).values;
             const auto& got = which == 0 ? fk[static_cast<size_t>(l)] : fv[static_cast<size_t>(l)];
             ASSERT_EQ(got.size(), ref.size()) << name;
@@ -149,7 +153,8 @@ TEST_P(Stories260K, FisherKv_Data) {
                 mx = std::max(mx, std::abs(ref[i]));
                 max_err = std::max(max_err, std::abs(got[i] - ref[i]));
             }
-            EXPECT_LE(std::sqrt(num), 1e-4 * std::sqrt(den)) << name << " rel " << std::sqrt(num / den);
+            EXPECT_LE(std::sqrt(num), 1e-4 * std::sqrt(den))
+                << name << " rel " << std::sqrt(num / den);
             EXPECT_LE(max_err, 1e-3 * mx) << name;
         }
     }

@@ -29,17 +29,37 @@ std::vector<Case> cases() {
     return {
         {"mha_d16", spec_with([](SynthSpec& s) { s.n_kv_heads = 4; })},
         {"gqa_d16_untied", spec_with([](SynthSpec& s) { s.tied = false; })},
-        {"gqa_d64", spec_with([](SynthSpec& s) { s.n_heads = 4; s.n_kv_heads = 2; s.d_head = 64; s.d_model = 96; })},
+        {"gqa_d64", spec_with([](SynthSpec& s) {
+             s.n_heads = 4;
+             s.n_kv_heads = 2;
+             s.d_head = 64;
+             s.d_model = 96;
+         })},
         {"mha_d128_bias", spec_with([](SynthSpec& s) {
-             s.n_heads = 2; s.n_kv_heads = 2; s.d_head = 128; s.d_model = 64; s.qkv_bias = true; })},
+             s.n_heads = 2;
+             s.n_kv_heads = 2;
+             s.d_head = 128;
+             s.d_model = 64;
+             s.qkv_bias = true;
+         })},
         {"gqa_linear_rope", spec_with([](SynthSpec& s) {
-             s.rope_scaling.type = "linear"; s.rope_scaling.factor = 4.0; s.rope_theta = 500000; })},
+             s.rope_scaling.type = "linear";
+             s.rope_scaling.factor = 4.0;
+             s.rope_theta = 500000;
+         })},
         {"gqa_llama3_rope", spec_with([](SynthSpec& s) {
-             s.d_head = 64; s.d_model = 64; s.n_heads = 4; s.n_kv_heads = 1; s.rope_theta = 500000;
-             s.rope_scaling.type = "llama3"; s.rope_scaling.factor = 8.0;
-             s.rope_scaling.low_freq_factor = 1.0; s.rope_scaling.high_freq_factor = 4.0;
+             s.d_head = 64;
+             s.d_model = 64;
+             s.n_heads = 4;
+             s.n_kv_heads = 1;
+             s.rope_theta = 500000;
+             s.rope_scaling.type = "llama3";
+             s.rope_scaling.factor = 8.0;
+             s.rope_scaling.low_freq_factor = 1.0;
+             s.rope_scaling.high_freq_factor = 4.0;
              // small original context so that all three frequency bands occur at d_head 64
-             s.rope_scaling.original_max_position_embeddings = 64; })},
+             s.rope_scaling.original_max_position_embeddings = 64;
+         })},
     };
 }
 
@@ -77,10 +97,12 @@ TEST_P(EngineVsReference, PrefillBatchMatchesReference) {
         double max_err = 0;
         for (int64_t t = 0; t < n; ++t)
             for (int64_t v = 0; v < cs.spec.n_vocab; ++v)
-                max_err = std::max(max_err, std::abs(ref[static_cast<size_t>(t)][static_cast<size_t>(v)] -
-                                                     logits.data()[(b * n + t) * cs.spec.n_vocab + v]));
+                max_err =
+                    std::max(max_err, std::abs(ref[static_cast<size_t>(t)][static_cast<size_t>(v)] -
+                                               logits.data()[(b * n + t) * cs.spec.n_vocab + v]));
         const double zmax = max_abs(logits.data() + b * n * cs.spec.n_vocab, n * cs.spec.n_vocab);
-        EXPECT_LT(max_err, kLogitRelTol * zmax) << cs.name << " batch row " << b << ", max|logit| " << zmax;
+        EXPECT_LT(max_err, kLogitRelTol * zmax)
+            << cs.name << " batch row " << b << ", max|logit| " << zmax;
     }
 }
 
@@ -102,15 +124,18 @@ TEST_P(EngineVsReference, DecodeWithCacheMatchesPrefill) {
     double max_err = 0;
     for (int64_t b = 0; b < n_batch; ++b)
         for (int64_t v = 0; v < V; ++v)
-            max_err = std::max(max_err, static_cast<double>(std::abs(
-                lp.data()[b * V + v] - ref.data()[(b * n + n_prompt - 1) * V + v])));
+            max_err = std::max(
+                max_err, static_cast<double>(std::abs(lp.data()[b * V + v] -
+                                                      ref.data()[(b * n + n_prompt - 1) * V + v])));
     for (int64_t t = n_prompt; t < n; ++t) {
-        for (int64_t b = 0; b < n_batch; ++b) step[static_cast<size_t>(b)] = toks[static_cast<size_t>(b * n + t)];
+        for (int64_t b = 0; b < n_batch; ++b)
+            step[static_cast<size_t>(b)] = toks[static_cast<size_t>(b * n + t)];
         Tensor l1 = engine.forward(step.data(), n_batch, 1, *cache);
         for (int64_t b = 0; b < n_batch; ++b)
             for (int64_t v = 0; v < V; ++v)
-                max_err = std::max(max_err, static_cast<double>(std::abs(
-                    l1.data()[b * V + v] - ref.data()[(b * n + t) * V + v])));
+                max_err = std::max(
+                    max_err, static_cast<double>(
+                                 std::abs(l1.data()[b * V + v] - ref.data()[(b * n + t) * V + v])));
     }
     EXPECT_EQ(cache->n_past(), n);
     // Same f32 arithmetic in a different order (GEMM vs GEMV blocking): a few 1e-7 relative to the
@@ -150,7 +175,8 @@ TEST(EngineInput, BadTokenIsUsageError) {
         engine.forward(toks.data(), 1, 2, *cache);
         FAIL() << "expected UsageError";
     } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("outside the vocabulary"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("outside the vocabulary"), std::string::npos)
+            << e.what();
     }
 }
 
@@ -244,7 +270,8 @@ void check_gradients(const SynthSpec& spec, model::LabelShift shift) {
         for (int which = 0; which < 2; ++which) {
             const std::string name = strfmt("model.layers.%lld.self_attn.%s_proj.weight",
                                             static_cast<long long>(l), which == 0 ? "k" : "v");
-            const Tensor& grad = which == 0 ? g.d_wk[static_cast<size_t>(l)] : g.d_wv[static_cast<size_t>(l)];
+            const Tensor& grad =
+                which == 0 ? g.d_wk[static_cast<size_t>(l)] : g.d_wv[static_cast<size_t>(l)];
             std::vector<double>& w = W[name];
             ASSERT_EQ(static_cast<size_t>(grad.numel()), w.size());
             std::vector<double> fd, eng;

@@ -134,7 +134,7 @@ KvGradients Transformer::kv_gradients(const int32_t* tokens, int64_t n, LabelShi
             const float* q_h = a.q.data() + h * dh;            // [n, d_head], ld dq
             const float* do_h = dattn.data() + h * dh;         // [n, d_head], ld dq
             ops::gemm_nt(n, n, dh, q_h, dq, k_g, dh, p.data(), n);
-            ops::causal_softmax(p.data(), n, n, 1, scale);     // P [n, n]
+            ops::causal_softmax(p.data(), n, n, 1, scale);            // P [n, n]
             ops::gemm_nt(n, n, dh, do_h, dq, v_g, dh, dp.data(), n);  // dP = dO · Vᵀ
             ops::gemm_tn(n, dh, n, p.data(), n, do_h, dq, dv.data() + gi * dh, dkv, 1.0f);
             // dS = P ∘ (dP - Σ_j P dP) · scale (softmax Jacobian, then the 1/sqrt(d_head) factor)
@@ -144,7 +144,8 @@ KvGradients Transformer::kv_gradients(const int32_t* tokens, int64_t n, LabelShi
                 double dot = 0.0;
                 for (int64_t j = 0; j <= i; ++j) dot += static_cast<double>(pr[j]) * dpr[j];
                 const float df = static_cast<float>(dot);
-                for (int64_t j = 0; j < n; ++j) dpr[j] = j <= i ? pr[j] * (dpr[j] - df) * scale : 0.0f;
+                for (int64_t j = 0; j < n; ++j)
+                    dpr[j] = j <= i ? pr[j] * (dpr[j] - df) * scale : 0.0f;
             }
             ops::gemm_nn(n, dh, n, dp.data(), n, k_g, dh, dqv.data() + h * dh, dq);  // dQ = dS K
             ops::gemm_tn(n, dh, n, dp.data(), n, q_h, dq, dk.data() + gi * dh, dkv, 1.0f);

@@ -4,8 +4,8 @@
 #include <cblas.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -19,7 +19,9 @@ void set_blas_threads(int n_threads) {
     openblas_set_num_threads(n_threads > 0 ? n_threads : n_cpu_cores());
 }
 
-int blas_threads() { return openblas_get_num_threads(); }
+int blas_threads() {
+    return openblas_get_num_threads();
+}
 
 std::string blas_core_name() {
     const char* name = openblas_get_corename();
@@ -45,7 +47,8 @@ void blas_reexec_for_avx512(int argc, char** argv) {
     // OpenBLAS 0.3.21 falls back to old kernels (Haswell, or even Prescott on this VM's CPU model)
     // for CPUs newer than it knows. Pick the widest family the CPU supports instead.
     const char* want = nullptr;
-    if (flags.find(" avx512f ") != std::string::npos && flags.find(" avx512bw ") != std::string::npos)
+    if (flags.find(" avx512f ") != std::string::npos &&
+        flags.find(" avx512bw ") != std::string::npos)
         want = "SkylakeX";
     else if (flags.find(" avx2 ") != std::string::npos && flags.find(" fma ") != std::string::npos)
         want = "Haswell";

@@ -9,7 +9,9 @@
 namespace palu::model {
 
 DenseKvLayerCache::DenseKvLayerCache(const ModelConfig& config, int64_t n_batch, int64_t n_ctx_max)
-    : n_kv_heads_(config.n_kv_heads), d_head_(config.d_head), n_batch_(n_batch),
+    : n_kv_heads_(config.n_kv_heads),
+      d_head_(config.d_head),
+      n_batch_(n_batch),
       n_ctx_max_(n_ctx_max) {
     PALU_CHECK(n_batch > 0 && n_ctx_max > 0, UsageError,
                "model: kv cache: n_batch and n_ctx_max must be > 0, got %lld, %lld",
@@ -38,7 +40,7 @@ void DenseKvLayerCache::append(const float* x, int64_t n_batch, int64_t n_new,
     for (int which = 0; which < 2; ++which) {
         const Tensor& wt = which == 0 ? w.wk : w.wv;
         const Tensor& bias = which == 0 ? w.bk : w.bv;
-        float* y = scratch_.data();                       // [n_rows, d_kv]
+        float* y = scratch_.data();  // [n_rows, d_kv]
         ops::gemm_nt(n_rows, d_kv, d_model, x, d_model, wt.data(), d_model, y, d_kv);
         if (bias.numel() > 0) ops::add_bias(y, bias.data(), n_rows, d_kv, d_kv);
         if (which == 0) rope.apply(y, n_rows, n_kv_heads_, d_kv, pos.data());
@@ -46,10 +48,10 @@ void DenseKvLayerCache::append(const float* x, int64_t n_batch, int64_t n_new,
         for (int64_t b = 0; b < n_batch; ++b)
             for (int64_t h = 0; h < n_kv_heads_; ++h)
                 for (int64_t t = 0; t < n_new; ++t)
-                    std::memcpy(dst.data() + ((b * n_kv_heads_ + h) * n_ctx_max_ + n_cached_ + t) *
-                                                 d_head_,
-                                y + (b * n_new + t) * d_kv + h * d_head_,
-                                static_cast<size_t>(d_head_) * sizeof(float));
+                    std::memcpy(
+                        dst.data() + ((b * n_kv_heads_ + h) * n_ctx_max_ + n_cached_ + t) * d_head_,
+                        y + (b * n_new + t) * d_kv + h * d_head_,
+                        static_cast<size_t>(d_head_) * sizeof(float));
     }
     n_cached_ += n_new;
 }

@@ -20,6 +20,13 @@ namespace palu::model::ops {
 
 void gemm_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
              int64_t ldb, float* c, int64_t ldc, float beta) {
+    if (m == 1) {
+        // One row (decode): c = B·a as a matrix-vector product; OpenBLAS's sgemm path would pack
+        // the whole weight matrix for a single row.
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), 1.0f, b,
+                    static_cast<int>(ldb), a, 1, beta, c, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
                 c, static_cast<int>(ldc));
@@ -27,9 +34,9 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const
 
 void gemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
              int64_t ldb, float* c, int64_t ldc, float beta) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
-                static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b,
-                static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+                c, static_cast<int>(ldc));
 }
 
 void gemm_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
@@ -79,7 +86,8 @@ PALU_SIMD_CLONES void exp_inplace(float* x, int64_t n) {
     }
 }
 
-PALU_SIMD_CLONES void causal_softmax(float* s, int64_t n_rows, int64_t ld, int64_t first_valid, float scale) {
+PALU_SIMD_CLONES void causal_softmax(float* s, int64_t n_rows, int64_t ld, int64_t first_valid,
+                                     float scale) {
     for (int64_t r = 0; r < n_rows; ++r) {
         float* row = s + r * ld;
         const int64_t n_valid = first_valid + r;

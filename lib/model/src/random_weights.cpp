@@ -14,7 +14,7 @@ namespace palu::model {
 namespace {
 
 class RandomWeightSource final : public WeightSource {
-public:
+   public:
     RandomWeightSource(const ModelConfig& c, uint64_t seed) : c_(c), seed_(seed) {
         const int64_t d = c.d_model;
         add("model.embed_tokens.weight", {c.n_vocab, d});
@@ -59,7 +59,7 @@ public:
         return t;
     }
 
-private:
+   private:
     void add(const std::string& name, std::vector<int64_t> shape) {
         int64_t n = 1;
         for (auto s : shape) n *= s;

@@ -14,7 +14,7 @@
 namespace palu::model {
 
 class ThreadPool {
-public:
+   public:
     /// n_threads >= 1 (the caller counts as one; n_threads - 1 workers are started).
     explicit ThreadPool(int n_threads);
     ~ThreadPool();
@@ -27,7 +27,7 @@ public:
     /// Splits [0, n) into one contiguous range per thread: fn(begin, end).
     void parallel_ranges(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
 
-private:
+   private:
     void worker(int thread);
     void run_items(int thread);
     int n_threads_;

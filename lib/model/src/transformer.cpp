@@ -33,7 +33,9 @@ void Transformer::set_threads(int n_threads) {
     set_blas_threads(n);
 }
 
-int Transformer::n_threads() const { return pool_->size(); }
+int Transformer::n_threads() const {
+    return pool_->size();
+}
 
 namespace {
 // Runs row ranges of a row-wise kernel on the pool when the work is large enough to pay for the
@@ -131,8 +133,12 @@ void Transformer::forward_layer(int64_t l, const LayerWeights& w, Tensor& x, int
         const int64_t h = (i / n_blocks) % c.n_heads, b = i / (n_blocks * c.n_heads);
         const int64_t i0 = blk * qb, m = std::min(qb, n_new - i0);
         const int64_t n_kv = n_past + i0 + m;  // keys this block may see (causal)
-        const float* k_g = kv_k[static_cast<size_t>(b)].data + (h / group) * kv_k[static_cast<size_t>(b)].head_stride;  // [n_kv, d_head]
-        const float* v_g = kv_v[static_cast<size_t>(b)].data + (h / group) * kv_v[static_cast<size_t>(b)].head_stride;  // [n_kv, d_head]
+        const float* k_g =
+            kv_k[static_cast<size_t>(b)].data +
+            (h / group) * kv_k[static_cast<size_t>(b)].head_stride;  // [n_kv, d_head]
+        const float* v_g =
+            kv_v[static_cast<size_t>(b)].data +
+            (h / group) * kv_v[static_cast<size_t>(b)].head_stride;  // [n_kv, d_head]
         std::vector<float>& s = scores[static_cast<size_t>(th)];
         s.resize(static_cast<size_t>(m * n_kv));
         const float* q_blk = q.data() + (b * n_new + i0) * dq + h * dh;  // [m, d_head], ld dq
@@ -171,7 +177,7 @@ void Transformer::forward_layer(int64_t l, const LayerWeights& w, Tensor& x, int
     std::vector<float> up(static_cast<size_t>(n_rows * f));    // [n_rows, d_ff]
     ops::gemm_nt(n_rows, f, d, hn.data(), d, w.w_gate.data(), d, gate.data(), f);
     ops::gemm_nt(n_rows, f, d, hn.data(), d, w.w_up.data(), d, up.data(), f);
-    std::vector<float> act(static_cast<size_t>(n_rows * f));   // [n_rows, d_ff]
+    std::vector<float> act(static_cast<size_t>(n_rows * f));  // [n_rows, d_ff]
     for_rows(*pool_, n_rows, n_rows * f * 4, [&](int64_t r0, int64_t r1) {
         ops::swiglu(gate.data() + r0 * f, up.data() + r0 * f, act.data() + r0 * f, (r1 - r0) * f);
     });
@@ -193,7 +199,7 @@ Tensor Transformer::head(const Tensor& x) const {
         ops::rms_norm(x.data() + r0 * d, g.final_norm.data(), xn.data() + r0 * d, r1 - r0, d,
                       c.rms_norm_eps);
     });
-    Tensor logits({n_rows, c.n_vocab});                      // [n_rows, n_vocab]
+    Tensor logits({n_rows, c.n_vocab});  // [n_rows, n_vocab]
     ops::gemm_nt(n_rows, c.n_vocab, d, xn.data(), d, g.head().data(), d, logits.data(), c.n_vocab);
     return logits;
 }
@@ -285,7 +291,8 @@ double Transformer::nll(const float* logits, const int32_t* targets, int64_t n_p
     for_rows(*pool_, n_pred, n_pred * n_vocab, [&](int64_t t0, int64_t t1) {
         std::vector<float> e;
         for (int64_t t = t0; t < t1; ++t)
-            per[static_cast<size_t>(t)] = position_nll(logits + t * n_vocab, n_vocab, targets[t], e);
+            per[static_cast<size_t>(t)] =
+                position_nll(logits + t * n_vocab, n_vocab, targets[t], e);
     });
     double total = 0.0;
     for (double v : per) total += v;

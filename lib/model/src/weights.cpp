@@ -27,8 +27,8 @@ Tensor load_optional(const WeightSource& src, const std::string& name,
 
 int64_t LayerWeights::n_bytes() const {
     int64_t n = 0;
-    for (const Tensor* t : {&attn_norm, &wq, &bq, &wk, &bk, &wv, &bv, &wo, &bo, &ffn_norm, &w_gate,
-                            &w_up, &w_down})
+    for (const Tensor* t :
+         {&attn_norm, &wq, &bq, &wk, &bk, &wv, &bv, &wo, &bo, &ffn_norm, &w_gate, &w_up, &w_down})
         n += t->numel() * static_cast<int64_t>(sizeof(float));
     return n;
 }

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-
 #include <fstream>
 
 #if PALU_HAVE_TOKENIZERS
@@ -49,8 +48,9 @@ std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource
                "eval: give exactly one of --text FILE or --tokens FILE.i32");
     if (!p.tokens_path.empty()) return read_token_file(p.tokens_path);
 #if !PALU_HAVE_TOKENIZERS
-    PALU_THROW(UsageError, "eval: --text is not available yet in this build (tokenizers are not "
-                           "built); hint: use --tokens FILE.i32");
+    PALU_THROW(UsageError,
+               "eval: --text is not available yet in this build (tokenizers are not "
+               "built); hint: use --tokens FILE.i32");
 #else
     auto tok = calib::find_tokenizer_for_model(p.model_path, src.config().n_vocab);
     const std::string text = calib::load_text(p.text_path, calib::parse_text_format(p.text_format));
@@ -68,8 +68,8 @@ EvalPplResult run_eval_ppl(const EvalPplParams& p) {
     auto src = formats::open_model(p.model_path);
     const std::vector<int32_t> tokens = load_eval_tokens(p, *src);
     const auto t_load = std::chrono::steady_clock::now();
-    model::Transformer engine(*src, p.streaming ? model::Residency::Streaming
-                                                : model::Residency::Resident);
+    model::Transformer engine(
+        *src, p.streaming ? model::Residency::Streaming : model::Residency::Resident);
     engine.set_threads(p.n_threads);
     PALU_LOG_INFO("eval", "%s (%s): weights converted in %.1f s; %d threads, BLAS kernels %s",
                   p.model_path.c_str(), src->format_name().c_str(),
@@ -146,8 +146,7 @@ GenerateResult run_generate(const GenerateParams& p) {
         if (p.on_text) p.on_text(piece);
         if (i + 1 < p.max_new) logits = engine.forward(&out.tokens.back(), 1, 1, *cache);
     }
-    const double dt =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     out.decode_tokens_per_s = dt > 0 ? static_cast<double>(out.n_generated) / dt : 0.0;
     return out;
 #endif

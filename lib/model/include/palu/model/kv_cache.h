@@ -25,7 +25,7 @@ struct KvView {
 };
 
 class KvLayerCache {
-public:
+   public:
     virtual ~KvLayerCache() = default;
     /// Appends n_new positions for every batch row. x: [n_batch, n_new, d_model] row-major, the
     /// post-input_layernorm hidden state; positions n_cached() .. n_cached()+n_new-1. `w` is the
@@ -33,7 +33,8 @@ public:
     /// Throws UsageError when the capacity would be exceeded.
     virtual void append(const float* x, int64_t n_batch, int64_t n_new, const LayerWeights& w,
                         const Rope& rope) = 0;
-    /// Post-RoPE keys [n_kv_heads, n_cached(), d_head] of batch row b (valid until the next append).
+    /// Post-RoPE keys [n_kv_heads, n_cached(), d_head] of batch row b (valid until the next
+    /// append).
     virtual KvView keys(int64_t b) = 0;
     /// Values [n_kv_heads, n_cached(), d_head] of batch row b.
     virtual KvView values(int64_t b) = 0;
@@ -45,7 +46,7 @@ public:
 
 /// Dense f32 cache: K post-RoPE and V, [n_batch, n_kv_heads, n_ctx_max, d_head] each.
 class DenseKvLayerCache final : public KvLayerCache {
-public:
+   public:
     DenseKvLayerCache(const ModelConfig& config, int64_t n_batch, int64_t n_ctx_max);
     void append(const float* x, int64_t n_batch, int64_t n_new, const LayerWeights& w,
                 const Rope& rope) override;
@@ -55,7 +56,7 @@ public:
     int64_t bytes_per_token() const override;
     void clear() override { n_cached_ = 0; }
 
-private:
+   private:
     int64_t n_kv_heads_, d_head_, n_batch_, n_ctx_max_, n_cached_ = 0;
     std::vector<float> k_;        // [n_batch, n_kv_heads, n_ctx_max, d_head]
     std::vector<float> v_;        // [n_batch, n_kv_heads, n_ctx_max, d_head]
@@ -63,12 +64,12 @@ private:
 };
 
 /// Makes the cache of layer `l` for a batch of n_batch sequences of at most n_ctx_max tokens.
-using KvLayerCacheFactory = std::function<std::unique_ptr<KvLayerCache>(
-    int64_t l, int64_t n_batch, int64_t n_ctx_max)>;
+using KvLayerCacheFactory =
+    std::function<std::unique_ptr<KvLayerCache>(int64_t l, int64_t n_batch, int64_t n_ctx_max)>;
 
 /// The caches of all layers plus the shared position counter.
 class KvCache {
-public:
+   public:
     KvCache(std::vector<std::unique_ptr<KvLayerCache>> layers, int64_t n_batch, int64_t n_ctx_max);
     KvLayerCache& layer(int64_t l) { return *layers_.at(static_cast<size_t>(l)); }
     int64_t n_layers() const { return static_cast<int64_t>(layers_.size()); }
@@ -80,7 +81,7 @@ public:
     int64_t bytes_per_token() const;
     void clear();
 
-private:
+   private:
     std::vector<std::unique_ptr<KvLayerCache>> layers_;
     int64_t n_batch_, n_ctx_max_;
 };

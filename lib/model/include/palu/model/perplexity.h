@@ -16,7 +16,7 @@ struct PerplexityResult {
     double nll = 0.0;                // mean of window_nll
     double ppl = 0.0;                // exp(nll)
     int64_t n_windows = 0;
-    int64_t n_tokens = 0;            // n_windows * seqlen (tokens run through the model)
+    int64_t n_tokens = 0;  // n_windows * seqlen (tokens run through the model)
     int64_t seqlen = 0;
     double seconds = 0.0;
     int64_t kv_bytes_per_token = 0;  // from the cache object used

@@ -36,9 +36,9 @@ enum class LabelShift { Single = 1, Double = 2 };
 
 /// Gradients of a window's mean cross-entropy w.r.t. k_proj / v_proj weights, per layer.
 struct KvGradients {
-    double loss = 0.0;             // mean NLL of the predicted positions (nats)
-    std::vector<Tensor> d_wk;      // n_layers x [n_kv_heads*d_head, d_model]
-    std::vector<Tensor> d_wv;      // n_layers x [n_kv_heads*d_head, d_model]
+    double loss = 0.0;         // mean NLL of the predicted positions (nats)
+    std::vector<Tensor> d_wk;  // n_layers x [n_kv_heads*d_head, d_model]
+    std::vector<Tensor> d_wv;  // n_layers x [n_kv_heads*d_head, d_model]
 };
 
 /// Per-layer activations kept by a forward for the backward pass (batch 1, n tokens).
@@ -46,7 +46,7 @@ struct LayerActivations;
 class ThreadPool;
 
 class Transformer {
-public:
+   public:
     /// Converts weights to f32 (all layers now when Resident, per use when Streaming).
     /// Throws ShapeError on inconsistent config/tensors, FormatError on missing tensors.
     Transformer(const WeightSource& src, Residency residency = Residency::Resident);
@@ -75,8 +75,8 @@ public:
     Tensor forward(const int32_t* tokens, int64_t n_batch, int64_t n_new, KvCache& cache,
                    bool last_only = false) const;
 
-    /// Mean next-token NLL of each of n_batch sequences tokens [n_batch, n] (n - 1 predictions each),
-    /// run at positions cache.n_past() ...; the LM head is applied in row chunks, so the
+    /// Mean next-token NLL of each of n_batch sequences tokens [n_batch, n] (n - 1 predictions
+    /// each), run at positions cache.n_past() ...; the LM head is applied in row chunks, so the
     /// [n_batch, n, n_vocab] logits are never materialized. Returns [n_batch] values (nats).
     std::vector<double> forward_nll(const int32_t* tokens, int64_t n_batch, int64_t n,
                                     KvCache& cache) const;
@@ -95,10 +95,11 @@ public:
     KvGradients kv_gradients(const int32_t* tokens, int64_t n, LabelShift shift) const;
 
     /// Mean NLL of one sequence's logits [n_pred.., n_vocab] against targets[0, n_pred) (threaded
-    /// mean_nll; the sum runs in position order, so the result does not depend on the thread count).
+    /// mean_nll; the sum runs in position order, so the result does not depend on the thread
+    /// count).
     double nll(const float* logits, const int32_t* targets, int64_t n_pred) const;
 
-private:
+   private:
     ModelWeights weights_;
     Rope rope_;
     KvLayerCacheFactory cache_factory_;

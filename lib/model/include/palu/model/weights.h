@@ -1,5 +1,5 @@
-// palu model: f32 weights of a Llama-family decoder, loaded from a WeightSource one layer at a time.
-// Every matrix is [n_out, n_in] row-major, as stored in safetensors (docs/conventions.md).
+// palu model: f32 weights of a Llama-family decoder, loaded from a WeightSource one layer at a
+// time. Every matrix is [n_out, n_in] row-major, as stored in safetensors (docs/conventions.md).
 #pragma once
 
 #include <cstdint>
@@ -14,23 +14,23 @@ namespace palu::model {
 
 /// One decoder layer. Optional biases are empty tensors (numel() == 0) when absent.
 struct LayerWeights {
-    Tensor attn_norm;      // [d_model]            input_layernorm.weight
-    Tensor wq, bq;         // [n_heads*d_head, d_model], [n_heads*d_head]
-    Tensor wk, bk;         // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
-    Tensor wv, bv;         // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
-    Tensor wo, bo;         // [d_model, n_heads*d_head], [d_model]
-    Tensor ffn_norm;       // [d_model]            post_attention_layernorm.weight
-    Tensor w_gate;         // [d_ff, d_model]
-    Tensor w_up;           // [d_ff, d_model]
-    Tensor w_down;         // [d_model, d_ff]
+    Tensor attn_norm;  // [d_model]            input_layernorm.weight
+    Tensor wq, bq;     // [n_heads*d_head, d_model], [n_heads*d_head]
+    Tensor wk, bk;     // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
+    Tensor wv, bv;     // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
+    Tensor wo, bo;     // [d_model, n_heads*d_head], [d_model]
+    Tensor ffn_norm;   // [d_model]            post_attention_layernorm.weight
+    Tensor w_gate;     // [d_ff, d_model]
+    Tensor w_up;       // [d_ff, d_model]
+    Tensor w_down;     // [d_model, d_ff]
     int64_t n_bytes() const;
 };
 
 /// Embeddings, final norm and LM head.
 struct GlobalWeights {
-    Tensor embed;          // [n_vocab, d_model]
-    Tensor final_norm;     // [d_model]
-    Tensor lm_head;        // [n_vocab, d_model]; empty when tied (then embed is used)
+    Tensor embed;       // [n_vocab, d_model]
+    Tensor final_norm;  // [d_model]
+    Tensor lm_head;     // [n_vocab, d_model]; empty when tied (then embed is used)
     const Tensor& head() const { return lm_head.numel() > 0 ? lm_head : embed; }
 };
 
@@ -44,7 +44,7 @@ enum class Residency { Resident, Streaming };
 
 /// The weights a Transformer uses: globals always resident, layers resident or streamed.
 class ModelWeights {
-public:
+   public:
     ModelWeights(const WeightSource& src, Residency residency);
     const ModelConfig& config() const { return config_; }
     const GlobalWeights& globals() const { return globals_; }
@@ -52,7 +52,7 @@ public:
     /// Layer l: a reference to the resident copy, or a freshly converted one (Streaming).
     std::shared_ptr<const LayerWeights> layer(int64_t l) const;
 
-private:
+   private:
     const WeightSource* src_;
     ModelConfig config_;
     Residency residency_;

@@ -5,33 +5,32 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace palu::pipeline {
 
 struct EvalPplParams {
     std::string model_path;
-    std::string text_path;           // corpus (exclusive with tokens_path)
+    std::string text_path;             // corpus (exclusive with tokens_path)
     std::string text_format = "auto";  // auto|wikitext|jsonl|plain
-    std::string tokens_path;         // raw little-endian int32 ids (.i32)
-    int64_t seqlen = 2048;           // window length N (N - 1 predictions per window)
-    int64_t max_windows = 0;         // 0 = every full window
-    int64_t n_batch = 1;             // windows per forward
-    int n_threads = 0;               // 0 = all cores
-    bool streaming = false;          // convert weights per layer on every use (low memory)
+    std::string tokens_path;           // raw little-endian int32 ids (.i32)
+    int64_t seqlen = 2048;             // window length N (N - 1 predictions per window)
+    int64_t max_windows = 0;           // 0 = every full window
+    int64_t n_batch = 1;               // windows per forward
+    int n_threads = 0;                 // 0 = all cores
+    bool streaming = false;            // convert weights per layer on every use (low memory)
 };
 
 struct EvalPplResult {
     std::string model_path;
-    std::string format;              // hf-safetensors | gguf | llama2c
-    double nll = 0.0;                // mean over windows of the window's mean NLL (nats)
-    double ppl = 0.0;                // exp(nll)
+    std::string format;  // hf-safetensors | gguf | llama2c
+    double nll = 0.0;    // mean over windows of the window's mean NLL (nats)
+    double ppl = 0.0;    // exp(nll)
     int64_t n_windows = 0;
-    int64_t n_tokens = 0;            // tokens scored (n_windows * seqlen)
-    int64_t n_tokens_source = 0;     // tokens in the corpus
+    int64_t n_tokens = 0;         // tokens scored (n_windows * seqlen)
+    int64_t n_tokens_source = 0;  // tokens in the corpus
     int64_t seqlen = 0;
     double seconds = 0.0;            // model time (forward + NLL), excluding loading
     double tokens_per_s = 0.0;       // n_tokens / seconds
@@ -55,10 +54,10 @@ struct GenerateParams {
 };
 
 struct GenerateResult {
-    std::vector<int32_t> tokens;     // prompt (with BOS) + generated
+    std::vector<int32_t> tokens;  // prompt (with BOS) + generated
     int64_t n_prompt = 0;
     int64_t n_generated = 0;
-    std::string text;                // generated text only
+    std::string text;  // generated text only
     double prefill_s = 0.0;
     double decode_tokens_per_s = 0.0;
     int64_t kv_bytes_per_token = 0;
