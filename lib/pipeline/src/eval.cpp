@@ -6,10 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#if PALU_HAVE_TOKENIZERS
 #include "palu/calib/text.h"
 #include "palu/calib/tokenizer.h"
-#endif
 #include "palu/core/error.h"
 #include "palu/core/log.h"
 #include "palu/core/progress.h"
@@ -22,36 +20,14 @@ namespace palu::pipeline {
 
 namespace {
 
-#if PALU_HAVE_TOKENIZERS
 std::vector<int32_t> read_token_file(const std::string& path) {
     return calib::load_token_file(path);
 }
-#else
-// TODO(engine): remove once palu_calibration's tokenizers are on main (#3).
-std::vector<int32_t> read_token_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    PALU_CHECK(in.good(), IoError, "eval: %s: cannot open for reading", path.c_str());
-    const auto n_bytes = static_cast<int64_t>(in.tellg());
-    PALU_CHECK(n_bytes % 4 == 0, FormatError,
-               "eval: %s: size %lld is not a multiple of 4 (int32 token ids)", path.c_str(),
-               static_cast<long long>(n_bytes));
-    std::vector<int32_t> ids(static_cast<size_t>(n_bytes / 4));
-    in.seekg(0);
-    in.read(reinterpret_cast<char*>(ids.data()), n_bytes);
-    PALU_CHECK(in.good(), IoError, "eval: %s: read failed", path.c_str());
-    return ids;
-}
-#endif
 
 std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource& src) {
     PALU_CHECK(p.text_path.empty() != p.tokens_path.empty(), UsageError,
                "eval: give exactly one of --text FILE or --tokens FILE.i32");
     if (!p.tokens_path.empty()) return read_token_file(p.tokens_path);
-#if !PALU_HAVE_TOKENIZERS
-    PALU_THROW(UsageError,
-               "eval: --text is not available yet in this build (tokenizers are not "
-               "built); hint: use --tokens FILE.i32");
-#else
     auto tok = calib::find_tokenizer_for_model(p.model_path, src.config().n_vocab);
     const std::string text = calib::load_text(p.text_path, calib::parse_text_format(p.text_format));
     // The literature's convention: the whole corpus tokenized once, BOS only at its start.
@@ -59,7 +35,6 @@ std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource
     PALU_LOG_INFO("eval", "%s: %zu bytes -> %zu tokens (%s tokenizer)", p.text_path.c_str(),
                   text.size(), ids.size(), tok->kind().c_str());
     return ids;
-#endif
 }
 
 }  // namespace
@@ -116,9 +91,6 @@ nlohmann::json to_json(const EvalPplResult& r) {
 GenerateResult run_generate(const GenerateParams& p) {
     PALU_CHECK(p.max_new >= 0, UsageError, "generate: --max-new must be >= 0, got %lld",
                static_cast<long long>(p.max_new));
-#if !PALU_HAVE_TOKENIZERS
-    PALU_THROW(UsageError, "generate: not available yet in this build (tokenizers are not built)");
-#else
     auto src = formats::open_model(p.model_path);
     auto tok = calib::find_tokenizer_for_model(p.model_path, src->config().n_vocab);
     model::Transformer engine(*src);
@@ -149,7 +121,6 @@ GenerateResult run_generate(const GenerateParams& p) {
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     out.decode_tokens_per_s = dt > 0 ? static_cast<double>(out.n_generated) / dt : 0.0;
     return out;
-#endif
 }
 
 }  // namespace palu::pipeline

@@ -51,12 +51,19 @@ PALU_DEFINE_ERROR(CudaError, Cuda)
 
 [[noreturn]] void assert_fail(const char* expr, const char* file, int line, const std::string& msg);
 
+/// Optional printf-style detail of a PALU_ASSERT (empty when none is given).
+inline std::string assert_detail() { return {}; }
+template <typename... Args>
+std::string assert_detail(const char* fmt, Args... args) {
+    return strfmt(fmt, args...);
+}
+
 }  // namespace palu
 
 /// Internal invariant: prints file:line and the expression, then aborts. Never for input.
 #define PALU_ASSERT(cond, ...)                                                                     \
     do {                                                                                           \
-        if (!(cond)) ::palu::assert_fail(#cond, __FILE__, __LINE__, ::palu::strfmt("" __VA_ARGS__)); \
+        if (!(cond)) ::palu::assert_fail(#cond, __FILE__, __LINE__, ::palu::assert_detail(__VA_ARGS__)); \
     } while (0)
 
 /// Input check: throws ErrType(formatted message) when cond is false.
