@@ -35,7 +35,8 @@ void Progress::update(int64_t n_done, const std::string& extra) {
         double rem = el / static_cast<double>(n_done) * static_cast<double>(n_total_ - n_done);
         eta = ", ETA " + duration_str(rem);
     }
-    PALU_LOG_AT(LogLevel::Info, stage_.c_str(), "%s %lld/%lld %s%s%s%s", what_.c_str(),
+    if (static_cast<int>(LogLevel::Info) < static_cast<int>(log_level())) return;
+    log_write(LogLevel::Info, stage_.c_str(), "progress", "%s %lld/%lld %s%s%s%s", what_.c_str(),
                 static_cast<long long>(n_done), static_cast<long long>(n_total_),
                 duration_str(el).c_str(), eta.c_str(), extra.empty() ? "" : "  ", extra.c_str());
     printed_ = true;
