@@ -6,8 +6,9 @@
 // + bytes (no terminator); arrays are u32 element type + u64 count + elements.
 #include "palu/formats/gguf.h"
 
+#include "io_util.h"
+
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,15 +98,12 @@ private:
 
 class GgufFileImpl final : public GgufFile {
 public:
-    GgufFileImpl(std::string path, const uint8_t* data, uint64_t size, void* map_base,
-                 size_t map_size, std::vector<uint8_t> owned)
-        : path_(std::move(path)), data_(data), size_(size), map_base_(map_base),
-          map_size_(map_size), owned_(std::move(owned)) {
+    GgufFileImpl(std::string path, const uint8_t* data, uint64_t size, detail::MappedFile map,
+                 std::vector<uint8_t> owned)
+        : path_(std::move(path)), data_(data), size_(size), map_(std::move(map)),
+          owned_(std::move(owned)) {
         if (!owned_.empty()) data_ = owned_.data();
         parse();
-    }
-    ~GgufFileImpl() override {
-        if (map_base_) munmap(map_base_, map_size_);
     }
     GgufFileImpl(const GgufFileImpl&) = delete;
     GgufFileImpl& operator=(const GgufFileImpl&) = delete;
@@ -238,8 +236,7 @@ private:
     std::string path_;
     const uint8_t* data_;
     uint64_t size_;
-    void* map_base_;
-    size_t map_size_;
+    detail::MappedFile map_;
     std::vector<uint8_t> owned_;
 
     uint32_t version_ = 0;
@@ -466,26 +463,17 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::filesystem::path& path) {
         PALU_THROW(IoError, "formats: %s: expected a regular file", p.c_str());
     }
     const size_t size = static_cast<size_t>(st.st_size);
-    void* base = nullptr;
-    if (size > 0) {
-        base = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (base == MAP_FAILED) {
-            const int err = errno;
-            ::close(fd);
-            PALU_THROW(IoError, "formats: %s: mmap of %zu bytes failed: %s", p.c_str(), size,
-                       std::strerror(err));
-        }
-    }
-    ::close(fd);
+    detail::MappedFile map;
     try {
-        static const uint8_t kEmpty = 0;
-        const uint8_t* data = base ? static_cast<const uint8_t*>(base) : &kEmpty;
-        return std::make_unique<GgufFileImpl>(p, data, size, base, size, std::vector<uint8_t>{});
+        map = detail::MappedFile::map(fd, size, p);
     } catch (...) {
-        // The constructor threw before the object owned the mapping.
-        if (base) munmap(base, size);
+        ::close(fd);
         throw;
     }
+    ::close(fd);
+    static const uint8_t kEmpty = 0;
+    const uint8_t* data = map.data() ? map.data() : &kEmpty;
+    return std::make_unique<GgufFileImpl>(p, data, size, std::move(map), std::vector<uint8_t>{});
 }
 
 std::unique_ptr<GgufFile> GgufFile::open_memory(const uint8_t* data, size_t size,
@@ -493,8 +481,8 @@ std::unique_ptr<GgufFile> GgufFile::open_memory(const uint8_t* data, size_t size
     std::vector<uint8_t> copy(data, data + size);
     // An empty vector leaves the data pointer to a static byte (size 0 is never read).
     static const uint8_t kEmpty = 0;
-    return std::make_unique<GgufFileImpl>(name, copy.empty() ? &kEmpty : nullptr, size, nullptr, 0,
-                                          std::move(copy));
+    return std::make_unique<GgufFileImpl>(name, copy.empty() ? &kEmpty : nullptr, size,
+                                          detail::MappedFile{}, std::move(copy));
 }
 
 }  // namespace palu::formats

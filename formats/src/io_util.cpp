@@ -2,6 +2,7 @@
 #include "io_util.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,6 +179,37 @@ void TempFile::commit() {
     PALU_CHECK(!ec, IoError, "formats: %s: cannot rename into place: %s", final_.string().c_str(),
                ec.message().c_str());
     committed_ = true;
+}
+
+MappedFile MappedFile::map(int fd, size_t size, const std::string& source) {
+    MappedFile m;
+    if (size == 0) return m;
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    PALU_CHECK(p != MAP_FAILED, IoError, "formats: %s: mmap of %zu bytes failed: %s",
+               source.c_str(), size, std::strerror(errno));
+    m.data_ = static_cast<const uint8_t*>(p);
+    m.size_ = size;
+    return m;
+}
+
+MappedFile::MappedFile(MappedFile&& o) noexcept : data_(o.data_), size_(o.size_) {
+    o.data_ = nullptr;
+    o.size_ = 0;
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+    if (this != &o) {
+        if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+        data_ = o.data_;
+        size_ = o.size_;
+        o.data_ = nullptr;
+        o.size_ = 0;
+    }
+    return *this;
+}
+
+MappedFile::~MappedFile() {
+    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 }  // namespace palu::formats::detail

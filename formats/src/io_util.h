@@ -26,6 +26,27 @@ std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes
 /// recurses, so hostile deeply nested input cannot overflow the stack here.
 std::string brief_json(const nlohmann::json& j);
 
+/// A read-only, private memory mapping of a whole file (RAII, move-only). Readers validate the
+/// header with pread first and map only afterwards (STYLE.md). A zero-size file maps to nothing.
+class MappedFile {
+   public:
+    MappedFile() = default;
+    /// Maps `size` bytes of the open descriptor `fd`; IoError naming `source` on failure.
+    static MappedFile map(int fd, size_t size, const std::string& source);
+    MappedFile(MappedFile&& o) noexcept;
+    MappedFile& operator=(MappedFile&& o) noexcept;
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+    ~MappedFile();
+
+    const uint8_t* data() const { return data_; }
+    size_t size() const { return size_; }
+
+   private:
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+};
+
 /// A file written under a temporary name next to its final path and renamed into place by
 /// commit(); destroyed uncommitted, it removes itself (nothing half-written is left behind).
 class TempFile {

@@ -3,8 +3,9 @@
 // tensors are copied out of the mapping and their Q/K rows permuted only when asked for.
 #include "palu/formats/llama2c.h"
 
+#include "io_util.h"
+
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,15 +41,6 @@ void check_range(const std::string& source, const Llama2cHeader& h, const char* 
                source.c_str(), field, static_cast<long long>(max), static_cast<long long>(value),
                header_str(h).c_str());
 }
-
-/// RAII read-only mapping of a whole file.
-struct Mapping {
-    const uint8_t* data = nullptr;
-    size_t size = 0;
-    ~Mapping() {
-        if (data) ::munmap(const_cast<uint8_t*>(data), size);
-    }
-};
 
 struct Fd {
     int fd = -1;
@@ -218,9 +210,9 @@ void rotate_half_rows_to_llama2c(const float* src, float* dst, int64_t n_heads, 
 // ---- Llama2cModel -----------------------------------------------------------------------------
 
 struct Llama2cModel::Storage {
-    Mapping map;                 // a memory-mapped file, or
+    detail::MappedFile map;      // a memory-mapped file, or
     std::vector<uint8_t> owned;  // an in-memory copy
-    const uint8_t* data() const { return map.data ? map.data : owned.data(); }
+    const uint8_t* data() const { return map.data() ? map.data() : owned.data(); }
 };
 
 Llama2cModel::Llama2cModel(std::unique_ptr<Storage> storage, std::string path)
@@ -249,11 +241,7 @@ std::unique_ptr<Llama2cModel> Llama2cModel::open(const std::filesystem::path& fi
                                                 src);
 
     auto storage = std::make_unique<Storage>();
-    void* p = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
-    PALU_CHECK(p != MAP_FAILED, IoError, "formats: %s: mmap of %llu bytes failed: %s",
-               src.c_str(), static_cast<unsigned long long>(file_size), std::strerror(errno));
-    storage->map.data = static_cast<const uint8_t*>(p);
-    storage->map.size = file_size;
+    storage->map = detail::MappedFile::map(fd.fd, static_cast<size_t>(file_size), src);
 
     std::unique_ptr<Llama2cModel> m(new Llama2cModel(std::move(storage), src));
     m->layout_ = std::move(layout);

@@ -6,7 +6,6 @@
 #include "palu/formats/safetensors.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,13 +39,8 @@ struct SafetensorsFile::Impl {
     uint64_t data_offset = 0;
     uint64_t file_size = 0;
     const uint8_t* base = nullptr;  // first byte of the file
-    void* map = nullptr;
-    size_t map_len = 0;
+    detail::MappedFile map;
     std::vector<uint8_t> owned;  // from_memory
-
-    ~Impl() {
-        if (map) ::munmap(map, map_len);
-    }
 };
 
 namespace {
@@ -286,12 +280,8 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
     parse_header(header, file_size - impl->data_offset, src, *impl);
 
     // Validated: now map. MAP_PRIVATE + PROT_READ: the data are only ever read.
-    void* m = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    PALU_CHECK(m != MAP_FAILED, IoError, "formats: %s: mmap of %llu bytes failed: %s", src.c_str(),
-               static_cast<ull>(file_size), std::strerror(errno));
-    impl->map = m;
-    impl->map_len = file_size;
-    impl->base = static_cast<const uint8_t*>(m);
+    impl->map = detail::MappedFile::map(fd, static_cast<size_t>(file_size), src);
+    impl->base = impl->map.data();
     return SafetensorsFile(std::move(impl));
 }
 
