@@ -38,6 +38,9 @@ void rms_norm_backward(const float* x, const float* w, const float* dy, float* d
 }  // namespace
 
 KvGradients Transformer::kv_gradients(const int32_t* tokens, int64_t n, LabelShift shift) const {
+    PALU_CHECK(!weights_.layer(0)->compressed(), UsageError,
+               "model: kv_gradients: the model is a compressed palu checkpoint; hint: calibrate "
+               "the original (dense) model");
     const ModelConfig& c = config();
     const int64_t k_shift = static_cast<int64_t>(shift);
     PALU_CHECK(n > k_shift, UsageError,

@@ -10,6 +10,7 @@
 #include "palu/core/error.h"
 #include "palu/core/sysinfo.h"
 #include "palu/model/blas.h"
+#include "palu/model/latent_cache.h"
 #include "thread_pool.h"
 
 namespace palu::model {
@@ -23,6 +24,8 @@ constexpr int64_t kQueryBlock = 256;
 Transformer::Transformer(const WeightSource& src, Residency residency)
     : weights_(src, residency), rope_(weights_.config()) {
     set_threads(0);
+    // A compressed checkpoint runs with a real latent cache by default (f32 latents: exact).
+    if (has_low_rank_kv(src)) cache_factory_ = latent_cache_factory(weights_, LatentCacheOptions{});
 }
 
 Transformer::~Transformer() = default;

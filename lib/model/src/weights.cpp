@@ -23,14 +23,81 @@ Tensor load_optional(const WeightSource& src, const std::string& name,
     return load_checked(src, name, expected);
 }
 
+LowRankWeights load_low_rank(const WeightSource& src, const ModelConfig& c, const std::string& p,
+                             bool with_bias) {
+    LowRankWeights lr;
+    const std::string vt_name = p + ".VT.weight";
+    lr.vt = src.load_f32(vt_name);
+    PALU_CHECK(lr.vt.ndim() == 2 && lr.vt.dim(1) == c.d_model && lr.vt.dim(0) > 0, ShapeError,
+               "model: %s: tensor '%s' has wrong shape; expected [sum of ranks, %lld], got %s",
+               src.path().c_str(), vt_name.c_str(), static_cast<long long>(c.d_model),
+               shape_str(lr.vt.shape()).c_str());
+    int64_t total = 0;
+    for (int64_t g = 0; src.has_tensor(strfmt("%s.U.%lld.weight", p.c_str(), static_cast<long long>(g)));
+         ++g) {
+        const std::string un = strfmt("%s.U.%lld.weight", p.c_str(), static_cast<long long>(g));
+        Tensor u = src.load_f32(un);
+        PALU_CHECK(u.ndim() == 2 && u.dim(1) > 0, ShapeError,
+                   "model: %s: tensor '%s' has wrong shape; expected [s*d_head, r_g], got %s",
+                   src.path().c_str(), un.c_str(), shape_str(u.shape()).c_str());
+        if (g > 0)
+            PALU_CHECK(u.dim(0) == lr.u[0].dim(0), ShapeError,
+                       "model: %s: tensor '%s' has %lld rows, group 0 has %lld; expected equal "
+                       "groups",
+                       src.path().c_str(), un.c_str(), static_cast<long long>(u.dim(0)),
+                       static_cast<long long>(lr.u[0].dim(0)));
+        lr.ranks.push_back(u.dim(1));
+        total += u.dim(1);
+        const std::string bn = strfmt("%s.U.%lld.bias", p.c_str(), static_cast<long long>(g));
+        lr.bias.push_back(load_optional(src, bn, {u.dim(0)}, with_bias));
+        lr.u.push_back(std::move(u));
+    }
+    PALU_CHECK(!lr.u.empty(), FormatError, "model: %s: '%s' exists but '%s.U.0.weight' is missing",
+               src.path().c_str(), vt_name.c_str(), p.c_str());
+    const int64_t rows = lr.u[0].dim(0);
+    PALU_CHECK(rows % c.d_head == 0 && rows / c.d_head * lr.n_groups() == c.n_kv_heads, ShapeError,
+               "model: %s: %s: %lld groups of %lld rows; expected groups of s*d_head rows covering "
+               "num_key_value_heads=%lld x head_dim=%lld",
+               src.path().c_str(), p.c_str(), static_cast<long long>(lr.n_groups()),
+               static_cast<long long>(rows), static_cast<long long>(c.n_kv_heads),
+               static_cast<long long>(c.d_head));
+    lr.group_size = rows / c.d_head;
+    PALU_CHECK(total == lr.vt.dim(0), ShapeError,
+               "model: %s: tensor '%s' has %lld rows; expected the sum of the U.{g} ranks, %lld",
+               src.path().c_str(), vt_name.c_str(), static_cast<long long>(lr.vt.dim(0)),
+               static_cast<long long>(total));
+    return lr;
+}
+
 }  // namespace
+
+int64_t LowRankWeights::n_latent() const {
+    int64_t n = 0;
+    for (int64_t r : ranks) n += r;
+    return n;
+}
+
+int64_t LowRankWeights::rank_offset(int64_t g) const {
+    int64_t n = 0;
+    for (int64_t i = 0; i < g; ++i) n += ranks[static_cast<size_t>(i)];
+    return n;
+}
+
+bool has_low_rank_kv(const WeightSource& src) {
+    return src.has_tensor("model.layers.0.self_attn.k_proj.VT.weight");
+}
 
 int64_t LayerWeights::n_bytes() const {
     int64_t n = 0;
     for (const Tensor* t :
          {&attn_norm, &wq, &bq, &wk, &bk, &wv, &bv, &wo, &bo, &ffn_norm, &w_gate, &w_up, &w_down})
-        n += t->numel() * static_cast<int64_t>(sizeof(float));
-    return n;
+        n += t->numel();
+    for (const LowRankWeights* lr : {&lk, &lv}) {
+        n += lr->vt.numel();
+        for (const Tensor& t : lr->u) n += t.numel();
+        for (const Tensor& t : lr->bias) n += t.numel();
+    }
+    return n * static_cast<int64_t>(sizeof(float));
 }
 
 LayerWeights load_layer(const WeightSource& src, int64_t l) {
@@ -40,13 +107,18 @@ LayerWeights load_layer(const WeightSource& src, int64_t l) {
     LayerWeights w;
     w.attn_norm = load_checked(src, p + "input_layernorm.weight", {d});
     w.wq = load_checked(src, p + "self_attn.q_proj.weight", {dq, d});
-    w.wk = load_checked(src, p + "self_attn.k_proj.weight", {dkv, d});
-    w.wv = load_checked(src, p + "self_attn.v_proj.weight", {dkv, d});
+    if (src.has_tensor(p + "self_attn.k_proj.VT.weight")) {
+        w.lk = load_low_rank(src, c, p + "self_attn.k_proj", c.qkv_bias);
+        w.lv = load_low_rank(src, c, p + "self_attn.v_proj", c.qkv_bias);
+    } else {
+        w.wk = load_checked(src, p + "self_attn.k_proj.weight", {dkv, d});
+        w.wv = load_checked(src, p + "self_attn.v_proj.weight", {dkv, d});
+        w.bk = load_optional(src, p + "self_attn.k_proj.bias", {dkv}, c.qkv_bias);
+        w.bv = load_optional(src, p + "self_attn.v_proj.bias", {dkv}, c.qkv_bias);
+    }
     w.wo = load_checked(src, p + "self_attn.o_proj.weight", {d, dq});
     // Biases: required when the config says so, picked up when present otherwise.
     w.bq = load_optional(src, p + "self_attn.q_proj.bias", {dq}, c.qkv_bias);
-    w.bk = load_optional(src, p + "self_attn.k_proj.bias", {dkv}, c.qkv_bias);
-    w.bv = load_optional(src, p + "self_attn.v_proj.bias", {dkv}, c.qkv_bias);
     w.bo = load_optional(src, p + "self_attn.o_proj.bias", {d}, c.o_bias);
     w.ffn_norm = load_checked(src, p + "post_attention_layernorm.weight", {d});
     w.w_gate = load_checked(src, p + "mlp.gate_proj.weight", {c.d_ff, d});

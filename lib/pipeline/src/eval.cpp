@@ -12,7 +12,10 @@
 #include "palu/core/log.h"
 #include "palu/core/progress.h"
 #include "palu/formats/model_loader.h"
+#include "palu/formats/hf_model.h"
 #include "palu/model/blas.h"
+#include "palu/model/latent_cache.h"
+#include "palu/model/weights.h"
 #include "palu/model/perplexity.h"
 #include "palu/model/transformer.h"
 
@@ -28,7 +31,8 @@ std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource
     PALU_CHECK(p.text_path.empty() != p.tokens_path.empty(), UsageError,
                "eval: give exactly one of --text FILE or --tokens FILE.i32");
     if (!p.tokens_path.empty()) return read_token_file(p.tokens_path);
-    auto tok = calib::find_tokenizer_for_model(p.model_path, src.config().n_vocab);
+    auto tok = calib::find_tokenizer_for_model(
+        p.tokenizer_model_path.empty() ? p.model_path : p.tokenizer_model_path, src.config().n_vocab);
     const std::string text = calib::load_text(p.text_path, calib::parse_text_format(p.text_format));
     // The literature's convention: the whole corpus tokenized once, BOS only at its start.
     auto ids = tok->encode(text, /*add_bos=*/true);
@@ -39,6 +43,40 @@ std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource
 
 }  // namespace
 
+int configure_latent_cache(model::Transformer& engine, const WeightSource& src, int latent_bits) {
+    if (!model::has_low_rank_kv(src)) {
+        PALU_CHECK(latent_bits == 0, UsageError,
+                   "eval: --latent-bits applies to compressed palu checkpoints; %s is dense",
+                   src.path().c_str());
+        return 0;
+    }
+    model::LatentCacheOptions opts;
+    opts.bits = 16;
+    if (const auto* hf = dynamic_cast<const formats::HfModel*>(&src)) {
+        const nlohmann::json& raw = hf->raw_config();
+        const auto it = raw.find("palu");
+        if (it != raw.end() && it->is_object() && it->contains("latent_quant")) {
+            const nlohmann::json& q = (*it)["latent_quant"];
+            try {
+                opts.bits = q.value("bits", 16);
+                opts.quant.group_size = q.value("group_size", int64_t{0});
+                opts.quant.symmetric = q.value("symmetric", false);
+                opts.quant.clip_ratio = q.value("clip_ratio", 1.0);
+                opts.quant.include_zero = q.value("include_zero", false);
+            } catch (const nlohmann::json::exception& e) {
+                PALU_THROW(FormatError, "eval: %s: config.json palu.latent_quant: %s",
+                           src.path().c_str(), e.what());
+            }
+        }
+    }
+    if (latent_bits != 0) opts.bits = latent_bits;
+    PALU_CHECK(opts.bits == 2 || opts.bits == 3 || opts.bits == 4 || opts.bits == 8 ||
+                   opts.bits == 16 || opts.bits == 32,
+               UsageError, "eval: latent bits must be 2, 3, 4, 8, 16 or 32, got %d", opts.bits);
+    engine.set_cache_factory(model::latent_cache_factory(engine.weights(), opts));
+    return opts.bits;
+}
+
 EvalPplResult run_eval_ppl(const EvalPplParams& p) {
     auto src = formats::open_model(p.model_path);
     const std::vector<int32_t> tokens = load_eval_tokens(p, *src);
@@ -46,6 +84,7 @@ EvalPplResult run_eval_ppl(const EvalPplParams& p) {
     model::Transformer engine(
         *src, p.streaming ? model::Residency::Streaming : model::Residency::Resident);
     engine.set_threads(p.n_threads);
+    const int latent_bits = configure_latent_cache(engine, *src, p.latent_bits);
     PALU_LOG_INFO("eval", "%s (%s): weights converted in %.1f s; %d threads, BLAS kernels %s",
                   p.model_path.c_str(), src->format_name().c_str(),
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count(),
@@ -54,7 +93,9 @@ EvalPplResult run_eval_ppl(const EvalPplParams& p) {
     const int64_t n_windows = p.max_windows > 0 ? std::min(p.max_windows, n_avail) : n_avail;
     Progress progress("eval", "window", std::max<int64_t>(n_windows, 1));
     auto r = model::compute_perplexity(engine, tokens, p.seqlen, p.max_windows, p.n_batch,
-                                       [&](int64_t done, int64_t) { progress.update(done); });
+                                       [&](int64_t done, int64_t) {
+            if (p.progress) progress.update(done);
+        });
     EvalPplResult out;
     out.model_path = p.model_path;
     out.format = src->format_name();
@@ -67,6 +108,7 @@ EvalPplResult run_eval_ppl(const EvalPplParams& p) {
     out.seconds = r.seconds;
     out.tokens_per_s = r.seconds > 0 ? static_cast<double>(r.n_tokens) / r.seconds : 0.0;
     out.kv_bytes_per_token = r.kv_bytes_per_token;
+    out.latent_bits = latent_bits;
     out.n_threads = engine.n_threads();
     out.window_nll = r.window_nll;
     return out;
@@ -84,6 +126,7 @@ nlohmann::json to_json(const EvalPplResult& r) {
                           {"seconds", r.seconds},
                           {"tokens_per_s", r.tokens_per_s},
                           {"kv_bytes_per_token", r.kv_bytes_per_token},
+                          {"latent_bits", r.latent_bits},
                           {"n_threads", r.n_threads},
                           {"window_nll", r.window_nll}};
 }
@@ -95,6 +138,7 @@ GenerateResult run_generate(const GenerateParams& p) {
     auto tok = calib::find_tokenizer_for_model(p.model_path, src->config().n_vocab);
     model::Transformer engine(*src);
     engine.set_threads(p.n_threads);
+    configure_latent_cache(engine, *src, p.latent_bits);
     GenerateResult out;
     out.tokens = tok->encode(p.prompt, /*add_bos=*/true);
     PALU_CHECK(!out.tokens.empty(), UsageError, "generate: the prompt encodes to no tokens");

@@ -60,7 +60,8 @@ class Transformer {
     void set_threads(int n_threads);
     int n_threads() const;
 
-    /// Replaces how layer caches are made (default: DenseKvLayerCache).
+    /// Replaces how layer caches are made (default: DenseKvLayerCache; LatentKvLayerCache with f32
+    /// latents for a compressed checkpoint, see latent_cache.h).
     void set_cache_factory(KvLayerCacheFactory factory) { cache_factory_ = std::move(factory); }
     std::unique_ptr<KvCache> make_cache(int64_t n_batch, int64_t n_ctx_max) const;
 

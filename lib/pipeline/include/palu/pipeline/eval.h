@@ -9,6 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "palu/core/weight_source.h"
+
+namespace palu::model {
+class Transformer;
+}
+
 namespace palu::pipeline {
 
 struct EvalPplParams {
@@ -21,6 +27,12 @@ struct EvalPplParams {
     int64_t n_batch = 1;               // windows per forward
     int n_threads = 0;                 // 0 = all cores
     bool streaming = false;            // convert weights per layer on every use (low memory)
+    bool progress = true;              // progress line with ETA on stderr
+    std::string tokenizer_model_path;  // where to look for the tokenizer; empty = model_path
+    /// Compressed checkpoints: latent storage of the KV cache. 0 = the checkpoint's setting
+    /// (palu.latent_quant.bits: 16 = f16 latents, 2/3/4/8 = quantized); 32 = f32 latents;
+    /// 2/3/4/8/16 override it (quantizer settings from the checkpoint, else the defaults).
+    int latent_bits = 0;
 };
 
 struct EvalPplResult {
@@ -35,6 +47,7 @@ struct EvalPplResult {
     double seconds = 0.0;            // model time (forward + NLL), excluding loading
     double tokens_per_s = 0.0;       // n_tokens / seconds
     int64_t kv_bytes_per_token = 0;  // from the KV cache object
+    int latent_bits = 0;             // latent cache storage bits (0: dense cache)
     int n_threads = 0;
     std::vector<double> window_nll;
 };
@@ -46,6 +59,7 @@ nlohmann::json to_json(const EvalPplResult& r);
 
 struct GenerateParams {
     std::string model_path;
+    int latent_bits = 0;  // as EvalPplParams::latent_bits
     std::string prompt;
     int64_t max_new = 64;
     int n_threads = 0;
@@ -62,6 +76,11 @@ struct GenerateResult {
     double decode_tokens_per_s = 0.0;
     int64_t kv_bytes_per_token = 0;
 };
+
+/// Sets the latent KV cache of `engine` when `src` is a compressed checkpoint (bits as
+/// EvalPplParams::latent_bits); returns the bits used, 0 for a dense model.
+int configure_latent_cache(class ::palu::model::Transformer& engine, const ::palu::WeightSource& src,
+                           int latent_bits);
 
 /// Greedy decoding through the KV cache until max_new tokens or EOS.
 GenerateResult run_generate(const GenerateParams& params);

@@ -1,0 +1,395 @@
+// palu pipeline: the palu-compress driver (compress.h).
+#include "palu/pipeline/compress.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "palu/compress/decompose.h"
+#include "palu/compress/rank_search.h"
+#include "palu/core/error.h"
+#include "palu/core/format.h"
+#include "palu/core/log.h"
+#include "palu/core/progress.h"
+#include "palu/core/sysinfo.h"
+#include "palu/formats/fingerprint.h"
+#include "palu/formats/model_loader.h"
+#include "palu/formats/stats_store.h"
+#include "palu/linalg/cholesky.h"
+#include "palu/model/weights.h"
+#include "palu/pipeline/calibrate.h"
+#include "palu/pipeline/checkpoint.h"
+#include "palu/pipeline/eval.h"
+
+namespace palu::pipeline {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+int64_t default_group_size(int64_t n_kv_heads) {
+    for (int64_t s = 4; s >= 1; --s)
+        if (n_kv_heads % s == 0) return s;
+    return 1;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Everything about out_dir that can be checked before the long work starts.
+void check_out_dir(const CompressParams& p) {
+    PALU_CHECK(!p.out_dir.empty(), UsageError, "compress: no output directory; hint: pass --out DIR");
+    const fs::path out = fs::absolute(p.out_dir);
+    if (fs::exists(out)) {
+        PALU_CHECK(fs::is_directory(out), UsageError,
+                   "compress: --out %s exists and is not a directory; hint: choose another --out",
+                   p.out_dir.c_str());
+        PALU_CHECK(p.overwrite || fs::is_empty(out), UsageError,
+                   "compress: --out %s exists and is not empty; hint: pass --overwrite or choose "
+                   "another --out",
+                   p.out_dir.c_str());
+    }
+    const fs::path parent = out.parent_path();
+    PALU_CHECK(fs::is_directory(parent), IoError,
+               "compress: cannot write %s: directory %s does not exist; hint: choose another --out",
+               p.out_dir.c_str(), parent.string().c_str());
+    PALU_CHECK(::access(parent.c_str(), W_OK | X_OK) == 0, IoError,
+               "compress: cannot write %s: directory %s is not writable; hint: choose another --out",
+               p.out_dir.c_str(), parent.string().c_str());
+}
+
+compress::RankSearchMethod parse_method(const std::string& s) {
+    auto m = compress::parse_rank_search_method(s);
+    PALU_CHECK(m.has_value(), UsageError,
+               "compress: --rank-search must be uniform, fisher or fisher_uniform, got '%s'",
+               s.c_str());
+    return *m;
+}
+
+RowMatrixXd read_matrix(const formats::StatsStore& stats, const std::string& name, int64_t rows,
+                        int64_t cols) {
+    const formats::StatsDataset ds = stats.read(name);
+    PALU_CHECK(ds.shape == (std::vector<int64_t>{rows, cols}), FormatError,
+               "compress: %s: dataset '%s' has shape %s; expected [%lld, %lld]; hint: re-run "
+               "palu-calibrate for this model",
+               stats.path().c_str(), name.c_str(), shape_str(ds.shape).c_str(),
+               static_cast<long long>(rows), static_cast<long long>(cols));
+    return Eigen::Map<const RowMatrixXd>(ds.values.data(), rows, cols);
+}
+
+struct StageClock {
+    json stages = json::object();
+    Clock::time_point t0 = Clock::now();
+    void done(const std::string& name, json extra = json::object()) {
+        extra["seconds"] = seconds_since(t0);
+        extra["peak_rss_bytes"] = peak_rss_bytes();
+        stages[name] = std::move(extra);
+        t0 = Clock::now();
+    }
+};
+
+// Removes a file on scope exit unless released (the temporary stats of a run without --stats).
+struct FileGuard {
+    fs::path path;
+    ~FileGuard() {
+        std::error_code ec;
+        if (!path.empty()) fs::remove(path, ec);
+    }
+};
+
+}  // namespace
+
+CompressResult run_compress(const CompressParams& p) {
+    const auto t_start = Clock::now();
+    StageClock clock;
+    // ---- inputs, checked before any long work ----
+    PALU_CHECK(std::isfinite(p.ratio) && p.ratio > 0.0 && p.ratio <= 1.0, UsageError,
+               "compress: --ratio must be in (0, 1], got %g; hint: 0.5 keeps half of the K/V "
+               "latent dimensions",
+               p.ratio);
+    const compress::RankSearchMethod method = parse_method(p.rank_search);
+    PALU_CHECK(p.fisher_shift == "single" || p.fisher_shift == "double", UsageError,
+               "compress: --fisher-shift must be single or double, got '%s'", p.fisher_shift.c_str());
+    check_out_dir(p);
+    auto src = formats::open_model(p.model_path);
+    const ModelConfig& cfg = src->config();
+    PALU_CHECK(!model::has_low_rank_kv(*src), UsageError,
+               "compress: %s is already a compressed palu checkpoint; hint: compress the original "
+               "model",
+               p.model_path.c_str());
+    const int64_t s = p.group_size > 0 ? p.group_size : default_group_size(cfg.n_kv_heads);
+    PALU_CHECK(cfg.n_kv_heads % s == 0, UsageError,
+               "compress: --group-size %lld does not divide the %lld KV heads of %s; hint: use a "
+               "divisor of %lld (1 = per head, %lld = all heads jointly)",
+               static_cast<long long>(s), static_cast<long long>(cfg.n_kv_heads),
+               p.model_path.c_str(), static_cast<long long>(cfg.n_kv_heads),
+               static_cast<long long>(cfg.n_kv_heads));
+    const compress::KvShape shape{cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
+    compress::validate_quant_spec(p.quant, 0);
+    const bool need_fisher = method != compress::RankSearchMethod::Uniform;
+    const bool need_stats = need_fisher || p.whiten;
+    const bool have_calib = !p.calib_path.empty() || !p.calib_tokens.empty();
+    PALU_CHECK(!(p.calib_path.size() && p.calib_tokens.size()), UsageError,
+               "compress: give one of --calib TEXT or --calib-tokens FILE, not both");
+    if (have_calib) {
+        const std::string& f = p.calib_path.empty() ? p.calib_tokens : p.calib_path;
+        PALU_CHECK(fs::is_regular_file(f), IoError,
+                   "compress: calibration file %s does not exist; hint: pass a text corpus with "
+                   "--calib",
+                   f.c_str());
+        PALU_CHECK(fs::file_size(f) > 0, UsageError,
+                   "compress: calibration file %s is empty; hint: pass a text corpus with --calib",
+                   f.c_str());
+    }
+    PALU_CHECK(!need_stats || have_calib || (!p.stats_path.empty() && fs::exists(p.stats_path)),
+               UsageError,
+               "compress: %s needs calibration statistics; hint: pass --calib TEXT (or "
+               "--calib-tokens FILE), or --stats FILE.h5 from palu-calibrate",
+               (need_fisher ? "rank search '" + p.rank_search + "'" : std::string("whitening")).c_str());
+    const std::string model_fp = formats::fingerprint_model(*src);
+
+    // ---- 1. calibrate (or reuse) ----
+    FileGuard temp_stats;
+    std::string stats_path = p.stats_path;
+    json calib_info = nullptr;
+    if (need_stats) {
+        if (have_calib) {
+            if (stats_path.empty()) {
+                stats_path = (fs::absolute(p.out_dir).parent_path() /
+                              strfmt(".palu-calib-%d.h5", static_cast<int>(::getpid())))
+                                 .string();
+                temp_stats.path = stats_path;
+            }
+            CalibrateParams cp;
+            cp.model_path = p.model_path;
+            cp.text_path = p.calib_path;
+            cp.text_format = p.calib_format;
+            cp.tokens_path = p.calib_tokens;
+            cp.n_samples = p.calib_samples;
+            cp.seqlen = p.calib_seqlen;
+            cp.sampler = p.calib_sampler;
+            cp.offsets_path = p.calib_offsets;
+            cp.seed = p.seed;
+            cp.fisher_shift = p.fisher_shift;
+            cp.fisher = need_fisher;
+            cp.out_path = stats_path;
+            cp.n_threads = p.n_threads;
+            cp.progress = p.progress;
+            const CalibrateResult cr = run_calibrate(cp);
+            calib_info = {{"source", p.calib_path.empty() ? p.calib_tokens : p.calib_path},
+                          {"sha256", cr.data_fingerprint},
+                          {"n_samples", cr.n_samples},
+                          {"seqlen", p.calib_seqlen},
+                          {"n_tokens", cr.n_tokens},
+                          {"sampler", p.calib_sampler},
+                          {"seed", p.seed},
+                          {"fisher_shift", need_fisher ? json(p.fisher_shift) : json(nullptr)},
+                          {"stats_reused", cr.reused}};
+            clock.done("calibrate", {{"reused", cr.reused}, {"n_tokens", cr.n_tokens}});
+        } else {
+            PALU_LOG_INFO("compress", "reusing calibration statistics %s", stats_path.c_str());
+            clock.done("calibrate", {{"reused", true}});
+        }
+    }
+    std::unique_ptr<formats::StatsStore> stats;
+    if (need_stats) {
+        stats = std::make_unique<formats::StatsStore>(
+            formats::StatsStore::open(stats_path, {model_fp, ""}));
+        if (calib_info.is_null()) {
+            const auto& info = stats->info();
+            calib_info = {{"stats", stats_path},
+                          {"sha256", info.data_fingerprint},
+                          {"n_tokens", info.n_tokens},
+                          {"seed", info.seed},
+                          {"settings", json::parse(info.settings_json, nullptr, false)}};
+        }
+        PALU_CHECK(!need_fisher || stats->has("fisher/n_samples"), UsageError,
+                   "compress: %s has no Fisher information (calibrated with --no-fisher); hint: "
+                   "re-run palu-calibrate with Fisher, or use --rank-search uniform",
+                   stats_path.c_str());
+    }
+
+    // ---- 2. rank search ----
+    compress::RankSearchParams rp;
+    rp.method = method;
+    rp.group_size = s;
+    rp.ratio = p.ratio;
+    rp.quant = p.quant;
+    rp.rank_multiple = p.round_to;
+    compress::FisherScalars fisher;
+    if (need_fisher) fisher = fisher_scalars_from_stats(*stats, shape, s);
+    const compress::RankPlan plan =
+        compress::search_ranks(shape, need_fisher ? &fisher : nullptr, rp);
+    PALU_LOG_INFO("compress", "rank search %s, group size %lld, rank multiple %lld: kept %lld of "
+                  "%lld latent dims (ratio %.4f, target %.4f)",
+                  compress::rank_search_method_name(method), static_cast<long long>(s),
+                  static_cast<long long>(plan.rank_multiple), static_cast<long long>(plan.n_kept()),
+                  static_cast<long long>(plan.n_full()), plan.achieved_ratio(), p.ratio);
+    clock.done("rank_search");
+
+    // ---- 3./4. decompose (+ Hadamard) layer by layer ----
+    const compress::DecomposeMethod dm =
+        p.whiten ? compress::DecomposeMethod::Whitened : compress::DecomposeMethod::Plain;
+    std::vector<CompressedLayer> layers(static_cast<size_t>(cfg.n_layers));
+    json layer_reports = json::array();
+    int64_t n_fallbacks = 0;
+    double max_shift = 0.0;
+    Progress progress("compress", "layer", cfg.n_layers);
+    for (int64_t l = 0; l < cfg.n_layers; ++l) {
+        const std::string pre = strfmt("model.layers.%lld.self_attn.", static_cast<long long>(l));
+        json lr = {{"layer", l}};
+        RowMatrixXd factor;
+        if (stats) {
+            const RowMatrixXd gram =
+                read_matrix(*stats, strfmt("gram/layer_%lld", static_cast<long long>(l)),
+                            cfg.d_model, cfg.d_model);
+            linalg::CholeskyOptions co;
+            co.damp = p.damp;
+            co.eig_fallback = true;  // reference §3.3: shift by −λ_min + 1e−3, counted and reported
+            linalg::CholeskyResult ch = linalg::cholesky(
+                gram, co, strfmt("layer %lld k/v input Gram", static_cast<long long>(l)));
+            if (ch.fallback) {
+                ++n_fallbacks;
+                PALU_LOG_INFO("compress",
+                              "layer %lld: Gram not positive definite (lambda_min %.3g): diagonal "
+                              "shifted by %.3g (reference fallback)",
+                              static_cast<long long>(l), ch.lambda_min, ch.shift);
+            }
+            max_shift = std::max(max_shift, ch.shift);
+            lr["gram_fallback"] = ch.fallback;
+            lr["gram_shift"] = ch.shift;
+            factor = std::move(ch.factor);
+        }
+        for (int which = 0; which < 2; ++which) {
+            const std::string proj = which == 0 ? "k_proj" : "v_proj";
+            const Tensor w = src->load_f32(pre + proj + ".weight");
+            const Tensor b = src->has_tensor(pre + proj + ".bias") ? src->load_f32(pre + proj + ".bias")
+                                                                 : Tensor();
+            const RowMatrixXf wm = Eigen::Map<const RowMatrixXf>(w.data(), w.dim(0), w.dim(1));
+            const auto& ranks = (which == 0 ? plan.k_ranks : plan.v_ranks)[static_cast<size_t>(l)];
+            compress::LowRankKV kv = compress::decompose_projection(
+                wm, std::span<const float>(b.data(), static_cast<size_t>(b.numel())), ranks,
+                cfg.d_head, s, dm, stats ? &factor : nullptr,
+                strfmt("layer %lld %s", static_cast<long long>(l), proj.c_str()));
+            if (p.hadamard) compress::fuse_hadamard(kv, p.seed);
+            json errs = json::array();
+            for (const auto& e : kv.errors)
+                errs.push_back({{"whitened_rel", e.whitened_rel}, {"plain_rel", e.plain_rel}});
+            lr[which == 0 ? "k" : "v"] = {{"ranks", ranks}, {"errors", errs}};
+            (which == 0 ? layers[static_cast<size_t>(l)].k : layers[static_cast<size_t>(l)].v) =
+                std::move(kv);
+        }
+        layer_reports.push_back(std::move(lr));
+        if (p.progress) progress.update(l + 1);
+    }
+    clock.done("decompose", {{"method", compress::decompose_method_name(dm)},
+                             {"hadamard", p.hadamard},
+                             {"gram_fallbacks", n_fallbacks}});
+
+    // ---- 5. write ----
+    const int64_t kv_orig = compress::original_kv_bytes_per_token(shape);
+    const int64_t kv_comp = compress::kv_bytes_per_token(plan, p.quant);
+    json quant_json = {{"bits", p.quant.bits},
+                       {"group_size", p.quant.group_size},
+                       {"symmetric", p.quant.symmetric},
+                       {"clip_ratio", p.quant.clip_ratio},
+                       {"include_zero", p.quant.include_zero}};
+    json palu = {
+        {"format_version", 1},
+        {"group_size", s},
+        {"rank_search",
+         {{"method", compress::rank_search_method_name(method)},
+          {"target_ratio", p.ratio},
+          {"achieved_ratio", plan.achieved_ratio()},
+          {"rank_multiple", plan.rank_multiple},
+          {"kept_dims", plan.n_kept()},
+          {"full_dims", plan.n_full()}}},
+        {"decompose",
+         {{"method", compress::decompose_method_name(dm)},
+          {"damp", p.damp},
+          {"eig_fallback_eps", 1e-3},
+          {"gram_fallbacks", n_fallbacks},
+          {"max_gram_shift", max_shift}}},
+        {"calibration", calib_info},
+        {"hadamard", {{"fused", p.hadamard}, {"seed", p.seed}}},
+        {"latent_quant", quant_json},
+        {"head_permutation", nullptr},
+        {"kv_bytes_per_token",
+         {{"original_f16", kv_orig},
+          {"compressed", kv_comp},
+          {"ratio", static_cast<double>(kv_comp) / static_cast<double>(kv_orig)},
+          {"includes", "latents + per-token f16 scales and zeros, all layers, K and V"}}},
+        {"source_model",
+         {{"path", p.model_path}, {"format", src->format_name()}, {"fingerprint", model_fp}}}};
+    CheckpointWriteOptions wo;
+    wo.factor_dtype = p.factor_dtype;
+    wo.overwrite = p.overwrite;
+    write_compressed_checkpoint(*src, layers, palu, p.out_dir, wo);
+    layers.clear();
+    PALU_LOG_INFO("compress", "wrote %s: KV cache %s per token (original f16 %s, %.3fx smaller)",
+                  p.out_dir.c_str(), bytes_str(kv_comp).c_str(), bytes_str(kv_orig).c_str(),
+                  static_cast<double>(kv_orig) / static_cast<double>(kv_comp));
+    clock.done("write");
+
+    // ---- 6. evaluate ----
+    json eval = nullptr;
+    if (!p.eval_path.empty() || !p.eval_tokens.empty()) {
+        EvalPplParams ep;
+        ep.text_path = p.eval_path;
+        ep.text_format = p.eval_format;
+        ep.tokens_path = p.eval_tokens;
+        ep.seqlen = p.eval_seqlen;
+        ep.max_windows = p.eval_max_windows;
+        ep.n_threads = p.n_threads;
+        ep.progress = p.progress;
+        ep.model_path = p.model_path;
+        const EvalPplResult before = run_eval_ppl(ep);
+        ep.model_path = p.out_dir;
+        ep.tokenizer_model_path = p.model_path;
+        const EvalPplResult after = run_eval_ppl(ep);
+        eval = {{"source", p.eval_path.empty() ? p.eval_tokens : p.eval_path},
+                {"seqlen", p.eval_seqlen},
+                {"n_windows", after.n_windows},
+                {"ppl_original", before.ppl},
+                {"ppl_compressed", after.ppl},
+                {"ppl_ratio", after.ppl / before.ppl},
+                {"kv_cache_bytes_per_token_measured", after.kv_bytes_per_token},
+                {"kv_cache_latent_bits", after.latent_bits}};
+        PALU_LOG_INFO("compress", "perplexity (%lld windows of %lld): original %.4f, compressed %.4f",
+                      static_cast<long long>(after.n_windows), static_cast<long long>(p.eval_seqlen),
+                      before.ppl, after.ppl);
+        clock.done("eval");
+    }
+
+    // ---- report ----
+    json report = {{"format", "palu.report"},
+                   {"format_version", 1},
+                   {"model", p.model_path},
+                   {"out", p.out_dir},
+                   {"palu", palu},
+                   {"ranks", compress::rank_plan_to_json(plan)},
+                   {"layers", layer_reports},
+                   {"stages", clock.stages},
+                   {"eval", eval},
+                   {"total_seconds", seconds_since(t_start)},
+                   {"peak_rss_bytes", peak_rss_bytes()},
+                   {"threads", p.n_threads}};
+    const fs::path rpath = fs::path(p.out_dir) / "report.json";
+    const fs::path tmp = fs::path(p.out_dir) / ".report.json.tmp";
+    {
+        std::ofstream f(tmp);
+        f << report.dump(2) << "\n";
+        PALU_CHECK(f.good(), IoError, "compress: cannot write %s", tmp.c_str());
+    }
+    fs::rename(tmp, rpath);
+    return CompressResult{std::move(report)};
+}
+
+}  // namespace palu::pipeline
