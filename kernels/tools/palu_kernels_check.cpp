@@ -5,7 +5,16 @@
 // Pass criterion per case: relative Frobenius error of both outputs (o_lat f32, out in dtype)
 // <= 1e-3 for f16 and 1e-2 for bf16, and every output element finite (outputs are NaN-poisoned).
 // Results table on stdout, one line per case; exit code 0 when all pass, 1 otherwise.
+//
+// Engine mode (--checkpoint DIR or --problems FILE): the kernel against the CPU engine's own latent
+// attention on a compressed checkpoint (engine_check.h): real factors, the engine's latent cache
+// (f16 or 4/3/2-bit codes, byte for byte), real tokens (--text / --token-ids) or random ids. The
+// engine half runs on the CPU and can be saved (--save-problems FILE, no GPU needed) and replayed on
+// a GPU machine without the checkpoint (--problems FILE). Pass: kernel vs engine relative Frobenius
+// error <= 1e-3 (f16) / 1e-2 (bf16) per layer; --cpu-only reports the reference vs the engine only.
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -13,8 +22,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine_check.h"
 #include "latent_attention_reference.h"
+#include "palu/calib/text.h"
+#include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
+#include "palu/formats/model_loader.h"
+#include "palu/model/transformer.h"
 
 using namespace palu::cuda;
 using namespace palu::cuda::testing;
@@ -84,6 +98,93 @@ std::vector<Case> make_grid(bool quick) {
     return cases;
 }
 
+struct EngineArgs {
+    std::string checkpoint, problems, save_problems, text, tokenizer, token_ids, layer = "all";
+    int64_t n_tokens = 512, n_batch = 1;
+    int latent_bits = 16;
+    std::string dtype = "f16";
+    bool cpu_only = false;
+};
+
+// Engine mode; returns the exit code.
+int run_engine_mode(const EngineArgs& a, uint64_t seed) {
+    std::vector<EngineProblem> problems;
+    std::map<std::string, std::string> meta;
+    if (!a.problems.empty()) {
+        problems = load_engine_problems(a.problems, &meta);
+    } else {
+        const auto src = palu::formats::open_model(a.checkpoint);
+        palu::model::Transformer engine(*src);
+        EngineCheckOptions o;
+        o.latent_bits = a.latent_bits;
+        PALU_CHECK(a.dtype == "f16" || a.dtype == "bf16", palu::UsageError,
+                   "kernels: check: --dtype must be f16 or bf16, got '%s'", a.dtype.c_str());
+        o.dtype = a.dtype == "f16" ? LatentDType::F16 : LatentDType::BF16;
+        o.n_batch = a.n_batch;
+        o.n_tokens = a.n_tokens;
+        o.seed = seed;
+        const int64_t need = a.n_batch * a.n_tokens;
+        std::string token_source = "random ids";
+        if (!a.token_ids.empty() || !a.text.empty()) {
+            std::vector<int32_t> ids;
+            if (!a.token_ids.empty()) {
+                ids = palu::calib::load_token_file(a.token_ids);
+                token_source = a.token_ids;
+            } else {
+                const auto tok = a.tokenizer.empty()
+                                     ? palu::calib::find_tokenizer_for_model(a.checkpoint, engine.config().n_vocab)
+                                     : palu::calib::load_tokenizer(a.tokenizer);
+                ids = tok->encode(palu::calib::load_text(a.text), true);
+                token_source = a.text;
+            }
+            PALU_CHECK(static_cast<int64_t>(ids.size()) >= need, palu::UsageError,
+                       "kernels: check: %s gives %zu tokens, need %lld (batch x tokens); hint: lower --tokens",
+                       token_source.c_str(), ids.size(), static_cast<long long>(need));
+            o.tokens.assign(ids.begin(), ids.begin() + need);
+        }
+        if (a.layer != "all") o.layers.push_back(std::stoll(a.layer));
+        std::fprintf(stderr, "kernels: check: engine on %s, %lld x %lld tokens (%s), latent bits %d\n",
+                     a.checkpoint.c_str(), static_cast<long long>(a.n_batch), static_cast<long long>(a.n_tokens),
+                     token_source.c_str(), a.latent_bits);
+        problems = engine_problems(engine, o);
+        meta["checkpoint"] = a.checkpoint;
+        meta["tokens"] = token_source;
+        if (!a.save_problems.empty()) {
+            save_engine_problems(a.save_problems, problems, meta);
+            std::fprintf(stderr, "kernels: check: saved %zu problems to %s\n", problems.size(), a.save_problems.c_str());
+        }
+    }
+    const bool device = !a.cpu_only;
+    if (device) {
+        std::string why;
+        if (!cuda_device_available(&why)) {
+            std::fprintf(stderr, "kernels: check: no CUDA device: %s; hint: --cpu-only\n", why.c_str());
+            return 7;
+        }
+    }
+    std::printf("checkpoint %s, tokens %s\n\n", meta.count("checkpoint") ? meta["checkpoint"].c_str() : "?",
+                meta.count("tokens") ? meta["tokens"].c_str() : "?");
+    std::printf("| layer | ranks | kernel shape | err kernel-engine | err kernel-ref | err ref-engine | tol | result |\n"
+                "|---|---|---|---|---|---|---|---|\n");
+    int n_fail = 0;
+    double worst = 0.0;
+    for (EngineProblem& p : problems) {
+        evaluate(p, device);
+        const LayerCheck& c = p.check;
+        const double tol = engine_tolerance(c.shape.dtype);
+        const bool ok = !device || (c.err_kernel_engine <= tol && c.err_kernel_ref <= tol);
+        n_fail += ok ? 0 : 1;
+        worst = std::max(worst, device ? c.err_kernel_engine : c.err_ref_engine);
+        std::printf("| %lld | %s | %s | %.2e | %.2e | %.2e | %.0e | %s |\n", static_cast<long long>(c.layer),
+                    c.ranks.c_str(), c.shape.describe().c_str(), c.err_kernel_engine, c.err_kernel_ref,
+                    c.err_ref_engine, tol, device ? (ok ? "ok" : "FAIL") : "cpu-only");
+        std::fflush(stdout);
+    }
+    std::printf("\n%zu layers, %d failed, worst %s %.2e\n", problems.size(), n_fail,
+                device ? "kernel-engine" : "ref-engine", worst);
+    return n_fail == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,8 +193,27 @@ int main(int argc, char** argv) {
     bool quick = false;
     app.add_option("--seed", seed, "base seed (0: fresh from std::random_device)");
     app.add_flag("--quick", quick, "a third of the grid, shorter long-context case");
+    EngineArgs ea;
+    auto* o_ckpt = app.add_option("--checkpoint", ea.checkpoint, "compressed palu checkpoint: check against the CPU engine");
+    auto* o_prob = app.add_option("--problems", ea.problems, "replay problems saved by --save-problems (no checkpoint needed)")
+                       ->excludes(o_ckpt);
+    app.add_option("--save-problems", ea.save_problems, "write the engine problems to this .safetensors file")->needs(o_ckpt);
+    app.add_option("--layer", ea.layer, "layer index or 'all'")->needs(o_ckpt);
+    app.add_option("--tokens", ea.n_tokens, "tokens per sequence (the query is the last)")->needs(o_ckpt);
+    app.add_option("--batch", ea.n_batch, "sequences")->needs(o_ckpt);
+    auto* o_text = app.add_option("--text", ea.text, "text corpus to tokenize (default: random ids)")->needs(o_ckpt);
+    app.add_option("--tokenizer", ea.tokenizer, "tokenizer file (default: the checkpoint's)")->needs(o_text);
+    app.add_option("--token-ids", ea.token_ids, "token ids (.i32) instead of --text")->needs(o_ckpt)->excludes(o_text);
+    app.add_option("--latent-bits", ea.latent_bits, "engine latent cache: 16 (f16), 4, 3 or 2")->needs(o_ckpt);
+    app.add_option("--dtype", ea.dtype, "kernel dtype: f16 or bf16 (bf16 needs quantized latents)")->needs(o_ckpt);
+    app.add_flag("--cpu-only", ea.cpu_only, "engine mode without a GPU: reference vs engine only");
     CLI11_PARSE(app, argc, argv);
     try {
+        if (!ea.checkpoint.empty() || !ea.problems.empty()) {
+            if (seed == 0) seed = (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
+            return run_engine_mode(ea, seed);
+        }
+        (void)o_prob;
         std::string why;
         if (!cuda_device_available(&why)) {
             std::fprintf(stderr, "kernels: check: no CUDA device: %s\n", why.c_str());

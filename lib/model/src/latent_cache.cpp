@@ -231,6 +231,23 @@ std::vector<float> LatentKvLayerCache::latent(int64_t b, int64_t t, int which) c
     return h;
 }
 
+LatentKvLayerCache::Storage LatentKvLayerCache::storage(int which) const {
+    PALU_CHECK(which == 0 || which == 1, UsageError,
+               "model: latent kv cache: storage: which must be 0 (K) or 1 (V), got %d", which);
+    const Plane& p = which == 0 ? k_ : v_;
+    Storage s;
+    s.bits = bits_;
+    s.symmetric = quant_.symmetric;
+    s.ranks = p.ranks;
+    s.n_ctx_max = n_ctx_max_;
+    s.f32 = p.f32;
+    s.f16 = p.f16;
+    s.codes = p.codes;
+    s.scales = p.scales;
+    s.zeros = p.zeros;
+    return s;
+}
+
 KvLayerCacheFactory latent_cache_factory(const ModelWeights& weights,
                                          const LatentCacheOptions& options) {
     PALU_CHECK(weights.layer(0)->compressed(), UsageError,

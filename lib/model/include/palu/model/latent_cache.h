@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "palu/compress/latent_quant.h"
@@ -60,6 +61,23 @@ class LatentKvLayerCache final : public KvLayerCache {
     /// The stored latents of batch row b, token t, K (which = 0) or V (1), dequantized:
     /// [Σ r_g] in group order (for tests and the kernel harness).
     std::vector<float> latent(int64_t b, int64_t t, int which) const;
+
+    /// Read-only view of the raw storage of the K (which = 0) or V (1) latents of every batch row,
+    /// laid out as in the file comment (capacity n_ctx_max; only tokens < n_cached() are
+    /// meaningful). Exactly one of f32 / f16 / codes is non-empty; zeros is empty when symmetric.
+    /// For the CUDA kernel harness, which uploads it. Valid until the cache is destroyed.
+    struct Storage {
+        int bits = 32;
+        bool symmetric = false;
+        std::span<const int64_t> ranks;    // [n_groups] r_g
+        int64_t n_ctx_max = 0;
+        std::span<const float> f32;        // bits 32
+        std::span<const uint16_t> f16;     // bits 16: IEEE f16 words
+        std::span<const uint8_t> codes;    // quantized: packed rows
+        std::span<const uint16_t> scales;  // quantized: f16, [.., r_g / chunk] per token and group
+        std::span<const uint16_t> zeros;   // quantized, asymmetric
+    };
+    Storage storage(int which) const;
 
    private:
     struct Plane {                      // K or V latents of this layer
