@@ -166,14 +166,20 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
     auto cache = engine.make_cache(o.n_batch, cap);
 
     const int64_t d = c.d_model, dq = c.n_heads * c.d_head;
-    std::vector<std::vector<float>> x_last(static_cast<size_t>(c.n_layers)), attn_last(static_cast<size_t>(c.n_layers));
+    // Per layer: the post-norm input and the attention output of the last position of every sequence
+    // (all positions when checking the prefill too).
+    std::vector<std::vector<float>> x_in(static_cast<size_t>(c.n_layers)), attn(static_cast<size_t>(c.n_layers));
     engine.clear_observers();
     engine.add_observer([&](int64_t l, model::ObservePoint p, const TensorView& v) {
         if (p != model::ObservePoint::KvInput && p != model::ObservePoint::AttnOut) return;
         const int64_t w = v.dim(1);
-        auto& dst = (p == model::ObservePoint::KvInput ? x_last : attn_last)[static_cast<size_t>(l)];
+        auto& dst = (p == model::ObservePoint::KvInput ? x_in : attn)[static_cast<size_t>(l)];
+        if (o.prefill) {
+            dst.assign(v.data, v.data + n_rows * w);
+            return;
+        }
         dst.clear();
-        for (int64_t b = 0; b < o.n_batch; ++b) {  // the last position of every sequence
+        for (int64_t b = 0; b < o.n_batch; ++b) {
             const float* row = v.data + (b * o.n_tokens + o.n_tokens - 1) * w;
             dst.insert(dst.end(), row, row + w);
         }
@@ -211,15 +217,31 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
         s.rope_theta = c.rope_theta;
         s.llama3_scaling = c.rope_scaling.type == "llama3";
 
-        // q = x·Wqᵀ + bq of the last position (pre-RoPE), accumulated in double.
-        const std::vector<float>& x = x_last[static_cast<size_t>(l)];
-        for (int64_t b = 0; b < o.n_batch; ++b)
+        // q = x·Wqᵀ + bq (pre-RoPE), accumulated in double, for the rows captured.
+        const std::vector<float>& x = x_in[static_cast<size_t>(l)];
+        const int64_t n_x = static_cast<int64_t>(x.size()) / d;
+        std::vector<uint16_t> q_rows;
+        q_rows.reserve(static_cast<size_t>(n_x * dq));
+        for (int64_t row = 0; row < n_x; ++row)
             for (int64_t i = 0; i < dq; ++i) {
                 double acc = w->bq.numel() > 0 ? w->bq.data()[i] : 0.0;
                 const float* wr = w->wq.data() + i * d;
-                for (int64_t k = 0; k < d; ++k) acc += double(wr[k]) * x[static_cast<size_t>(b * d + k)];
-                pb.q.push_back(to_dtype(static_cast<float>(acc), o.dtype));
+                const float* xr = x.data() + row * d;
+                for (int64_t k = 0; k < d; ++k) acc += double(wr[k]) * xr[k];
+                q_rows.push_back(to_dtype(static_cast<float>(acc), o.dtype));
             }
+        const std::vector<float>& a_rows = attn[static_cast<size_t>(l)];
+        std::vector<float> eng_f;  // the last position of every sequence
+        if (o.prefill) {
+            for (int64_t b = 0; b < o.n_batch; ++b) {
+                const int64_t row = b * o.n_tokens + o.n_tokens - 1;
+                pb.q.insert(pb.q.end(), q_rows.begin() + row * dq, q_rows.begin() + (row + 1) * dq);
+                eng_f.insert(eng_f.end(), a_rows.begin() + row * dq, a_rows.begin() + (row + 1) * dq);
+            }
+        } else {
+            pb.q = q_rows;
+            eng_f = a_rows;
+        }
         copy_plane(st_k, o.n_batch, s.r_k, true, pb);
         copy_plane(st_v, o.n_batch, s.r_v, false, pb);
         pb.k_up = up_projection(w->lk, s.r_k, o.dtype);
@@ -229,8 +251,11 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
         pb.k_pos0.assign(static_cast<size_t>(o.n_batch), 0);
         pb.q_pos.assign(static_cast<size_t>(o.n_batch), static_cast<int32_t>(o.n_tokens - 1));
 
-        const std::vector<float>& eng_f = attn_last[static_cast<size_t>(l)];
         EngineProblem ep;
+        if (o.prefill) {
+            ep.q_seq = std::move(q_rows);
+            ep.engine_out_seq = a_rows;
+        }
         ep.engine_out.assign(eng_f.begin(), eng_f.end());  // [n_batch, n_heads, d_head]
         ep.check.layer = l;
         ep.check.shape = s;
@@ -248,6 +273,13 @@ void evaluate(EngineProblem& p, bool run_device) {
         const AttentionOutputs got = run_latent_attention_device(p.problem, 0);
         p.check.err_kernel_engine = rel_frobenius_error(got.out, p.engine_out);
         p.check.err_kernel_ref = rel_frobenius_error(got.out, ref.out);
+        if (!p.q_seq.empty()) {
+            const ProblemShape& s = p.problem.shape;
+            const int32_t n_tokens = static_cast<int32_t>(p.q_seq.size() / (size_t(s.batch) * s.n_heads * s.d_head));
+            const std::vector<double> out = run_latent_prefill_device(p.problem, p.q_seq, n_tokens);
+            p.check.err_prefill_engine =
+                rel_frobenius_error(out, std::vector<double>(p.engine_out_seq.begin(), p.engine_out_seq.end()));
+        }
     }
 }
 
@@ -313,6 +345,10 @@ void save_engine_problems(const std::string& path, const std::vector<EngineProbl
         ts.push_back(tensor(p + "k_pos0", DType::I32, pb.k_pos0));
         ts.push_back(tensor(p + "q_pos", DType::I32, pb.q_pos));
         ts.push_back(tensor(p + "engine_out", DType::F64, e.engine_out));
+        if (!e.q_seq.empty()) {
+            ts.push_back(tensor(p + "q_seq", DType::I16, e.q_seq));
+            ts.push_back(tensor(p + "engine_out_seq", DType::F32, e.engine_out_seq));
+        }
     }
     formats::write_safetensors_file(path, std::move(ts), meta);
 }
@@ -361,6 +397,14 @@ std::vector<EngineProblem> load_engine_problems(const std::string& path, std::ma
         pb.q_pos = read_vec<int32_t>(f, p + "q_pos");
         s.seq_lens = pb.seq_lens;
         e.engine_out = read_vec<double>(f, p + "engine_out");
+        if (f.find(p + "q_seq") != nullptr) {
+            e.q_seq = read_vec<uint16_t>(f, p + "q_seq");
+            e.engine_out_seq = read_vec<float>(f, p + "engine_out_seq");
+            PALU_CHECK(e.q_seq.size() == e.engine_out_seq.size() &&
+                           e.q_seq.size() % (size_t(s.batch) * s.n_heads * s.d_head) == 0,
+                       FormatError, "kernels: engine problems: %s: problem %zu: prefill tensors of %zu and %zu values",
+                       path.c_str(), i, e.q_seq.size(), e.engine_out_seq.size());
+        }
         const int64_t n_groups = s.n_kv_heads / std::max(s.group_size, 1);
         const size_t rows = static_cast<size_t>(s.batch) * static_cast<size_t>(n_groups) * static_cast<size_t>(s.capacity);
         PALU_CHECK(pb.q.size() == size_t(s.batch) * s.n_heads * s.d_head &&

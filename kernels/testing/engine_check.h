@@ -35,6 +35,7 @@ struct EngineCheckOptions {
     std::vector<int64_t> layers;      ///< layers to check; empty: all
     uint64_t seed = 1;
     bool run_device = true;           ///< false: engine vs the double reference only (no GPU needed)
+    bool prefill = false;             ///< also check the prefill path (latent_prefill.h) on every position
 };
 
 struct LayerCheck {
@@ -44,6 +45,7 @@ struct LayerCheck {
     double err_kernel_engine = -1;    ///< ‖kernel out − engine‖_F / ‖engine‖_F (−1: not run)
     double err_kernel_ref = -1;       ///< ‖kernel out − reference‖ / ‖reference‖ (the kernel's own error)
     double err_ref_engine = 0;        ///< ‖reference − engine‖ / ‖engine‖: cost of the f16/bf16 inputs alone
+    double err_prefill_engine = -1;   ///< prefill: ‖kernel out − engine‖ / ‖engine‖ over all positions (−1: not run)
 };
 
 /// One checked layer: the kernel problem built from the engine, and the engine's attention output.
@@ -51,6 +53,8 @@ struct EngineProblem {
     LayerCheck check;
     HostProblem problem;
     std::vector<double> engine_out;   ///< [n_batch, n_heads, d_head] engine attention output (f32 values)
+    std::vector<uint16_t> q_seq;      ///< prefill only: [n_batch, n_tokens, n_heads, d_head] queries in dtype
+    std::vector<float> engine_out_seq;///< prefill only: [n_batch, n_tokens, n_heads·d_head] engine attention output
 };
 
 /// The CPU half: runs the engine on `engine` (a compressed model; its cache factory is replaced)
@@ -60,7 +64,8 @@ struct EngineProblem {
 std::vector<EngineProblem> engine_problems(model::Transformer& engine, const EngineCheckOptions& o);
 
 /// Fills check.err_*: the double reference on the problem vs the engine, and, when `run_device`,
-/// the kernel (NaN-poisoned outputs, automatic splits) vs both. Throws CudaError on CUDA failures.
+/// the kernel (NaN-poisoned outputs, automatic splits) vs both, and the prefill path vs the engine
+/// at every position when the problem has prefill data. Throws CudaError on CUDA failures.
 void evaluate(EngineProblem& p, bool run_device);
 
 /// engine_problems + evaluate for every layer.

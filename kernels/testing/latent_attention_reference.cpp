@@ -14,6 +14,7 @@
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
 #include "palu/core/format.h"
+#include "palu/kernels/latent_prefill.h"
 
 namespace palu::cuda::testing {
 namespace {
@@ -291,6 +292,58 @@ AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_sp
     res.out_latent.assign(lat.begin(), lat.end());
     res.out.resize(n_out);
     for (size_t i = 0; i < n_out; ++i) res.out[i] = from_half_bits(o[i], s.dtype);
+    return res;
+}
+
+std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::vector<uint16_t>& q_seq,
+                                              int32_t n_tokens) {
+    const ProblemShape& s = pb.shape;
+    DeviceBuffer<uint16_t> q(q_seq), k_scales(pb.k_scales), k_zeros(pb.k_zeros), v_scales(pb.v_scales),
+        v_zeros(pb.v_zeros), k_up(pb.k_up), v_up(pb.v_up);
+    DeviceBuffer<uint8_t> k_data(pb.k_data), v_data(pb.v_data);
+    DeviceBuffer<float> inv_freq(pb.inv_freq);
+    const size_t n_out = size_t(s.batch) * n_tokens * s.n_heads * s.d_head;
+    PALU_CHECK(q_seq.size() == n_out, ShapeError, "kernels: prefill queries: expected %zu values, got %zu", n_out,
+               q_seq.size());
+    DeviceBuffer<uint16_t> out(n_out);
+    LatentPrefillParams p;
+    p.batch = s.batch;
+    p.n_heads = s.n_heads;
+    p.n_kv_heads = s.n_kv_heads;
+    p.group_size = s.group_size;
+    p.d_head = s.d_head;
+    p.capacity = s.capacity;
+    p.n_tokens = n_tokens;
+    p.pos0 = pb.k_pos0.empty() ? 0 : pb.k_pos0[0];
+    p.dtype = s.dtype;
+    p.q = q.ptr;
+    p.inv_freq = inv_freq.ptr;
+    p.k = {k_data.ptr, k_scales.ptr, k_zeros.ptr, s.r_k, s.bits_k};
+    p.v = {v_data.ptr, v_scales.ptr, v_zeros.ptr, s.r_v, s.bits_v};
+    p.k_up = k_up.ptr;
+    p.v_up = v_up.ptr;
+    p.out = out.ptr;
+    const size_t ws_bytes = latent_prefill_workspace_bytes(p);
+    DeviceBuffer<uint8_t> ws(ws_bytes);
+    p.workspace = ws.ptr;
+    p.workspace_bytes = ws_bytes;
+    PALU_CUDA_CHECK(cudaMemset(out.ptr, 0xFF, n_out * sizeof(uint16_t)));
+    PALU_CUDA_CHECK(cudaMemset(ws.ptr, 0xFF, ws_bytes));
+    cublasHandle_t handle = nullptr;
+    const cublasStatus_t st = cublasCreate(&handle);
+    PALU_CHECK(st == CUBLAS_STATUS_SUCCESS, CudaError, "kernels: cublasCreate failed: %s", cublasGetStatusName(st));
+    try {
+        latent_attention_prefill(p, handle, nullptr);
+        PALU_CUDA_CHECK(cudaDeviceSynchronize());
+    } catch (...) {
+        cublasDestroy(handle);
+        throw;
+    }
+    cublasDestroy(handle);
+    std::vector<uint16_t> o(n_out);
+    PALU_CUDA_CHECK(cudaMemcpy(o.data(), out.ptr, n_out * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+    std::vector<double> res(n_out);
+    for (size_t i = 0; i < n_out; ++i) res[i] = from_half_bits(o[i], s.dtype);
     return res;
 }
 

@@ -59,6 +59,12 @@ AttentionOutputs reference_latent_attention(const HostProblem& pb);
 /// Throws palu::CudaError on CUDA failures.
 AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits = 0);
 
+/// Runs the prefill attention (latent_prefill.h) on the first n_tokens cached tokens of every
+/// sequence of `pb` (positions k_pos0[0] + t), queries q_seq [batch, n_tokens, n_heads, d_head] in
+/// the problem's dtype; returns out [batch, n_tokens, n_heads, d_head] (NaN-poisoned first).
+std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::vector<uint16_t>& q_seq,
+                                              int32_t n_tokens);
+
 /// ‖x − ref‖_F / ‖ref‖_F; +inf when x holds a NaN/inf or the sizes differ.
 double rel_frobenius_error(const std::vector<double>& x, const std::vector<double>& ref);
 

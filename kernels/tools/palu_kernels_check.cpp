@@ -27,6 +27,7 @@
 #include "palu/calib/text.h"
 #include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
+#include "palu/core/format.h"
 #include "palu/formats/model_loader.h"
 #include "palu/model/transformer.h"
 
@@ -104,6 +105,7 @@ struct EngineArgs {
     int latent_bits = 16;
     std::string dtype = "f16";
     bool cpu_only = false;
+    bool prefill = false;
 };
 
 // Engine mode; returns the exit code.
@@ -123,6 +125,7 @@ int run_engine_mode(const EngineArgs& a, uint64_t seed) {
         o.n_batch = a.n_batch;
         o.n_tokens = a.n_tokens;
         o.seed = seed;
+        o.prefill = a.prefill;
         const int64_t need = a.n_batch * a.n_tokens;
         std::string token_source = "random ids";
         if (!a.token_ids.empty() || !a.text.empty()) {
@@ -164,20 +167,22 @@ int run_engine_mode(const EngineArgs& a, uint64_t seed) {
     }
     std::printf("checkpoint %s, tokens %s\n\n", meta.count("checkpoint") ? meta["checkpoint"].c_str() : "?",
                 meta.count("tokens") ? meta["tokens"].c_str() : "?");
-    std::printf("| layer | ranks | kernel shape | err kernel-engine | err kernel-ref | err ref-engine | tol | result |\n"
-                "|---|---|---|---|---|---|---|---|\n");
+    std::printf("| layer | ranks | kernel shape | decode: err kernel-engine | err kernel-ref | err ref-engine | prefill: "
+                "err kernel-engine | tol | result |\n|---|---|---|---|---|---|---|---|---|\n");
     int n_fail = 0;
     double worst = 0.0;
     for (EngineProblem& p : problems) {
         evaluate(p, device);
         const LayerCheck& c = p.check;
         const double tol = engine_tolerance(c.shape.dtype);
-        const bool ok = !device || (c.err_kernel_engine <= tol && c.err_kernel_ref <= tol);
+        const bool prefill_ok = p.q_seq.empty() || c.err_prefill_engine <= tol;
+        const bool ok = !device || (c.err_kernel_engine <= tol && c.err_kernel_ref <= tol && prefill_ok);
         n_fail += ok ? 0 : 1;
-        worst = std::max(worst, device ? c.err_kernel_engine : c.err_ref_engine);
-        std::printf("| %lld | %s | %s | %.2e | %.2e | %.2e | %.0e | %s |\n", static_cast<long long>(c.layer),
+        worst = std::max(worst, device ? std::max(c.err_kernel_engine, c.err_prefill_engine) : c.err_ref_engine);
+        const std::string pre = p.q_seq.empty() || !device ? "-" : palu::strfmt("%.2e", c.err_prefill_engine);
+        std::printf("| %lld | %s | %s | %.2e | %.2e | %.2e | %s | %.0e | %s |\n", static_cast<long long>(c.layer),
                     c.ranks.c_str(), c.shape.describe().c_str(), c.err_kernel_engine, c.err_kernel_ref,
-                    c.err_ref_engine, tol, device ? (ok ? "ok" : "FAIL") : "cpu-only");
+                    c.err_ref_engine, pre.c_str(), tol, device ? (ok ? "ok" : "FAIL") : "cpu-only");
         std::fflush(stdout);
     }
     std::printf("\n%zu layers, %d failed, worst %s %.2e\n", problems.size(), n_fail,
@@ -207,6 +212,7 @@ int main(int argc, char** argv) {
     app.add_option("--latent-bits", ea.latent_bits, "engine latent cache: 16 (f16), 4, 3 or 2")->needs(o_ckpt);
     app.add_option("--dtype", ea.dtype, "kernel dtype: f16 or bf16 (bf16 needs quantized latents)")->needs(o_ckpt);
     app.add_flag("--cpu-only", ea.cpu_only, "engine mode without a GPU: reference vs engine only");
+    app.add_flag("--prefill", ea.prefill, "also check the prefill path at every position")->needs(o_ckpt);
     CLI11_PARSE(app, argc, argv);
     try {
         if (!ea.checkpoint.empty() || !ea.problems.empty()) {

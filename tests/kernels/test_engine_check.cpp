@@ -117,17 +117,22 @@ TEST_P(EngineCheck, ProblemFromEngineCache_ReferenceMatchesEngine) {
     }
 }
 
-TEST_P(EngineCheck, KernelMatchesEngine) {
+// Decode kernel and prefill path (every position) against the engine.
+TEST_P(EngineCheck, KernelAndPrefillMatchEngine) {
     std::string why;
     if (!cuda_device_available(&why)) GTEST_SKIP() << "no CUDA device (" << why << ")";
     const EngineCase& c = GetParam();
     const test::MemoryWeightSource src = small_compressed_model(c.s, c.ranks);
     model::Transformer engine(src);
-    const std::vector<LayerCheck> res = check_against_engine(engine, options_for(c));
+    EngineCheckOptions o = options_for(c);
+    o.prefill = true;
+    const std::vector<LayerCheck> res = check_against_engine(engine, o);
     for (const LayerCheck& r : res) {
         const double tol = engine_tolerance(c.dtype);
         EXPECT_LE(r.err_kernel_engine, tol) << "layer " << r.layer << " " << r.shape.describe();
         EXPECT_LE(r.err_kernel_ref, tol) << "layer " << r.layer << " " << r.shape.describe();
+        EXPECT_LE(r.err_prefill_engine, tol) << "prefill, layer " << r.layer << " " << r.shape.describe();
+        EXPECT_GE(r.err_prefill_engine, 0.0);
     }
 }
 
@@ -148,6 +153,7 @@ TEST(EngineProblems, SaveLoad_RoundTrips) {
     o.latent_bits = 3;
     o.n_tokens = 40;
     o.layers = {1};
+    o.prefill = true;
     const std::vector<EngineProblem> a = engine_problems(engine, o);
     ASSERT_EQ(a.size(), 1u);
     const std::string path = (std::filesystem::temp_directory_path() /
@@ -167,6 +173,9 @@ TEST(EngineProblems, SaveLoad_RoundTrips) {
     EXPECT_EQ(b[0].problem.v_zeros, a[0].problem.v_zeros);
     EXPECT_EQ(b[0].problem.k_up, a[0].problem.k_up);
     EXPECT_EQ(b[0].engine_out, a[0].engine_out);
+    EXPECT_EQ(b[0].q_seq, a[0].q_seq);
+    EXPECT_EQ(b[0].engine_out_seq, a[0].engine_out_seq);
+    EXPECT_EQ(a[0].q_seq.size(), size_t(40 * 8 * 64));
 }
 
 TEST(EngineProblems, UnsupportedInputs_Throw) {
