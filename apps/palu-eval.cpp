@@ -25,6 +25,10 @@ CLI::App* add_ppl(CLI::App& app, palu::pipeline::EvalPplParams& p, std::string& 
     c->add_option("--max-windows", p.max_windows, "Score only the first K windows (0 = all)");
     c->add_option("--batch", p.n_batch, "Windows per forward")->check(CLI::Range(1, 4096));
     c->add_flag("--streaming", p.streaming, "Convert weights layer by layer on every use");
+    c->add_option("--latent-bits", p.latent_bits,
+                  "Compressed checkpoints: latent KV-cache storage, overriding the checkpoint's "
+                  "setting: 2|3|4|8 (quantized, per-token scales), 16 (f16), 32 (f32)")
+        ->check(CLI::IsMember({2, 3, 4, 8, 16, 32}));
     c->add_option("--json", json_out, "Write the result as JSON to this file");
     return c;
 }
@@ -34,6 +38,10 @@ CLI::App* add_generate(CLI::App& app, palu::pipeline::GenerateParams& g) {
     c->add_option("--model,-m", g.model_path, "Model path")->required();
     c->add_option("--prompt,-p", g.prompt, "Prompt text")->required();
     c->add_option("--max-new,-n", g.max_new, "New tokens")->check(CLI::Range(0, 1 << 20));
+    c->add_option("--latent-bits", g.latent_bits,
+                  "Compressed checkpoints: latent KV-cache storage (2|3|4|8|16|32), overriding "
+                  "the checkpoint's setting")
+        ->check(CLI::IsMember({2, 3, 4, 8, 16, 32}));
     return c;
 }
 
@@ -42,6 +50,7 @@ int print_ppl(const palu::pipeline::EvalPplResult& r, const std::string& json_ou
                 "kv_bytes/token %lld\n",
                 r.nll, r.ppl, (long long)r.n_windows, (long long)r.n_tokens, (long long)r.seqlen,
                 r.tokens_per_s, (long long)r.kv_bytes_per_token);
+    if (r.latent_bits > 0) std::printf("latent_bits %d\n", r.latent_bits);
     if (!json_out.empty()) {
         std::ofstream f(json_out);
         f << palu::pipeline::to_json(r).dump(2) << "\n";
@@ -55,8 +64,9 @@ int generate(palu::pipeline::GenerateParams& g) {
     auto r = palu::pipeline::run_generate(g);
     std::fprintf(stdout, "\n");
     std::fprintf(stderr, "I eval: generate: %lld prompt + %lld new tokens, prefill %.3f s, "
-                 "decode %.1f tokens/s\n", (long long)r.n_prompt, (long long)r.n_generated,
-                 r.prefill_s, r.decode_tokens_per_s);
+                 "decode %.1f tokens/s, kv cache %lld bytes/token\n", (long long)r.n_prompt,
+                 (long long)r.n_generated, r.prefill_s, r.decode_tokens_per_s,
+                 (long long)r.kv_bytes_per_token);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "palu/compress/decompose.h"
 #include "palu/compress/rank_search.h"
@@ -105,6 +106,158 @@ struct FileGuard {
 };
 
 }  // namespace
+
+Whitening::Whitening(const formats::StatsStore& stats, const ModelConfig& config, double damp,
+                     bool keep)
+    : stats_(&stats), config_(config), damp_(damp), keep_(keep) {
+    const size_t n = static_cast<size_t>(config.n_layers);
+    factors_.resize(keep ? n : 1);
+    computed_.assign(n, 0);
+    fallback_.assign(n, 0);
+    shift_.assign(n, 0.0);
+}
+
+const RowMatrixXd& Whitening::factor(int64_t l) {
+    PALU_ASSERT(l >= 0 && l < config_.n_layers);
+    const size_t slot = keep_ ? static_cast<size_t>(l) : 0;
+    if (computed_[static_cast<size_t>(l)] && (keep_ || last_ == l)) return factors_[slot];
+    const RowMatrixXd gram = read_matrix(*stats_, strfmt("gram/layer_%lld", static_cast<long long>(l)),
+                                         config_.d_model, config_.d_model);
+    linalg::CholeskyOptions co;
+    co.damp = damp_;
+    co.eig_fallback = true;  // reference §3.3: shift by −λ_min + 1e−3, counted and reported
+    linalg::CholeskyResult ch =
+        linalg::cholesky(gram, co, strfmt("layer %lld k/v input Gram", static_cast<long long>(l)));
+    if (!computed_[static_cast<size_t>(l)]) {
+        if (ch.fallback) {
+            ++n_fallbacks_;
+            PALU_LOG_INFO("compress",
+                          "layer %lld: Gram not positive definite (lambda_min %.3g): diagonal "
+                          "shifted by %.3g (reference fallback)",
+                          static_cast<long long>(l), ch.lambda_min, ch.shift);
+        }
+        max_shift_ = std::max(max_shift_, ch.shift);
+        fallback_[static_cast<size_t>(l)] = ch.fallback ? 1 : 0;
+        shift_[static_cast<size_t>(l)] = ch.shift;
+        computed_[static_cast<size_t>(l)] = 1;
+    }
+    last_ = l;
+    factors_[slot] = std::move(ch.factor);
+    return factors_[slot];
+}
+
+std::vector<CompressedLayer> decompose_model(const WeightSource& src, const compress::RankPlan& plan,
+                                             Whitening* whitening, const DecomposeOptions& o,
+                                             json* layer_reports) {
+    const ModelConfig& cfg = src.config();
+    PALU_CHECK(o.method == compress::DecomposeMethod::Plain || whitening != nullptr, UsageError,
+               "compress: the whitened decomposition needs calibration statistics");
+    PALU_CHECK(plan.shape.n_layers == cfg.n_layers && plan.shape.n_kv_heads == cfg.n_kv_heads &&
+                   plan.shape.d_head == cfg.d_head,
+               ShapeError, "compress: the rank plan is for another model shape");
+    std::vector<CompressedLayer> layers(static_cast<size_t>(cfg.n_layers));
+    if (layer_reports) *layer_reports = json::array();
+    Progress progress("compress", "layer", cfg.n_layers);
+    for (int64_t l = 0; l < cfg.n_layers; ++l) {
+        const std::string pre = strfmt("model.layers.%lld.self_attn.", static_cast<long long>(l));
+        json lr = {{"layer", l}};
+        const RowMatrixXd* factor = whitening ? &whitening->factor(l) : nullptr;
+        if (whitening) {
+            lr["gram_fallback"] = whitening->fallback(l);
+            lr["gram_shift"] = whitening->shift(l);
+        }
+        for (int which = 0; which < 2; ++which) {
+            const std::string proj = which == 0 ? "k_proj" : "v_proj";
+            const Tensor w = src.load_f32(pre + proj + ".weight");
+            const Tensor b =
+                src.has_tensor(pre + proj + ".bias") ? src.load_f32(pre + proj + ".bias") : Tensor();
+            const RowMatrixXf wm = Eigen::Map<const RowMatrixXf>(w.data(), w.dim(0), w.dim(1));
+            const auto& ranks = (which == 0 ? plan.k_ranks : plan.v_ranks)[static_cast<size_t>(l)];
+            compress::LowRankKV kv = compress::decompose_projection(
+                wm, std::span<const float>(b.data(), static_cast<size_t>(b.numel())), ranks,
+                cfg.d_head, plan.group_size, o.method, factor,
+                strfmt("layer %lld %s", static_cast<long long>(l), proj.c_str()));
+            if (o.hadamard) compress::fuse_hadamard(kv, o.seed);
+            json errs = json::array();
+            for (const auto& e : kv.errors)
+                errs.push_back({{"whitened_rel", e.whitened_rel}, {"plain_rel", e.plain_rel}});
+            lr[which == 0 ? "k" : "v"] = {{"ranks", ranks}, {"errors", errs}};
+            (which == 0 ? layers[static_cast<size_t>(l)].k : layers[static_cast<size_t>(l)].v) =
+                std::move(kv);
+        }
+        if (layer_reports) layer_reports->push_back(std::move(lr));
+        if (o.progress) progress.update(l + 1);
+    }
+    return layers;
+}
+
+CompressedOverlay::CompressedOverlay(const WeightSource& base,
+                                     const std::vector<CompressedLayer>& layers)
+    : base_(&base), layers_(&layers) {
+    PALU_CHECK(static_cast<int64_t>(layers.size()) == base.config().n_layers, ShapeError,
+               "compress: %zu compressed layers for a model of %lld layers", layers.size(),
+               static_cast<long long>(base.config().n_layers));
+    for (int64_t l = 0; l < static_cast<int64_t>(layers.size()); ++l)
+        for (int which = 0; which < 2; ++which) {
+            const std::string p = strfmt("model.layers.%lld.self_attn.%s", static_cast<long long>(l),
+                                         which == 0 ? "k_proj" : "v_proj");
+            hidden_.insert(p + ".weight");
+            hidden_.insert(p + ".bias");
+            const compress::LowRankKV& kv =
+                which == 0 ? layers[static_cast<size_t>(l)].k : layers[static_cast<size_t>(l)].v;
+            refs_[p + ".VT.weight"] = Ref{l, which, -1, false};
+            for (int64_t g = 0; g < kv.n_groups(); ++g) {
+                refs_[strfmt("%s.U.%lld.weight", p.c_str(), static_cast<long long>(g))] =
+                    Ref{l, which, g, false};
+                if (!kv.bias.empty() && !kv.bias[static_cast<size_t>(g)].empty())
+                    refs_[strfmt("%s.U.%lld.bias", p.c_str(), static_cast<long long>(g))] =
+                        Ref{l, which, g, true};
+            }
+        }
+}
+
+std::vector<StoredTensorInfo> CompressedOverlay::tensors() const {
+    std::vector<StoredTensorInfo> out;
+    for (auto& t : base_->tensors())
+        if (!hidden_.count(t.name)) out.push_back(std::move(t));
+    for (const auto& [name, ref] : refs_) {
+        const Tensor t = load_f32(name);
+        out.push_back({name, t.shape(), "F32", static_cast<uint64_t>(t.numel()) * 4});
+    }
+    std::sort(out.begin(), out.end(),
+              [](const StoredTensorInfo& a, const StoredTensorInfo& b) { return a.name < b.name; });
+    return out;
+}
+
+bool CompressedOverlay::has_tensor(const std::string& name) const {
+    if (refs_.count(name)) return true;
+    return !hidden_.count(name) && base_->has_tensor(name);
+}
+
+Tensor CompressedOverlay::load_f32(const std::string& name) const {
+    const auto it = refs_.find(name);
+    if (it == refs_.end()) {
+        PALU_CHECK(!hidden_.count(name), FormatError,
+                   "compress: tensor '%s' is replaced by low-rank factors", name.c_str());
+        return base_->load_f32(name);
+    }
+    const Ref& r = it->second;
+    const CompressedLayer& cl = (*layers_)[static_cast<size_t>(r.layer)];
+    const compress::LowRankKV& kv = r.which == 0 ? cl.k : cl.v;
+    if (r.group < 0) {
+        Tensor t({kv.vt.rows(), kv.vt.cols()});
+        std::copy(kv.vt.data(), kv.vt.data() + kv.vt.size(), t.data());
+        return t;
+    }
+    if (r.bias) {
+        const auto& b = kv.bias[static_cast<size_t>(r.group)];
+        return Tensor({static_cast<int64_t>(b.size())}, b);
+    }
+    const RowMatrixXf& u = kv.u[static_cast<size_t>(r.group)];
+    Tensor t({u.rows(), u.cols()});
+    std::copy(u.data(), u.data() + u.size(), t.data());
+    return t;
+}
 
 CompressResult run_compress(const CompressParams& p) {
     const auto t_start = Clock::now();
@@ -235,60 +388,19 @@ CompressResult run_compress(const CompressParams& p) {
     clock.done("rank_search");
 
     // ---- 3./4. decompose (+ Hadamard) layer by layer ----
-    const compress::DecomposeMethod dm =
-        p.whiten ? compress::DecomposeMethod::Whitened : compress::DecomposeMethod::Plain;
-    std::vector<CompressedLayer> layers(static_cast<size_t>(cfg.n_layers));
-    json layer_reports = json::array();
-    int64_t n_fallbacks = 0;
-    double max_shift = 0.0;
-    Progress progress("compress", "layer", cfg.n_layers);
-    for (int64_t l = 0; l < cfg.n_layers; ++l) {
-        const std::string pre = strfmt("model.layers.%lld.self_attn.", static_cast<long long>(l));
-        json lr = {{"layer", l}};
-        RowMatrixXd factor;
-        if (stats) {
-            const RowMatrixXd gram =
-                read_matrix(*stats, strfmt("gram/layer_%lld", static_cast<long long>(l)),
-                            cfg.d_model, cfg.d_model);
-            linalg::CholeskyOptions co;
-            co.damp = p.damp;
-            co.eig_fallback = true;  // reference §3.3: shift by −λ_min + 1e−3, counted and reported
-            linalg::CholeskyResult ch = linalg::cholesky(
-                gram, co, strfmt("layer %lld k/v input Gram", static_cast<long long>(l)));
-            if (ch.fallback) {
-                ++n_fallbacks;
-                PALU_LOG_INFO("compress",
-                              "layer %lld: Gram not positive definite (lambda_min %.3g): diagonal "
-                              "shifted by %.3g (reference fallback)",
-                              static_cast<long long>(l), ch.lambda_min, ch.shift);
-            }
-            max_shift = std::max(max_shift, ch.shift);
-            lr["gram_fallback"] = ch.fallback;
-            lr["gram_shift"] = ch.shift;
-            factor = std::move(ch.factor);
-        }
-        for (int which = 0; which < 2; ++which) {
-            const std::string proj = which == 0 ? "k_proj" : "v_proj";
-            const Tensor w = src->load_f32(pre + proj + ".weight");
-            const Tensor b = src->has_tensor(pre + proj + ".bias") ? src->load_f32(pre + proj + ".bias")
-                                                                 : Tensor();
-            const RowMatrixXf wm = Eigen::Map<const RowMatrixXf>(w.data(), w.dim(0), w.dim(1));
-            const auto& ranks = (which == 0 ? plan.k_ranks : plan.v_ranks)[static_cast<size_t>(l)];
-            compress::LowRankKV kv = compress::decompose_projection(
-                wm, std::span<const float>(b.data(), static_cast<size_t>(b.numel())), ranks,
-                cfg.d_head, s, dm, stats ? &factor : nullptr,
-                strfmt("layer %lld %s", static_cast<long long>(l), proj.c_str()));
-            if (p.hadamard) compress::fuse_hadamard(kv, p.seed);
-            json errs = json::array();
-            for (const auto& e : kv.errors)
-                errs.push_back({{"whitened_rel", e.whitened_rel}, {"plain_rel", e.plain_rel}});
-            lr[which == 0 ? "k" : "v"] = {{"ranks", ranks}, {"errors", errs}};
-            (which == 0 ? layers[static_cast<size_t>(l)].k : layers[static_cast<size_t>(l)].v) =
-                std::move(kv);
-        }
-        layer_reports.push_back(std::move(lr));
-        if (p.progress) progress.update(l + 1);
-    }
+    DecomposeOptions dopt;
+    dopt.method = p.whiten ? compress::DecomposeMethod::Whitened : compress::DecomposeMethod::Plain;
+    dopt.hadamard = p.hadamard;
+    dopt.seed = p.seed;
+    dopt.progress = p.progress;
+    std::unique_ptr<Whitening> whitening;
+    if (stats) whitening = std::make_unique<Whitening>(*stats, cfg, p.damp, /*keep=*/false);
+    json layer_reports;
+    std::vector<CompressedLayer> layers =
+        decompose_model(*src, plan, whitening.get(), dopt, &layer_reports);
+    const compress::DecomposeMethod dm = dopt.method;
+    const int64_t n_fallbacks = whitening ? whitening->n_fallbacks() : 0;
+    const double max_shift = whitening ? whitening->max_shift() : 0.0;
     clock.done("decompose", {{"method", compress::decompose_method_name(dm)},
                              {"hadamard", p.hadamard},
                              {"gram_fallbacks", n_fallbacks}});

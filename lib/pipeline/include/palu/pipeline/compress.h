@@ -10,11 +10,22 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "palu/compress/decompose.h"
 #include "palu/compress/latent_quant.h"
+#include "palu/compress/rank_search.h"
+#include "palu/core/weight_source.h"
+#include "palu/pipeline/checkpoint.h"
+
+namespace palu::formats {
+class StatsStore;
+}
 
 namespace palu::pipeline {
 
@@ -31,8 +42,8 @@ struct CompressParams {
     std::string calib_path;                 ///< text corpus
     std::string calib_format = "auto";      ///< auto|wikitext|jsonl|plain
     std::string calib_tokens;               ///< raw int32 token file (.i32)
-    int64_t calib_samples = 64;
-    int64_t calib_seqlen = 1024;
+    int64_t calib_samples = 32;
+    int64_t calib_seqlen = 512;
     std::string calib_sampler = "random";   ///< random|contiguous|offsets
     std::string calib_offsets;              ///< offsets file (sampler offsets)
     uint64_t seed = 3;
@@ -65,6 +76,75 @@ struct CompressResult {
 /// empty calibration text, stats of another model, unwritable or non-empty out_dir) fails before
 /// any long work with UsageError / IoError / FormatError; nothing is left half-written.
 CompressResult run_compress(const CompressParams& params);
+
+/// Cholesky factors S_l (Gram_l + shift·I = S_l·S_lᵀ) of the k/v-input Gram matrices of a stats
+/// file, computed per layer on first use with `damp` added and the reference's eigen-shift fallback
+/// (−λ_min + 1e−3) when not positive definite; every fallback is logged and counted. `keep` keeps
+/// the factors for reuse (sweeps) instead of only the last one.
+class Whitening {
+   public:
+    Whitening(const formats::StatsStore& stats, const ModelConfig& config, double damp, bool keep);
+    const RowMatrixXd& factor(int64_t layer);
+    int64_t n_fallbacks() const { return n_fallbacks_; }
+    double max_shift() const { return max_shift_; }
+    bool fallback(int64_t layer) const { return fallback_.at(static_cast<size_t>(layer)) > 0; }
+    double shift(int64_t layer) const { return shift_.at(static_cast<size_t>(layer)); }
+
+   private:
+    const formats::StatsStore* stats_;
+    ModelConfig config_;
+    double damp_;
+    bool keep_;
+    std::vector<RowMatrixXd> factors_;
+    std::vector<int> computed_, fallback_;
+    std::vector<double> shift_;
+    int64_t n_fallbacks_ = 0;
+    double max_shift_ = 0.0;
+    int64_t last_ = -1;  // layer held in the single slot when !keep_
+};
+
+struct DecomposeOptions {
+    compress::DecomposeMethod method = compress::DecomposeMethod::Whitened;
+    bool hadamard = false;
+    uint64_t seed = 3;
+    bool progress = true;
+};
+
+/// Stages 3 and 4 over every layer: k_proj/v_proj of `src` → LowRankKV factors with the plan's
+/// ranks (whitened needs `whitening`; plain uses it, when given, only to report whitened errors),
+/// then the Hadamard fusion. `layer_reports` (optional) gets one object per layer: ranks,
+/// per-group errors, Gram fallback and shift.
+std::vector<CompressedLayer> decompose_model(const WeightSource& src, const compress::RankPlan& plan,
+                                             Whitening* whitening, const DecomposeOptions& options,
+                                             nlohmann::json* layer_reports = nullptr);
+
+/// `base` seen as its compressed checkpoint: k/v_proj weights and biases replaced by
+/// `{k,v}_proj.VT.weight` and `{k,v}_proj.U.{g}.weight|bias` (f32) from `layers`, every other
+/// tensor from `base`. For evaluating many configurations without writing checkpoints. `base` and
+/// `layers` must outlive it.
+class CompressedOverlay final : public WeightSource {
+   public:
+    CompressedOverlay(const WeightSource& base, const std::vector<CompressedLayer>& layers);
+    const ModelConfig& config() const override { return base_->config(); }
+    std::string format_name() const override { return base_->format_name() + "+palu"; }
+    std::string path() const override { return base_->path() + " (compressed in memory)"; }
+    std::vector<StoredTensorInfo> tensors() const override;
+    bool has_tensor(const std::string& name) const override;
+    Tensor load_f32(const std::string& name) const override;
+
+   private:
+    const WeightSource* base_;
+    const std::vector<CompressedLayer>* layers_;
+    // name → (layer, which (0 k / 1 v), part (-1 VT, g ≥ 0 U_g weight), is_bias)
+    struct Ref {
+        int64_t layer;
+        int which;
+        int64_t group;
+        bool bias;
+    };
+    std::map<std::string, Ref> refs_;
+    std::set<std::string> hidden_;
+};
 
 /// The default group size for n_kv KV heads: 4 when it divides n_kv, else the largest divisor ≤ 4.
 int64_t default_group_size(int64_t n_kv_heads);
