@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/formats/gguf.h"
+#include "palu/formats/gguf_writer.h"
 #include "palu/formats/hf_config.h"
 #include "palu/formats/hf_model.h"
 #include "palu/formats/model_loader.h"
@@ -628,7 +630,110 @@ TEST(Checkpoint, UnwritableDir_IoErrorWithHint) {
     }
 }
 
-// ---------------------------------------------------------------- GGUF source (SmolLM2)
+// ---------------------------------------------------------------- GGUF sources
+
+// A one-layer llama GGUF (Q8_0 matrices, F32 norms) with a small byte-level BPE tokenizer in its
+// metadata: printable ASCII, "Ġ" (space) and the merges "a b", "Ġ a".
+fs::path write_tiny_gguf(const fs::path& path) {
+    using namespace formats;
+    const int64_t d = 32, n_heads = 4, n_kv = 2, d_head = 8, d_ff = 64;
+    std::vector<std::string> tokens;
+    for (char ch = 33; ch < 127; ++ch) tokens.emplace_back(1, ch);
+    tokens.push_back("\xC4\xA0");        // Ġ
+    tokens.push_back("ab");
+    tokens.push_back("\xC4\xA0" "a");
+    const int64_t n_vocab = static_cast<int64_t>(tokens.size());
+    GgufWriter w;
+    w.set("general.architecture", gguf_str("llama"));
+    w.set("general.name", gguf_str("tiny"));
+    w.set("llama.embedding_length", gguf_u32(d));
+    w.set("llama.block_count", gguf_u32(1));
+    w.set("llama.attention.head_count", gguf_u32(n_heads));
+    w.set("llama.attention.head_count_kv", gguf_u32(n_kv));
+    w.set("llama.feed_forward_length", gguf_u32(d_ff));
+    w.set("llama.attention.layer_norm_rms_epsilon", gguf_f32(1e-5f));
+    w.set("llama.rope.freq_base", gguf_f32(10000.0f));
+    w.set("llama.rope.dimension_count", gguf_u32(d_head));
+    w.set("llama.context_length", gguf_u32(128));
+    w.set("tokenizer.ggml.model", gguf_str("gpt2"));
+    w.set("tokenizer.ggml.tokens", gguf_str_array(tokens));
+    w.set("tokenizer.ggml.merges", gguf_str_array({"a b", "\xC4\xA0 a"}));
+    w.set("tokenizer.ggml.bos_token_id", gguf_u32(0));
+    w.set("tokenizer.ggml.eos_token_id", gguf_u32(1));
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 0.2f);
+    auto add = [&](const std::string& name, std::vector<int64_t> ne, GgmlType t) {
+        int64_t n = 1;
+        for (auto x : ne) n *= x;
+        std::vector<float> v(static_cast<size_t>(n));
+        for (auto& x : v) x = nd(rng);
+        w.add_tensor(name, std::move(ne), t, v);
+    };
+    add("token_embd.weight", {d, n_vocab}, GgmlType::Q8_0);
+    add("output_norm.weight", {d}, GgmlType::F32);
+    add("blk.0.attn_norm.weight", {d}, GgmlType::F32);
+    add("blk.0.attn_q.weight", {d, n_heads * d_head}, GgmlType::Q8_0);
+    add("blk.0.attn_k.weight", {d, n_kv * d_head}, GgmlType::Q8_0);
+    add("blk.0.attn_v.weight", {d, n_kv * d_head}, GgmlType::Q8_0);
+    add("blk.0.attn_output.weight", {n_heads * d_head, d}, GgmlType::Q8_0);
+    add("blk.0.ffn_norm.weight", {d}, GgmlType::F32);
+    add("blk.0.ffn_gate.weight", {d, d_ff}, GgmlType::Q8_0);
+    add("blk.0.ffn_up.weight", {d, d_ff}, GgmlType::Q8_0);
+    add("blk.0.ffn_down.weight", {d_ff, d}, GgmlType::Q4_1);
+    w.write(path);
+    return path;
+}
+
+TEST(Checkpoint, TinyGguf_F32CopiesGeneratedConfigAndTokenizerGguf) {
+    const fs::path root = make_temp_dir("ckpt_gguf");
+    RemoveAtExit cleanup{root};
+    const fs::path gguf = write_tiny_gguf(root / "tiny.gguf");
+    auto src = formats::open_model(gguf);
+    const auto layers = make_factors(*src, 1, 5);
+    pipeline::write_compressed_checkpoint(*src, layers, json::object(), root / "out");
+    EXPECT_EQ(listing(root / "out"), (std::vector<std::string>{"config.json", "model.safetensors",
+                                                               "tokenizer.gguf"}));
+    const auto cfg = formats::read_hf_config(root / "out/config.json");
+    EXPECT_EQ(cfg.model_type, "palullama");
+    EXPECT_EQ(cfg.raw["torch_dtype"], "float32");
+    expect_same_config(cfg.model, src->config());
+    auto o = formats::open_model(root / "out");
+    const auto ck = formats::SafetensorsCheckpoint::open(root / "out");
+    size_t n = 0;
+    for (const auto& t : src->tensors()) {
+        if (t.name.find("k_proj") != std::string::npos || t.name.find("v_proj") != std::string::npos)
+            continue;
+        EXPECT_EQ(ck.at(t.name).info->dtype, DType::F32) << t.name;  // dequantized, as the engine sees it
+        const Tensor a = src->load_f32(t.name);
+        expect_tensor_equals(*o, t.name, a.data(), a.numel());
+        ++n;
+    }
+    EXPECT_EQ(n, 9u);  // embed, final norm, 7 per layer
+    // "auto" factor dtype of a quantized source is F32.
+    EXPECT_EQ(ck.at("model.layers.0.self_attn.k_proj.VT.weight").info->dtype, DType::F32);
+
+    auto g = formats::GgufFile::open(root / "out/tokenizer.gguf");
+    EXPECT_TRUE(g->tensor_infos().empty());
+    EXPECT_EQ(g->keys(), (std::vector<std::string>{"general.architecture", "tokenizer.ggml.model",
+                                                   "tokenizer.ggml.tokens",
+                                                   "tokenizer.ggml.merges",
+                                                   "tokenizer.ggml.bos_token_id",
+                                                   "tokenizer.ggml.eos_token_id"}));
+    auto tok_src = calib::find_tokenizer_for_model(gguf, src->config().n_vocab);
+    auto tok_out = calib::find_tokenizer_for_model(root / "out", src->config().n_vocab);
+    EXPECT_EQ(tok_out->kind(), "bpe");
+    const std::string text = "ab cab a!b";
+    const auto ids = tok_src->encode(text, false);
+    EXPECT_EQ(tok_out->encode(text, false), ids);
+    EXPECT_NE(std::find(ids.begin(), ids.end(), 95), ids.end());  // the "ab" merge applied
+    // ... and through the dense export.
+    auto c = formats::open_model(root / "out");
+    pipeline::export_dense(*c, root / "dense");
+    auto tok_dense = calib::find_tokenizer_for_model(root / "dense", src->config().n_vocab);
+    EXPECT_EQ(tok_dense->encode(text, false), ids);
+}
+
+// ---------------------------------------------------------------- SmolLM2 GGUF
 
 TEST(Checkpoint, SmolLM2Gguf_F32CopiesAndTokenizerGguf_Slow) {
     const fs::path gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
