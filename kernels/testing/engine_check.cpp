@@ -115,15 +115,54 @@ std::vector<uint16_t> up_projection(const model::LowRankWeights& lr, int32_t r_p
 
 }  // namespace
 
-// Tolerance: the kernel's own, as in palu-kernels-check's synthetic grid (1e-3 f16, 1e-2 bf16). The
-// kernel reads exactly the engine's stored latents (f16 words or codes + f16 scales/zeros) and the
-// checkpoint's factors (f16 when written with --factor-dtype f16, so exact), so the engine and the
-// kernel compute the same function; they differ only by rounding: q and the output to f16 (2^-11
-// relative each), P to f16 before P·h_v, f16 keys on tensor cores with f32 accumulation, and the
-// kernel's __sincosf with range reduction against the engine's f32 cos/sin. That is the error budget
-// the synthetic check bounds at 1e-3 (worst seen 4e-4); err_ref_engine, printed beside it, isolates
-// the part due to rounding q and U alone.
+// Tolerances. The kernel reads exactly the engine's stored latents (f16 words, or codes + f16
+// scales/zeros) and the checkpoint's factors (f16 when written with --factor-dtype f16, so exact),
+// so kernel and engine compute the same function; they differ by rounding only:
+//  (a) the kernel API takes q in f16/bf16: q is rounded (2^-11 relative for f16) before RoPE;
+//  (b) inside the kernel: f16 P before P·h_v, f16 output, __sincosf with range reduction, f32
+//      accumulation order on tensor cores.
+// (b) is the kernel's own error, bounded as in the synthetic grid by tolerance_for (1e-3 f16, 1e-2
+// bf16; worst seen there 4e-4 / 4.5e-3): checked as kernel vs the double reference on the same
+// rounded inputs. (a) is measured, not assumed: the double reference on the rounded inputs vs the
+// engine (err_ref_engine). On SmolLM2 it reaches 1e-3 (f16) on some layers, because real attention
+// logits are large (|s| ~ 10-50), so a 2^-12 relative change of q moves them by ~1e-2 and the
+// softmax passes that on. So kernel vs engine is held to the triangle bound
+// tolerance_for + err_ref_engine, which a correct kernel meets by construction and a wrong one
+// (layout, padding, RoPE, indexing: errors of 1e-1 and more) does not.
 double engine_tolerance(LatentDType dtype) { return tolerance_for(dtype); }
+
+double engine_bound(LatentDType dtype, double err_ref_engine) { return tolerance_for(dtype) + err_ref_engine; }
+
+bool passes(const LayerCheck& c, bool device) {
+    if (!device) return true;
+    const LatentDType dt = c.shape.dtype;
+    const double tol = engine_tolerance(dt);
+    bool ok = c.err_kernel_ref >= 0 && c.err_kernel_ref <= tol &&
+              c.err_kernel_engine <= engine_bound(dt, c.err_ref_engine);
+    if (c.err_prefill_engine >= 0)
+        ok = ok && c.err_prefill_ref <= tol && c.err_prefill_engine <= engine_bound(dt, c.err_prefill_ref_engine);
+    return ok;
+}
+
+std::vector<double> reference_prefill(const HostProblem& pb, const std::vector<uint16_t>& q_seq, int32_t n_tokens) {
+    const ProblemShape& s = pb.shape;
+    const size_t hd = size_t(s.n_heads) * s.d_head;
+    std::vector<double> out(size_t(s.batch) * n_tokens * hd);
+    HostProblem step = pb;
+    for (int32_t t = 0; t < n_tokens; ++t) {
+        for (int32_t b = 0; b < s.batch; ++b) {
+            step.seq_lens[size_t(b)] = t + 1;
+            step.q_pos[size_t(b)] = step.k_pos0[size_t(b)] + t;
+            const auto row = q_seq.begin() + ptrdiff_t((size_t(b) * n_tokens + t) * hd);
+            std::copy(row, row + ptrdiff_t(hd), step.q.begin() + ptrdiff_t(size_t(b) * hd));
+        }
+        const AttentionOutputs r = reference_latent_attention(step);
+        for (int32_t b = 0; b < s.batch; ++b)
+            std::copy(r.out.begin() + ptrdiff_t(size_t(b) * hd), r.out.begin() + ptrdiff_t(size_t(b + 1) * hd),
+                      out.begin() + ptrdiff_t((size_t(b) * n_tokens + t) * hd));
+    }
+    return out;
+}
 
 std::vector<EngineProblem> engine_problems(model::Transformer& engine, const EngineCheckOptions& o) {
     const ModelConfig& c = engine.config();
@@ -273,12 +312,17 @@ void evaluate(EngineProblem& p, bool run_device) {
         const AttentionOutputs got = run_latent_attention_device(p.problem, 0);
         p.check.err_kernel_engine = rel_frobenius_error(got.out, p.engine_out);
         p.check.err_kernel_ref = rel_frobenius_error(got.out, ref.out);
-        if (!p.q_seq.empty()) {
-            const ProblemShape& s = p.problem.shape;
-            const int32_t n_tokens = static_cast<int32_t>(p.q_seq.size() / (size_t(s.batch) * s.n_heads * s.d_head));
+    }
+    if (!p.q_seq.empty()) {
+        const ProblemShape& s = p.problem.shape;
+        const int32_t n_tokens = static_cast<int32_t>(p.q_seq.size() / (size_t(s.batch) * s.n_heads * s.d_head));
+        const std::vector<double> eng(p.engine_out_seq.begin(), p.engine_out_seq.end());
+        const std::vector<double> ref_seq = reference_prefill(p.problem, p.q_seq, n_tokens);
+        p.check.err_prefill_ref_engine = rel_frobenius_error(ref_seq, eng);
+        if (run_device) {
             const std::vector<double> out = run_latent_prefill_device(p.problem, p.q_seq, n_tokens);
-            p.check.err_prefill_engine =
-                rel_frobenius_error(out, std::vector<double>(p.engine_out_seq.begin(), p.engine_out_seq.end()));
+            p.check.err_prefill_engine = rel_frobenius_error(out, eng);
+            p.check.err_prefill_ref = rel_frobenius_error(out, ref_seq);
         }
     }
 }

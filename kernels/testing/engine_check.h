@@ -46,6 +46,8 @@ struct LayerCheck {
     double err_kernel_ref = -1;       ///< ‖kernel out − reference‖ / ‖reference‖ (the kernel's own error)
     double err_ref_engine = 0;        ///< ‖reference − engine‖ / ‖engine‖: cost of the f16/bf16 inputs alone
     double err_prefill_engine = -1;   ///< prefill: ‖kernel out − engine‖ / ‖engine‖ over all positions (−1: not run)
+    double err_prefill_ref = -1;      ///< prefill: ‖kernel out − reference‖ / ‖reference‖ (the prefill's own error)
+    double err_prefill_ref_engine = -1;  ///< prefill: ‖reference − engine‖ / ‖engine‖ (f16/bf16 inputs alone)
 };
 
 /// One checked layer: the kernel problem built from the engine, and the engine's attention output.
@@ -79,7 +81,19 @@ void save_engine_problems(const std::string& path, const std::vector<EngineProbl
 std::vector<EngineProblem> load_engine_problems(const std::string& path,
                                                 std::map<std::string, std::string>* metadata = nullptr);
 
-/// Relative Frobenius tolerance of kernel vs engine (same as tolerance_for; see engine_check.cpp).
+/// The kernel's own tolerance (tolerance_for: 1e-3 f16, 1e-2 bf16), for kernel vs reference on the
+/// same f16/bf16 inputs.
 double engine_tolerance(LatentDType dtype);
+
+/// Pass bound of kernel vs engine: engine_tolerance + the measured reference-vs-engine error (the
+/// triangle inequality; see engine_check.cpp for why the second term is not negligible).
+double engine_bound(LatentDType dtype, double err_ref_engine);
+
+/// Whether a checked layer passes (decode, and prefill when it ran); `device` false: always true.
+bool passes(const LayerCheck& c, bool device);
+
+/// Double reference of the prefill (every position t of every sequence attends to tokens 0 … t),
+/// [batch, n_tokens, n_heads, d_head]; the decode reference applied position by position.
+std::vector<double> reference_prefill(const HostProblem& pb, const std::vector<uint16_t>& q_seq, int32_t n_tokens);
 
 }  // namespace palu::cuda::testing

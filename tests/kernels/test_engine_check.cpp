@@ -106,14 +106,17 @@ TEST_P(EngineCheck, ProblemFromEngineCache_ReferenceMatchesEngine) {
     model::Transformer engine(src);
     EngineCheckOptions o = options_for(c);
     o.run_device = false;
+    o.prefill = true;
     const std::vector<LayerCheck> res = check_against_engine(engine, o);
     ASSERT_EQ(res.size(), 2u);
     for (const LayerCheck& r : res) {
         EXPECT_LE(r.err_ref_engine, engine_tolerance(c.dtype)) << "layer " << r.layer << " " << r.shape.describe();
+        EXPECT_LE(r.err_prefill_ref_engine, engine_tolerance(c.dtype)) << "prefill, layer " << r.layer;
+        EXPECT_GE(r.err_prefill_ref_engine, 0.0);
         EXPECT_EQ(r.shape.r_k % 32, 0);
         EXPECT_EQ(r.err_kernel_engine, -1.0);  // not run
-        std::printf("  layer %lld %s: ref vs engine %.2e\n", static_cast<long long>(r.layer), r.ranks.c_str(),
-                    r.err_ref_engine);
+        std::printf("  layer %lld %s: ref vs engine %.2e, prefill %.2e\n", static_cast<long long>(r.layer),
+                    r.ranks.c_str(), r.err_ref_engine, r.err_prefill_ref_engine);
     }
 }
 
@@ -129,10 +132,16 @@ TEST_P(EngineCheck, KernelAndPrefillMatchEngine) {
     const std::vector<LayerCheck> res = check_against_engine(engine, o);
     for (const LayerCheck& r : res) {
         const double tol = engine_tolerance(c.dtype);
-        EXPECT_LE(r.err_kernel_engine, tol) << "layer " << r.layer << " " << r.shape.describe();
-        EXPECT_LE(r.err_kernel_ref, tol) << "layer " << r.layer << " " << r.shape.describe();
-        EXPECT_LE(r.err_prefill_engine, tol) << "prefill, layer " << r.layer << " " << r.shape.describe();
+        const std::string what = strfmt("layer %lld %s", static_cast<long long>(r.layer), r.shape.describe().c_str());
+        EXPECT_LE(r.err_kernel_ref, tol) << what;
+        EXPECT_LE(r.err_kernel_engine, engine_bound(c.dtype, r.err_ref_engine)) << what;
+        EXPECT_LE(r.err_prefill_ref, tol) << "prefill, " << what;
+        EXPECT_LE(r.err_prefill_engine, engine_bound(c.dtype, r.err_prefill_ref_engine)) << "prefill, " << what;
         EXPECT_GE(r.err_prefill_engine, 0.0);
+        EXPECT_TRUE(passes(r, true)) << what;
+        std::printf("  %s: decode kernel-ref %.2e ref-engine %.2e kernel-engine %.2e; prefill %.2e %.2e %.2e\n",
+                    what.c_str(), r.err_kernel_ref, r.err_ref_engine, r.err_kernel_engine, r.err_prefill_ref,
+                    r.err_prefill_ref_engine, r.err_prefill_engine);
     }
 }
 
