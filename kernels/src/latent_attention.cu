@@ -9,7 +9,7 @@
 //     latent group and a contiguous token range. Their key up-projection rows B_k[g](j) stay in
 //     shared memory for the whole range; 64-token latent tiles stream through a 2- or 3-deep cp.async
 //     ring (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor cores
-//     (mma.sync m16n8k16, f32 accumulate), one (32 tokens × column chunk) unit per warp; RoPE and the
+//     (mma.sync m16n8k16, f32 accumulate) one (16 tokens × d_head) fragment per warp; RoPE and the
 //     q·k dot run on the accumulators in registers (the rotate-half pair (i, i+d/2) lands in the
 //     same lane), so the reconstructed keys never leave registers. Online softmax (base 2) and the
 //     P·h_v product in latent space follow; the block writes (max, sum, o_lat) partials.
@@ -73,7 +73,7 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
     L.q = off;
     off += align16(size_t(mq) * d * 4);
     L.s = off;
-    off += align16(size_t(d == 128 ? 4 : 2) * mq * TT * 4);  // partial scores of each column chunk
+    off += align16(2 * size_t(mq) * TT * 4);  // two column halves of partial scores
     L.f = off;
     off += align16(size_t(d / 2) * 4);
     L.o = off;  // P tile [16, TT + 8] in the latent dtype (A operand of the P·h_v mma)
@@ -357,6 +357,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
     }
 
     constexpr int NT = D / 8;   // n8 tiles per head
+    constexpr int NQ = NT / 4;  // n8 tiles per quarter: a column half = quarters (ch, ch + 2)
     constexpr int NW = kThreads / 32;
     constexpr int kMaxVTiles = 8;  // r_v <= 512: 64 n8 tiles over 8 warps
     const int n_vtiles = r_v / 8;
@@ -387,87 +388,73 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
             __syncthreads();
         }
 
-        // Scores: unit u = (32-token row block u % NSUB2, column chunk (u / NSUB2) % NCH, local KV head
-        // u / (NCH·NSUB2)), one warp each. Column chunk c holds n8 tiles [c·NQC, c·NQC+NQC) and their
-        // rotate-half partners [NT/2 + c·NQC, ...): the partner of column d (local tile i) is column
-        // d + D/2 (local tile i + NQC), same lane. Two 16-token sub-blocks share each B_k fragment
-        // (4 ldmatrix per 8 mma instead of 5 with one sub-block and a column half).
-        constexpr int NSUB = TT / 16, MS = 2, NSUB2 = NSUB / MS;
-        constexpr int NCH = D == 128 ? 4 : 2;  // column chunks (NQC n8 tiles + partners each)
-        constexpr int NQC = NT / 2 / NCH;      // 2 for both head sizes
-        static_assert(NQC % 2 == 0, "B fragments are loaded two n8 tiles at a time");
-        for (int u = warp; u < NCH * NSUB2 * sp; u += NW) {
-            const int sub2 = u % NSUB2, cq = (u / NSUB2) % NCH, jl = u / (NCH * NSUB2);
-            float acc[MS][2 * NQC][4];
+        // Scores: unit u = (16-token row block u % NSUB, column half (u / NSUB) % 2, local KV head
+        // u / (2·NSUB)), one warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
+        // rotate-half partner of column d (tile i) is column d + D/2 (tile i + NQ), same lane.
+        constexpr int NSUB = TT / 16;
+        for (int u = warp; u < 2 * NSUB * sp; u += NW) {
+            const int sub = u % NSUB, ch = (u / NSUB) & 1, jl = u / (2 * NSUB);
+            float acc[2 * NQ][4];
 #pragma unroll
-            for (int m = 0; m < MS; ++m)
-#pragma unroll
-                for (int i = 0; i < 2 * NQC; ++i) acc[m][i][0] = acc[m][i][1] = acc[m][i][2] = acc[m][i][3] = 0.0f;
-            const T* a_ptr = tk + (sub2 * MS * 16 + (lane & 15)) * pk + (lane >> 4) * 8;
+            for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+            const T* a_ptr = tk + (sub * 16 + (lane & 15)) * pk + (lane >> 4) * 8;
             const T* b_ptr = b_up + (jl * D + (lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
             for (int kk = 0; kk < r_k; kk += 16) {
-                uint32_t af[MS][4];
+                uint32_t af[4];
+                ldmatrix_x4(af, a_ptr + kk);
 #pragma unroll
-                for (int m = 0; m < MS; ++m) ldmatrix_x4(af[m], a_ptr + m * 16 * pk + kk);
-#pragma unroll
-                for (int pp = 0; pp < NQC; ++pp) {  // pairs of n8 tiles: local tiles 2pp, 2pp+1
+                for (int pp = 0; pp < NQ; ++pp) {  // pairs of n8 tiles: local tiles 2pp, 2pp+1
                     const int i0 = 2 * pp;
-                    const int nt0 = i0 < NQC ? cq * NQC + i0 : NT / 2 + cq * NQC + (i0 - NQC);
+                    const int nt0 = i0 < NQ ? ch * NQ + i0 : NT / 2 + ch * NQ + (i0 - NQ);
                     uint32_t bf[4];
                     ldmatrix_x4(bf, b_ptr + nt0 * 8 * pk + kk);
-#pragma unroll
-                    for (int m = 0; m < MS; ++m) {
-                        Ops<T>::mma(acc[m][i0], af[m], bf[0], bf[1]);
-                        Ops<T>::mma(acc[m][i0 + 1], af[m], bf[2], bf[3]);
-                    }
+                    Ops<T>::mma(acc[i0], af, bf[0], bf[1]);
+                    Ops<T>::mma(acc[i0 + 1], af, bf[2], bf[3]);
                 }
             }
-            float* sdst = ss + cq * mq * TT;
+            // RoPE on the rebuilt keys, in registers.
+            const int r0 = sub * 16 + (lane >> 2);
+            const int pos0 = kp0 + t0 + r0;
 #pragma unroll
-            for (int m = 0; m < MS; ++m) {
-                // RoPE on the rebuilt keys, in registers.
-                const int r0 = (sub2 * MS + m) * 16 + (lane >> 2);
-                const int pos0 = kp0 + t0 + r0;
+            for (int i = 0; i < NQ; ++i) {
 #pragma unroll
-                for (int i = 0; i < NQC; ++i) {
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const int fi = (cq * NQC + i) * 8 + 2 * (lane & 3) + e;
-                        float sn, cs;
-                        rope_sincos(pos0, fs[fi], &sn, &cs);
-                        float k0 = acc[m][i][e], k1 = acc[m][i + NQC][e];
-                        acc[m][i][e] = k0 * cs - k1 * sn;
-                        acc[m][i + NQC][e] = k1 * cs + k0 * sn;
-                        // row r0 + 8: angle + 8·f by one complex rotation (positions are contiguous)
-                        const float2 r8 = c8s[fi];
-                        const float cs1 = cs * r8.x - sn * r8.y;
-                        sn = sn * r8.x + cs * r8.y;
-                        cs = cs1;
-                        k0 = acc[m][i][2 + e];
-                        k1 = acc[m][i + NQC][2 + e];
-                        acc[m][i][2 + e] = k0 * cs - k1 * sn;
-                        acc[m][i + NQC][2 + e] = k1 * cs + k0 * sn;
-                    }
+                for (int e = 0; e < 2; ++e) {
+                    const int fi = (ch * NQ + i) * 8 + 2 * (lane & 3) + e;
+                    float sn, cs;
+                    rope_sincos(pos0, fs[fi], &sn, &cs);
+                    float k0 = acc[i][e], k1 = acc[i + NQ][e];
+                    acc[i][e] = k0 * cs - k1 * sn;
+                    acc[i + NQ][e] = k1 * cs + k0 * sn;
+                    // row r0 + 8: angle + 8·f by one complex rotation (positions are contiguous)
+                    const float2 r8 = c8s[fi];
+                    const float cs1 = cs * r8.x - sn * r8.y;
+                    sn = sn * r8.x + cs * r8.y;
+                    cs = cs1;
+                    k0 = acc[i][2 + e];
+                    k1 = acc[i + NQ][2 + e];
+                    acc[i][2 + e] = k0 * cs - k1 * sn;
+                    acc[i + NQ][2 + e] = k1 * cs + k0 * sn;
                 }
-                for (int hr = 0; hr < n_rep; ++hr) {
-                    const int hl = jl * n_rep + hr;
-                    const float* qh = qs + hl * D + 2 * (lane & 3);
-                    float s0 = 0.0f, s1 = 0.0f;
+            }
+            float* sdst = ss + ch * mq * TT;
+            for (int hr = 0; hr < n_rep; ++hr) {
+                const int hl = jl * n_rep + hr;
+                const float* qh = qs + hl * D + 2 * (lane & 3);
+                float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
-                    for (int i = 0; i < 2 * NQC; ++i) {
-                        const int nt = i < NQC ? cq * NQC + i : NT / 2 + cq * NQC + (i - NQC);
-                        const float2 qv = *reinterpret_cast<const float2*>(qh + nt * 8);
-                        s0 = fmaf(qv.x, acc[m][i][0], fmaf(qv.y, acc[m][i][1], s0));
-                        s1 = fmaf(qv.x, acc[m][i][2], fmaf(qv.y, acc[m][i][3], s1));
-                    }
-                    s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-                    s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-                    s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-                    s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
-                    if ((lane & 3) == 0) {
-                        sdst[hl * TT + r0] = s0;
-                        sdst[hl * TT + r0 + 8] = s1;
-                    }
+                for (int i = 0; i < 2 * NQ; ++i) {
+                    const int nt = i < NQ ? ch * NQ + i : NT / 2 + ch * NQ + (i - NQ);
+                    const float2 qv = *reinterpret_cast<const float2*>(qh + nt * 8);
+                    s0 = fmaf(qv.x, acc[i][0], fmaf(qv.y, acc[i][1], s0));
+                    s1 = fmaf(qv.x, acc[i][2], fmaf(qv.y, acc[i][3], s1));
+                }
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+                if ((lane & 3) == 0) {
+                    sdst[hl * TT + r0] = s0;
+                    sdst[hl * TT + r0 + 8] = s1;
                 }
             }
         }
@@ -476,18 +463,15 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         // Online softmax (base 2; scores already carry log2(e)); the warp of head hl also rescales
         // its latent accumulator by alpha = 2^(m_old − m_new).
         for (int hl = warp; hl < mq; hl += NW) {
-            constexpr int NCH = D == 128 ? 4 : 2;
-            const float* srow = ss + hl * TT;
+            float* srow = ss + hl * TT;
+            const float* srow1 = ss + (mq + hl) * TT;
             constexpr int PL = TT / 32;  // scores per lane
             float v[PL];
             float mx = -INFINITY;
 #pragma unroll
             for (int k = 0; k < PL; ++k) {
                 const int t = lane + 32 * k;
-                float sc = 0.0f;
-#pragma unroll
-                for (int c = 0; c < NCH; ++c) sc += srow[c * mq * TT + t];
-                v[k] = t < n_valid ? sc : -INFINITY;
+                v[k] = t < n_valid ? srow[t] + srow1[t] : -INFINITY;
                 mx = fmaxf(mx, v[k]);
             }
 #pragma unroll
