@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Kernel validation on the GPU machine from prebuilt binaries in $1, logs to $2: synthetic GoogleTest
+# cases, the engine check on saved real-checkpoint problems (problems.tar.xz, written on the dev
+# machine by palu-kernels-check --checkpoint ... --save-problems), the synthetic grid, and an A/B
+# timing of palu-kernels-bench-v6 (previous build) against palu-kernels-bench. $1 also holds
+# libcudart.so.13 and syslibs.tar.xz (OpenBLAS/LAPACKE, SentencePiece, PCRE2 of the dev machine,
+# which the CPU engine inside the binaries needs). Recipe: docs/kernels.md, "Against the CPU engine".
+#   MODE=gtest|problems|quick|full|bench|ab (space-separated list; default "gtest problems")
+set -o pipefail
+bin=$1; out=$2; shift 2
+# System libraries of the build machine (OpenBLAS/LAPACKE for the CPU engine, SentencePiece, PCRE2),
+# carried compressed: unpacked beside the binaries' private library folder.
+mkdir -p /tmp/kwork-lib && tar xJf "$bin/syslibs.tar.xz" -C /tmp/kwork-lib
+cb=$(ldconfig -p | awk '/libcublas\.so\.13 /{print $NF; exit}')
+[[ -z $cb ]] && cb=$(find /usr/local /opt -name 'libcublas.so.13' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH=$PWD/$bin:/tmp/kwork-lib:$(dirname "${cb:-/usr/local/cuda/lib64/x}"):$LD_LIBRARY_PATH PYTHONUNBUFFERED=1
+echo "cublas: ${cb:-not found}"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
+for m in ${MODE:-gtest problems}; do
+  case $m in
+    gtest) "$bin/palu_test_kernels" 2>&1 | tee "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran|Failure|Expected|Which is|rel" | head -60 ;;
+    problems) mkdir -p /tmp/kwork-prob && tar xJf "$bin/problems.tar.xz" -C /tmp/kwork-prob
+      for f in /tmp/kwork-prob/problems_*.safetensors; do
+        echo "== $(basename "$f")" | tee -a "$out/engine.md"
+        "$bin/palu-kernels-check" --problems "$f" 2>&1 | tee -a "$out/engine.md" | grep -E "FAIL|failed|^E "; done ;;
+    full) "$bin/palu-kernels-check" 2>&1 | tee "$out/check_full.md" | grep -vE "\| ok \|" | tail -8 ;;
+    quick) "$bin/palu-kernels-check" --quick 2>&1 | tee "$out/check_quick.md" | grep -vE "\| ok \|" | tail -20 ;;
+    bench) "$bin/palu-kernels-bench" "$@" 2>&1 | tee "$out/bench.jsonl" | tail -40 ;;
+    ab) for r in 1 2; do
+          "$bin/palu-kernels-bench-v6" "$@" > "$out/old$r.jsonl" 2>&1
+          "$bin/palu-kernels-bench" "$@" > "$out/new$r.jsonl" 2>&1
+        done
+        python3 "$bin/ab_table.py" "$out"/old1.jsonl "$out"/new1.jsonl "$out"/old2.jsonl "$out"/new2.jsonl | tee "$out/ab.md"
+        for r in old1 new1 old2 new2; do sed "s/^/$r /" "$out/$r.jsonl"; rm "$out/$r.jsonl"; done > "$out/ab_raw.txt" ;;
+  esac
+done
