@@ -203,13 +203,14 @@ __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uin
     }
 }
 
-// Packed stage → padded T tile: x = (code − zero) · scale, 8 codes per work item.
+// Packed stage → padded T tile: x = code − zero, 8 codes per work item. These small integers are
+// exact in f16 and bf16; the per-token scale is applied afterwards (to the key's score, and folded
+// into P for the values), so dequantization adds no rounding (v8).
 template <typename T>
 __device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid,
                                     int TT) {
     const int64_t rb = row_bytes(r, bits);
     const size_t codes = align16(size_t(TT) * rb);
-    const __half* sc = reinterpret_cast<const __half*>(stage + codes);
     const __half* zr = reinterpret_cast<const __half*>(stage + codes + TT * 2);
     const int groups = r / 8;
     const size_t pitch = size_t(r + 8) * 2;
@@ -219,16 +220,16 @@ __device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_v
         const uint8_t* p = stage + row * rb;
         uint4 outv;
         if (bits == 4 && Ops<T>::kIsHalf) {
-            // f16 fast path: 0x6400 | c is the half 1024 + c; (c − z) · s then rounds once, as the
-            // float formula does. Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
+            // f16 fast path: 0x6400 | c is the half 1024 + c; (1024 + c) − 1024 − z is exact.
+            // Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
             const uint32_t w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-            const __half2 zz = __half2half2(zr[row]), s2 = __half2half2(sc[row]);
+            const __half2 zz = __half2half2(zr[row]);
             const __half2 k1024 = __float2half2_rn(1024.0f);
             uint32_t h[4];
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 uint32_t v = ((w >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
-                __half2 x = __hmul2(__hsub2(__hsub2(*reinterpret_cast<__half2*>(&v), k1024), zz), s2);
+                __half2 x = __hsub2(__hsub2(*reinterpret_cast<__half2*>(&v), k1024), zz);
                 h[i] = *reinterpret_cast<uint32_t*>(&x);
             }
             // h[i] = (x_i, x_{i+4}); output order x0 x1 | x2 x3 | x4 x5 | x6 x7
@@ -246,15 +247,14 @@ __device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_v
                 const uint8_t* q = p + grp * 3;
                 w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
             }
-            const float s = __half2float(sc[row]);
             const float z = __half2float(zr[row]);
             const uint32_t mask = (1u << bits) - 1u;
             uint32_t o[4];
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 // 0x4B000000 | c is the float 2^23 + c: an exact int → float without the slow I2F.
-                const float x0 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i))) & mask)) - 8388608.0f - z) * s;
-                const float x1 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i + 1))) & mask)) - 8388608.0f - z) * s;
+                const float x0 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i))) & mask)) - 8388608.0f - z);
+                const float x1 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i + 1))) & mask)) - 8388608.0f - z);
                 o[i] = Ops<T>::pack2(x0, x1);
             }
             outv = make_uint4(o[0], o[1], o[2], o[3]);
@@ -382,6 +382,14 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         }
         const T* tk = reinterpret_cast<const T*>(smem + L.k_tile(buf));
         const T* tv = reinterpret_cast<const T*>(smem + L.v_tile(buf));
+        // Per-token scales of quantized tiles (the tile holds code − zero): key scales multiply the
+        // scores, value scales fold into P. Rows >= n_valid hold stale scales and are masked.
+        const __half* k_sc = a.bits_k == 16 ? nullptr
+                                            : reinterpret_cast<const __half*>(smem + L.k_stage(buf) +
+                                                                              align16(size_t(TT) * row_bytes(r_k, a.bits_k)));
+        const __half* v_sc = a.bits_v == 16 ? nullptr
+                                            : reinterpret_cast<const __half*>(smem + L.v_stage(buf) +
+                                                                              align16(size_t(TT) * row_bytes(r_v, a.bits_v)));
         if (n_valid < TT) {
             uint32_t* vz = reinterpret_cast<uint32_t*>(smem + L.v_tile(buf));
             for (int i = tid; i < (TT - n_valid) * (pv / 2); i += kThreads) vz[n_valid * (pv / 2) + i] = 0u;
@@ -452,6 +460,10 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
                 s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
                 s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
                 s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+                if (k_sc) {
+                    s0 *= __half2float(k_sc[r0]);
+                    s1 *= __half2float(k_sc[r0 + 8]);
+                }
                 if ((lane & 3) == 0) {
                     sdst[hl * TT + r0] = s0;
                     sdst[hl * TT + r0 + 8] = s1;
@@ -483,7 +495,9 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
             for (int k = 0; k < PL; ++k) {
                 const float pk_ = exp2f(v[k] - m_new);
                 sum += pk_;
-                ps[hl * PP + lane + 32 * k] = Ops<T>::from_f(pk_);
+                const int t = lane + 32 * k;
+                const float pv_ = v_sc ? (t < n_valid ? pk_ * __half2float(v_sc[t]) : 0.0f) : pk_;
+                ps[hl * PP + t] = Ops<T>::from_f(pv_);
             }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
