@@ -81,6 +81,8 @@ TEST(Sweep, SmallGridOnStories260K_Data) {
         EXPECT_NEAR(full16->ppl, res.ppl_original, 1e-3 * res.ppl_original) << m;
         EXPECT_EQ(full16->kv_bytes_formula, full16->kv_bytes_original);
     }
+    EXPECT_EQ(find_row(res.rows, "fisher_uniform", 1.0, "16")->same_plan_as, "uniform");
+    EXPECT_EQ(find_row(res.rows, "fisher_uniform", 0.3, "16")->same_plan_as, "");
     const SweepRow* r07 = find_row(res.rows, "fisher_uniform", 0.7, "16");
     const SweepRow* r03 = find_row(res.rows, "fisher_uniform", 0.3, "16");
     ASSERT_TRUE(r07 && r03);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -189,7 +190,8 @@ json to_json(const SweepRow& r) {
                 {"ppl", r.ppl},
                 {"nll", r.nll},
                 {"compression_s", r.original ? json(nullptr) : json(r.compression_s)},
-                {"eval_s", r.eval_s}};
+                {"eval_s", r.eval_s},
+                {"same_ranks_as", r.same_plan_as.empty() ? json(nullptr) : json(r.same_plan_as)}};
 }
 
 std::string sweep_markdown(const SweepResult& res, const SweepParams& p) {
@@ -217,7 +219,10 @@ std::string sweep_markdown(const SweepResult& res, const SweepParams& p) {
                     r.achieved_ratio, latents.c_str(), static_cast<long long>(r.kv_bytes_formula),
                     static_cast<double>(r.kv_bytes_original) /
                         static_cast<double>(std::max<int64_t>(r.kv_bytes_formula, 1)),
-                    r.ppl, dppl, r.original ? "–" : strfmt("%.3f", r.compression_s).c_str());
+                    r.ppl, dppl, r.original ? "–"
+                    : r.same_plan_as.empty()
+                        ? strfmt("%.3f", r.compression_s).c_str()
+                        : strfmt("%.3f (ranks = %s)", r.compression_s, r.same_plan_as.c_str()).c_str());
     }
     return s;
 }
@@ -338,6 +343,7 @@ SweepResult run_sweep(const SweepParams& p) {
                                                   p.ratios.size() * p.latents.size());
     Progress progress("sweep", "row", n_points, /*min_interval_s=*/0.0);
     int64_t n_done = 0;
+    std::map<std::string, std::vector<SweepRow>> measured;  // plan → its rows
     for (size_t mi = 0; mi < methods.size(); ++mi)
         for (int64_t g : group_sizes)
             for (double ratio : p.ratios) {
@@ -352,6 +358,30 @@ SweepResult run_sweep(const SweepParams& p) {
                                ? &fisher.at(g)
                                : nullptr,
                     rp);
+                const double t_search = seconds_since(t0);
+                // Methods that allocate the same ranks (every method at ratio 1.0) give the same
+                // factors: their rows are measured once and repeated with this method's name.
+                const std::string plan_key =
+                    std::to_string(g) + compress::rank_plan_to_json(plan)["layers"].dump();
+                const auto same = measured.find(plan_key);
+                if (same != measured.end()) {
+                    for (SweepRow row : same->second) {
+                        row.method = compress::rank_search_method_name(methods[mi]);
+                        row.target_ratio = ratio;
+                        row.same_plan_as = same->second.front().method;
+                        row.compression_s = t_search;
+                        emit(row);
+                        ++n_done;
+                        if (p.progress)
+                            progress.update(n_done, strfmt("%s s=%lld ratio %.2f %s: same ranks as "
+                                                           "%s",
+                                                           row.method.c_str(),
+                                                           static_cast<long long>(g), ratio,
+                                                           row.latent.label().c_str(),
+                                                           row.same_plan_as.c_str()));
+                    }
+                    continue;
+                }
                 DecomposeOptions dopt;
                 dopt.method = compress::DecomposeMethod::Whitened;
                 dopt.progress = false;
@@ -369,12 +399,19 @@ SweepResult run_sweep(const SweepParams& p) {
                     }
                     t_hadamard = seconds_since(th);
                 }
+                // One engine per factor set; the latent format only changes the cache factory.
+                const CompressedOverlay overlay(*src, layers), overlay_h(*src, layers_h);
+                std::unique_ptr<model::Transformer> engine, engine_h;
+                std::vector<SweepRow>& point_rows = measured[plan_key];
                 for (const LatentSetting& lat : p.latents) {
-                    const CompressedOverlay overlay(*src, lat.hadamard ? layers_h : layers);
-                    model::Transformer engine(overlay, model::Residency::Resident);
-                    engine.set_threads(p.n_threads);
-                    configure_latent_cache(engine, overlay, lat.bits);
-                    const auto r = model::compute_perplexity(engine, tokens, p.eval_seqlen,
+                    const CompressedOverlay& ov = lat.hadamard ? overlay_h : overlay;
+                    std::unique_ptr<model::Transformer>& e = lat.hadamard ? engine_h : engine;
+                    if (!e) {
+                        e = std::make_unique<model::Transformer>(ov, model::Residency::Resident);
+                        e->set_threads(p.n_threads);
+                    }
+                    configure_latent_cache(*e, ov, lat.bits);
+                    const auto r = model::compute_perplexity(*e, tokens, p.eval_seqlen,
                                                              p.eval_max_windows, /*n_batch=*/1);
                     compress::LatentQuantSpec q;
                     q.bits = lat.bits >= 16 ? 16 : lat.bits;
@@ -399,6 +436,7 @@ SweepResult run_sweep(const SweepParams& p) {
                     row.compression_s = t_compress + (lat.hadamard ? t_hadamard : 0.0);
                     row.eval_s = r.seconds;
                     emit(row);
+                    point_rows.push_back(row);
                     ++n_done;
                     if (p.progress)
                         progress.update(

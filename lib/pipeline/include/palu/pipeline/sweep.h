@@ -68,6 +68,10 @@ struct SweepRow {
     double nll = 0.0;
     double compression_s = 0.0;              ///< rank search + decomposition (+ Hadamard fusion)
     double eval_s = 0.0;
+    /// Set when an earlier method of the grid allocated exactly the same ranks (e.g. every
+    /// method at ratio 1.0): ppl and bytes are that method's (same factors), not re-measured;
+    /// compression_s is this method's rank search only.
+    std::string same_plan_as;
 };
 
 struct SweepResult {
