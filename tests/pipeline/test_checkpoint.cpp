@@ -593,9 +593,14 @@ TEST(Checkpoint, NonEmptyOutDir_RefusedUnlessOverwrite) {
     EXPECT_FALSE(fs::exists(out / "stale.txt"));  // replaced, not merged
     EXPECT_EQ(listing(t.root), (std::vector<std::string>{"out", "src"}));
 
-    // Writing over the source directory itself is refused even with --overwrite.
+    // Writing over the source directory, or a directory holding it, is refused even with
+    // --overwrite.
     EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root / "src", ow),
                  UsageError);
+    const std::string m2 = error_of<UsageError>(
+        [&] { pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root, ow); });
+    EXPECT_NE(m2.find("contains the source model"), std::string::npos) << m2;
+    EXPECT_TRUE(fs::exists(t.root / "src/config.json"));
     // A compressed checkpoint is not compressed again.
     auto c = formats::open_model(out);
     EXPECT_THROW(pipeline::write_compressed_checkpoint(*c, t.layers, {}, t.root / "again"),

@@ -9,8 +9,10 @@
 // only when complete; the staging directory is removed on any error (StagingDir below).
 #include "palu/pipeline/checkpoint.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -138,11 +140,15 @@ public:
             PALU_CHECK(fs::is_directory(final_, ec), UsageError,
                        "%s: %s exists and is not a directory; hint: choose another --out", stage,
                        where.c_str());
-            PALU_CHECK(!(fs::exists(source_dir, ec) && fs::equivalent(final_, source_dir, ec)),
-                       UsageError,
-                       "%s: %s is the source model's directory: expected a new directory; hint: "
+            // Replacing out_dir must never delete the model being read (its directory or one
+            // above it).
+            const fs::path rel = fs::weakly_canonical(source_dir, ec)
+                                     .lexically_relative(fs::weakly_canonical(final_, ec));
+            const bool holds_source = !source_dir.empty() && !rel.empty() && *rel.begin() != "..";
+            PALU_CHECK(!holds_source, UsageError,
+                       "%s: %s contains the source model (%s): expected a new directory; hint: "
                        "choose another --out",
-                       stage, where.c_str());
+                       stage, where.c_str(), source_dir.string().c_str());
             PALU_CHECK(overwrite || fs::is_empty(final_, ec), UsageError,
                        "%s: %s exists and is not empty; hint: pass --overwrite to replace it or "
                        "choose another --out",
@@ -211,12 +217,20 @@ private:
     bool committed_ = false;
 };
 
+// Written and fsync'ed before the directory rename, like the safetensors files.
 void write_text_file(const fs::path& path, const std::string& text, const char* stage) {
-    std::ofstream f(path, std::ios::binary);
-    f << text;
-    f.close();
-    PALU_CHECK(f.good(), IoError, "%s: cannot write %s; hint: choose another --out", stage,
-               path.string().c_str());
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool ok = fd >= 0;
+    size_t done = 0;
+    while (ok && done < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        ok = n > 0;
+        if (ok) done += static_cast<size_t>(n);
+    }
+    ok = ok && ::fsync(fd) == 0;
+    if (fd >= 0) ok = ::close(fd) == 0 && ok;
+    PALU_CHECK(ok, IoError, "%s: cannot write %s: %s; hint: choose another --out", stage,
+               path.string().c_str(), std::strerror(errno));
 }
 
 void copy_file_into(const fs::path& src, const fs::path& dir, const char* stage) {
