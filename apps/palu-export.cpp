@@ -5,10 +5,12 @@
 #include "palu/pipeline/checkpoint.h"
 
 int main(int argc, char** argv) {
-    CLI::App app{"palu-export: exports a compressed palu checkpoint. --to dense writes an ordinary "
-                 "HF checkpoint (k_proj/v_proj = U·VT per head group, f64 products) that "
-                 "transformers loads as the base model; every other tensor and the tokenizer are "
-                 "copied unchanged.", "palu-export"};
+    CLI::App app{
+        "palu-export: exports a compressed palu checkpoint. --to dense writes an ordinary "
+        "HF checkpoint (k_proj/v_proj = U·VT per head group, f64 products) that "
+        "transformers loads as the base model; every other tensor and the tokenizer are "
+        "copied unchanged.",
+        "palu-export"};
     palu::cli::CommonOptions common;
     palu::pipeline::ExportParams p;
     app.add_option("--model,-m", p.model_path, "Compressed checkpoint directory")->required();

@@ -9,7 +9,10 @@ palu_cli_test(export.dense_stories260k 0 "kv heads 4, d_head 8" "wrote .*dense F
               COMMAND bash -c "${make_c} @DATA@/models/stories260K/hf @TMP@/c 2 8 2>/dev/null && ${export} --model @TMP@/c --to dense --out @TMP@/d && test -f @TMP@/d/tok512.bin && $<TARGET_FILE:palu-inspect> @TMP@/d")
 palu_cli_test(export.dense_nonempty_out 2 "-" "^E export: .*exists and is not empty; hint: pass --overwrite"
               NEEDS models/stories260K/hf
-              COMMAND bash -c "${make_c} @DATA@/models/stories260K/hf @TMP@/c 4 6 2>/dev/null && ${export} --model @TMP@/c --out @TMP@")
+              COMMAND bash -c "${make_c} @DATA@/models/stories260K/hf @TMP@/c 4 6 2>/dev/null && mkdir @TMP@/d && touch @TMP@/d/x && ${export} --model @TMP@/c --out @TMP@/d")
+palu_cli_test(export.dense_over_source 2 "-" "^E export: .*contains the source model"
+              NEEDS models/stories260K/hf
+              COMMAND bash -c "${make_c} @DATA@/models/stories260K/hf @TMP@/c 4 6 2>/dev/null && ${export} --model @TMP@/c --out @TMP@ --overwrite")
 palu_cli_test(export.uncompressed_model 2 "-" "^E export: .*is not a compressed palu checkpoint"
               NEEDS models/stories260K/hf
               COMMAND ${export} --model @DATA@/models/stories260K/hf --to dense --out @TMP@/d)

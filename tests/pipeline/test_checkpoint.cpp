@@ -164,10 +164,10 @@ TEST(ConfigJsonFor, RoundTripsStories260K_Data) {
     EXPECT_EQ(j["hidden_act"], "silu");
     EXPECT_EQ(j["torch_dtype"], "float32");
     EXPECT_TRUE(j["rope_scaling"].is_null());
-    for (const char* k : {"hidden_size", "intermediate_size", "num_hidden_layers",
-                          "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
-                          "max_position_embeddings", "rms_norm_eps", "rope_theta",
-                          "tie_word_embeddings", "bos_token_id", "eos_token_id"})
+    for (const char* k :
+         {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+          "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings",
+          "rms_norm_eps", "rope_theta", "tie_word_embeddings", "bos_token_id", "eos_token_id"})
         EXPECT_TRUE(j.contains(k)) << k;
 }
 
@@ -249,8 +249,8 @@ TEST(Checkpoint, Stories260K_LayoutConfigCopiesFactorsTokenizer_Data) {
     const json block = {{"group_size", 2}, {"decompose", "plain"}};
     pipeline::write_compressed_checkpoint(*src, layers, block, out);
 
-    EXPECT_EQ(listing(out), (std::vector<std::string>{"config.json", "model.safetensors",
-                                                      "tok512.bin"}));
+    EXPECT_EQ(listing(out),
+              (std::vector<std::string>{"config.json", "model.safetensors", "tok512.bin"}));
     EXPECT_EQ(listing(root), std::vector<std::string>{"stories-palu"});  // no staging left
 
     // config.json: the source's keys, the reference's palu keys, the palu block.
@@ -312,8 +312,8 @@ TEST(Checkpoint, Stories260K_LayoutConfigCopiesFactorsTokenizer_Data) {
     const fs::path dense = root / "dense";
     auto compressed = formats::open_model(out);
     pipeline::export_dense(*compressed, dense);
-    EXPECT_EQ(listing(dense), (std::vector<std::string>{"config.json", "model.safetensors",
-                                                        "tok512.bin"}));
+    EXPECT_EQ(listing(dense),
+              (std::vector<std::string>{"config.json", "model.safetensors", "tok512.bin"}));
     auto dsrc = formats::open_model(dense);
     EXPECT_FALSE(pipeline::is_compressed_checkpoint(*dsrc));
     const auto dcfg = formats::read_hf_config(dense / "config.json");
@@ -346,8 +346,7 @@ TEST(Checkpoint, Stories260K_LayoutConfigCopiesFactorsTokenizer_Data) {
         pipeline::export_dense(*src, root / "dense2");
         FAIL() << "expected UsageError";
     } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("not a compressed palu checkpoint"),
-                  std::string::npos)
+        EXPECT_NE(std::string(e.what()).find("not a compressed palu checkpoint"), std::string::npos)
             << e.what();
     }
     EXPECT_FALSE(fs::exists(root / "dense2"));
@@ -360,15 +359,16 @@ TEST(Checkpoint, Stories260KLlama2cBin_F32CopiesAndGeneratedConfig_Data) {
     const fs::path out = make_temp_dir("ckpt_l2c") / "out";
     RemoveAtExit cleanup{out.parent_path()};
     pipeline::write_compressed_checkpoint(*src, layers, json::object(), out);
-    EXPECT_EQ(listing(out), (std::vector<std::string>{"config.json", "model.safetensors",
-                                                      "tok512.bin"}));
+    EXPECT_EQ(listing(out),
+              (std::vector<std::string>{"config.json", "model.safetensors", "tok512.bin"}));
     const auto cfg = formats::read_hf_config(out / "config.json");
     EXPECT_EQ(cfg.model_type, "palullama");
     EXPECT_EQ(cfg.raw["torch_dtype"], "float32");
     expect_same_config(cfg.model, src->config());
     auto o = formats::open_model(out);
     for (const auto& t : src->tensors()) {
-        if (t.name.find("k_proj") != std::string::npos || t.name.find("v_proj") != std::string::npos)
+        if (t.name.find("k_proj") != std::string::npos ||
+            t.name.find("v_proj") != std::string::npos)
             continue;
         const Tensor a = src->load_f32(t.name);
         expect_tensor_equals(*o, t.name, a.data(), a.numel());
@@ -525,9 +525,9 @@ TEST(Checkpoint, BadFactors_UsageErrorNamingLayer_NothingWritten) {
         [&] { pipeline::write_compressed_checkpoint(*t.src, bad, json::object(), out); });
     EXPECT_NE(msg.find("layer 0 k_proj factors: the source has no k_proj bias"), std::string::npos)
         << msg;
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers,
-                                                       json{{"format_version", 2}}, out),
-                 UsageError);
+    EXPECT_THROW(
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, json{{"format_version", 2}}, out),
+        UsageError);
     pipeline::CheckpointWriteOptions o;
     o.factor_dtype = "q4";
     EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, out, o), UsageError);
@@ -562,9 +562,8 @@ TEST(Checkpoint, FailureMidWrite_OutDirUntouchedAndStagingRemoved) {
     big[0].v.u[1](0, 0) = 1e6f;
     pipeline::CheckpointWriteOptions f16;
     f16.factor_dtype = "f16";
-    const std::string m2 = error_of<NumericalError>([&] {
-        pipeline::write_compressed_checkpoint(*t.src, big, {}, t.root / "out16", f16);
-    });
+    const std::string m2 = error_of<NumericalError>(
+        [&] { pipeline::write_compressed_checkpoint(*t.src, big, {}, t.root / "out16", f16); });
     EXPECT_NE(m2.find("overflows F16; hint: store it as f32"), std::string::npos) << m2;
     EXPECT_FALSE(fs::exists(t.root / "out16"));
 }
@@ -588,14 +587,18 @@ TEST(Checkpoint, NonEmptyOutDir_RefusedUnlessOverwrite) {
     pipeline::write_compressed_checkpoint(*t.src, other, json{{"run", 2}}, out, ow);
     const auto cfg = formats::read_hf_config(out / "config.json");
     EXPECT_EQ(cfg.raw["palu"]["run"], 2);
-    EXPECT_EQ(cfg.raw["head_wise_ranks"]["model.layers.0.self_attn.k_proj"],
-              json::array({5}));
+    EXPECT_EQ(cfg.raw["head_wise_ranks"]["model.layers.0.self_attn.k_proj"], json::array({5}));
     EXPECT_FALSE(fs::exists(out / "stale.txt"));  // replaced, not merged
     EXPECT_EQ(listing(t.root), (std::vector<std::string>{"out", "src"}));
 
-    // Writing over the source directory itself is refused even with --overwrite.
+    // Writing over the source directory, or a directory holding it, is refused even with
+    // --overwrite.
     EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root / "src", ow),
                  UsageError);
+    const std::string m2 = error_of<UsageError>(
+        [&] { pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root, ow); });
+    EXPECT_NE(m2.find("contains the source model"), std::string::npos) << m2;
+    EXPECT_TRUE(fs::exists(t.root / "src/config.json"));
     // A compressed checkpoint is not compressed again.
     auto c = formats::open_model(out);
     EXPECT_THROW(pipeline::write_compressed_checkpoint(*c, t.layers, {}, t.root / "again"),
@@ -639,9 +642,11 @@ fs::path write_tiny_gguf(const fs::path& path) {
     const int64_t d = 32, n_heads = 4, n_kv = 2, d_head = 8, d_ff = 64;
     std::vector<std::string> tokens;
     for (char ch = 33; ch < 127; ++ch) tokens.emplace_back(1, ch);
-    tokens.push_back("\xC4\xA0");        // Ġ
+    tokens.push_back("\xC4\xA0");  // Ġ
     tokens.push_back("ab");
-    tokens.push_back("\xC4\xA0" "a");
+    tokens.push_back(
+        "\xC4\xA0"
+        "a");
     const int64_t n_vocab = static_cast<int64_t>(tokens.size());
     GgufWriter w;
     w.set("general.architecture", gguf_str("llama"));
@@ -691,8 +696,8 @@ TEST(Checkpoint, TinyGguf_F32CopiesGeneratedConfigAndTokenizerGguf) {
     auto src = formats::open_model(gguf);
     const auto layers = make_factors(*src, 1, 5);
     pipeline::write_compressed_checkpoint(*src, layers, json::object(), root / "out");
-    EXPECT_EQ(listing(root / "out"), (std::vector<std::string>{"config.json", "model.safetensors",
-                                                               "tokenizer.gguf"}));
+    EXPECT_EQ(listing(root / "out"),
+              (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.gguf"}));
     const auto cfg = formats::read_hf_config(root / "out/config.json");
     EXPECT_EQ(cfg.model_type, "palullama");
     EXPECT_EQ(cfg.raw["torch_dtype"], "float32");
@@ -701,9 +706,11 @@ TEST(Checkpoint, TinyGguf_F32CopiesGeneratedConfigAndTokenizerGguf) {
     const auto ck = formats::SafetensorsCheckpoint::open(root / "out");
     size_t n = 0;
     for (const auto& t : src->tensors()) {
-        if (t.name.find("k_proj") != std::string::npos || t.name.find("v_proj") != std::string::npos)
+        if (t.name.find("k_proj") != std::string::npos ||
+            t.name.find("v_proj") != std::string::npos)
             continue;
-        EXPECT_EQ(ck.at(t.name).info->dtype, DType::F32) << t.name;  // dequantized, as the engine sees it
+        EXPECT_EQ(ck.at(t.name).info->dtype, DType::F32)
+            << t.name;  // dequantized, as the engine sees it
         const Tensor a = src->load_f32(t.name);
         expect_tensor_equals(*o, t.name, a.data(), a.numel());
         ++n;
@@ -715,8 +722,7 @@ TEST(Checkpoint, TinyGguf_F32CopiesGeneratedConfigAndTokenizerGguf) {
     auto g = formats::GgufFile::open(root / "out/tokenizer.gguf");
     EXPECT_TRUE(g->tensor_infos().empty());
     EXPECT_EQ(g->keys(), (std::vector<std::string>{"general.architecture", "tokenizer.ggml.model",
-                                                   "tokenizer.ggml.tokens",
-                                                   "tokenizer.ggml.merges",
+                                                   "tokenizer.ggml.tokens", "tokenizer.ggml.merges",
                                                    "tokenizer.ggml.bos_token_id",
                                                    "tokenizer.ggml.eos_token_id"}));
     auto tok_src = calib::find_tokenizer_for_model(gguf, src->config().n_vocab);
@@ -743,8 +749,8 @@ TEST(Checkpoint, SmolLM2Gguf_F32CopiesAndTokenizerGguf_Slow) {
     const fs::path root = make_temp_dir("ckpt_smol");
     RemoveAtExit cleanup{root};
     pipeline::write_compressed_checkpoint(*src, layers, json{{"group_size", 3}}, root / "out");
-    EXPECT_EQ(listing(root / "out"), (std::vector<std::string>{"config.json", "model.safetensors",
-                                                               "tokenizer.gguf"}));
+    EXPECT_EQ(listing(root / "out"),
+              (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.gguf"}));
     auto o = formats::open_model(root / "out");
     expect_same_config(o->config(), src->config());
     for (const char* n : {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",

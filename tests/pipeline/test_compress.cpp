@@ -16,7 +16,9 @@
 
 #include "palu/core/error.h"
 #include "palu/core/format.h"
+#include "palu/pipeline/calibrate.h"
 #include "palu/pipeline/compress.h"
+#include "tiny_model.h"
 #include "test_data.h"
 
 namespace palu::test {
@@ -228,6 +230,39 @@ TEST(CompressBadInput, OneClearErrorNothingWritten_Data) {
         }
         EXPECT_EQ(tmp.entries(), before) << c.name << ": something was left on disk";
     }
+}
+
+// Statistics calibrated on another model are refused with both fingerprints named; nothing written.
+TEST(CompressBadInput, StatsOfAnotherModelRefused_Data) {
+    PALU_REQUIRE_DATA(model_dir, "models/stories260K/hf");
+    TempDir tmp("otherstats");
+    write_tiny_checkpoint(tmp.path / "tiny");
+    {
+        std::vector<int32_t> ids(4096);
+        for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919) % 96);
+        std::ofstream(tmp.path / "ids.i32", std::ios::binary)
+            .write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 4));
+    }
+    pipeline::CalibrateParams cp;
+    cp.model_path = (tmp.path / "tiny").string();
+    cp.tokens_path = (tmp.path / "ids.i32").string();
+    cp.n_samples = 4;
+    cp.seqlen = 64;
+    cp.out_path = (tmp.path / "tiny.h5").string();
+    cp.progress = false;
+    pipeline::run_calibrate(cp);
+    pipeline::CompressParams p;
+    p.model_path = model_dir.string();
+    p.stats_path = cp.out_path;
+    p.out_dir = (tmp.path / "out").string();
+    p.progress = false;
+    try {
+        pipeline::run_compress(p);
+        ADD_FAILURE() << "no error";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("belongs to another model"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(p.out_dir));
 }
 
 }  // namespace

@@ -9,8 +9,11 @@
 // only when complete; the staging directory is removed on any error (StagingDir below).
 #include "palu/pipeline/checkpoint.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -22,6 +25,7 @@
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/core/log.h"
+#include "palu/core/sysinfo.h"
 #include "palu/formats/gguf.h"
 #include "palu/formats/gguf_writer.h"
 #include "palu/formats/hf_model.h"
@@ -39,12 +43,13 @@ namespace {
 constexpr int kFormatVersion = 1;
 
 // Tokenizer side files of an HF directory, copied as they are.
-const char* const kHfTokenizerFiles[] = {"tokenizer.json",         "tokenizer_config.json",
+const char* const kHfTokenizerFiles[] = {"tokenizer.json",          "tokenizer_config.json",
                                          "special_tokens_map.json", "tokenizer.model",
                                          "generation_config.json",  "tokenizer.gguf"};
 
 bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The dense k_proj / v_proj weight or bias of a layer (replaced by factors in a compressed one).
@@ -75,16 +80,18 @@ ArchNames arch_names(const std::string& arch) {
     if (arch == "llama") return {"LlamaForCausalLM", "palullama", "PaluLlamaForCausalLM"};
     if (arch == "mistral") return {"MistralForCausalLM", "palumistral", "PaluMistralForCausalLM"};
     if (arch == "qwen2") return {"Qwen2ForCausalLM", "paluqwen2", "PaluQwenForCausalLM"};
-    PALU_THROW(UsageError, "checkpoint: architecture '%s' is not supported: expected llama, mistral "
-               "or qwen2", arch.c_str());
+    PALU_THROW(UsageError,
+               "checkpoint: architecture '%s' is not supported: expected llama, mistral "
+               "or qwen2",
+               arch.c_str());
 }
 
 DType parse_float_dtype(const std::string& s, const char* option) {
     if (s == "f32") return DType::F32;
     if (s == "f16") return DType::F16;
     if (s == "bf16") return DType::BF16;
-    PALU_THROW(UsageError, "checkpoint: %s '%s' is not supported: expected f32, f16 or bf16", option,
-               s.c_str());
+    PALU_THROW(UsageError, "checkpoint: %s '%s' is not supported: expected f32, f16 or bf16",
+               option, s.c_str());
 }
 
 // Tensors to write: borrowed bytes (mmap'd source) or bytes owned here, alive until the write.
@@ -124,7 +131,7 @@ struct TensorList {
 // A hidden directory beside the destination that becomes the destination on commit() and is
 // removed otherwise (any exception between construction and commit leaves out_dir untouched).
 class StagingDir {
-public:
+   public:
     StagingDir(const fs::path& out_dir, bool overwrite, const fs::path& source_dir,
                const char* stage)
         : stage_(stage) {
@@ -138,11 +145,15 @@ public:
             PALU_CHECK(fs::is_directory(final_, ec), UsageError,
                        "%s: %s exists and is not a directory; hint: choose another --out", stage,
                        where.c_str());
-            PALU_CHECK(!(fs::exists(source_dir, ec) && fs::equivalent(final_, source_dir, ec)),
-                       UsageError,
-                       "%s: %s is the source model's directory: expected a new directory; hint: "
+            // Replacing out_dir must never delete the model being read (its directory or one
+            // above it).
+            const fs::path rel = fs::weakly_canonical(source_dir, ec)
+                                     .lexically_relative(fs::weakly_canonical(final_, ec));
+            const bool holds_source = !source_dir.empty() && !rel.empty() && *rel.begin() != "..";
+            PALU_CHECK(!holds_source, UsageError,
+                       "%s: %s contains the source model (%s): expected a new directory; hint: "
                        "choose another --out",
-                       stage, where.c_str());
+                       stage, where.c_str(), source_dir.string().c_str());
             PALU_CHECK(overwrite || fs::is_empty(final_, ec), UsageError,
                        "%s: %s exists and is not empty; hint: pass --overwrite to replace it or "
                        "choose another --out",
@@ -167,8 +178,8 @@ public:
         std::ofstream f(probe);
         f << "x";
         f.close();
-        PALU_CHECK(f.good(), IoError, "%s: cannot write into %s; hint: choose another --out",
-                   stage, parent.string().c_str());
+        PALU_CHECK(f.good(), IoError, "%s: cannot write into %s; hint: choose another --out", stage,
+                   parent.string().c_str());
         fs::remove(probe, ec);
     }
     StagingDir(const StagingDir&) = delete;
@@ -205,18 +216,26 @@ public:
         if (had_old) fs::remove_all(backup_, ec);
     }
 
-private:
+   private:
     const char* stage_;
     fs::path final_, tmp_, backup_;
     bool committed_ = false;
 };
 
+// Written and fsync'ed before the directory rename, like the safetensors files.
 void write_text_file(const fs::path& path, const std::string& text, const char* stage) {
-    std::ofstream f(path, std::ios::binary);
-    f << text;
-    f.close();
-    PALU_CHECK(f.good(), IoError, "%s: cannot write %s; hint: choose another --out", stage,
-               path.string().c_str());
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool ok = fd >= 0;
+    size_t done = 0;
+    while (ok && done < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        ok = n > 0;
+        if (ok) done += static_cast<size_t>(n);
+    }
+    ok = ok && ::fsync(fd) == 0;
+    if (fd >= 0) ok = ::close(fd) == 0 && ok;
+    PALU_CHECK(ok, IoError, "%s: cannot write %s: %s; hint: choose another --out", stage,
+               path.string().c_str(), std::strerror(errno));
 }
 
 void copy_file_into(const fs::path& src, const fs::path& dir, const char* stage) {
@@ -291,11 +310,11 @@ void check_factors(const ModelConfig& c, const compress::LowRankKV& kv, int64_t 
     PALU_CHECK(kv.d_model == c.d_model && kv.d_head == c.d_head, UsageError,
                "%s: expected d_model=%lld, d_head=%lld (config), got %lld, %lld", what.c_str(),
                (ll)c.d_model, (ll)c.d_head, (ll)kv.d_model, (ll)kv.d_head);
-    PALU_CHECK(kv.group_size >= 1 && kv.n_groups() >= 1 &&
-                   kv.n_groups() * kv.group_size == c.n_kv_heads,
-               UsageError,
-               "%s: expected n_groups x group_size = num_key_value_heads=%lld, got %lld x %lld",
-               what.c_str(), (ll)c.n_kv_heads, (ll)kv.n_groups(), (ll)kv.group_size);
+    PALU_CHECK(
+        kv.group_size >= 1 && kv.n_groups() >= 1 && kv.n_groups() * kv.group_size == c.n_kv_heads,
+        UsageError,
+        "%s: expected n_groups x group_size = num_key_value_heads=%lld, got %lld x %lld",
+        what.c_str(), (ll)c.n_kv_heads, (ll)kv.n_groups(), (ll)kv.group_size);
     int64_t sum_r = 0;
     for (int64_t r : kv.ranks) {
         PALU_CHECK(r >= 1, UsageError, "%s: expected ranks >= 1, got %lld", what.c_str(), (ll)r);
@@ -357,6 +376,10 @@ fs::path source_dir_of(const WeightSource& src) {
     return fs::is_directory(p) ? p : p.parent_path();
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 const char* torch_dtype_name(DType dt) {
     return dt == DType::F16 ? "float16" : dt == DType::BF16 ? "bfloat16" : "float32";
 }
@@ -401,15 +424,17 @@ json config_json_for(const ModelConfig& c, const std::string& torch_dtype) {
     } else if (rs.type == "linear") {
         j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rs.factor}};
     } else if (rs.type == "llama3") {
-        j["rope_scaling"] = {{"rope_type", "llama3"},
-                             {"factor", rs.factor},
-                             {"low_freq_factor", rs.low_freq_factor},
-                             {"high_freq_factor", rs.high_freq_factor},
-                             {"original_max_position_embeddings",
-                              rs.original_max_position_embeddings}};
+        j["rope_scaling"] = {
+            {"rope_type", "llama3"},
+            {"factor", rs.factor},
+            {"low_freq_factor", rs.low_freq_factor},
+            {"high_freq_factor", rs.high_freq_factor},
+            {"original_max_position_embeddings", rs.original_max_position_embeddings}};
     } else {
-        PALU_THROW(UsageError, "checkpoint: rope scaling '%s' is not supported: expected none, "
-                   "linear or llama3", rs.type.c_str());
+        PALU_THROW(UsageError,
+                   "checkpoint: rope scaling '%s' is not supported: expected none, "
+                   "linear or llama3",
+                   rs.type.c_str());
     }
     j["tie_word_embeddings"] = c.tie_word_embeddings;
     if (c.architecture != "qwen2") j["attention_bias"] = c.qkv_bias;
@@ -427,9 +452,10 @@ json config_json_for(const ModelConfig& c, const std::string& torch_dtype) {
     return j;
 }
 
-void write_compressed_checkpoint(const WeightSource& src, const std::vector<CompressedLayer>& layers,
-                                 const json& palu_block, const fs::path& out_dir,
-                                 const CheckpointWriteOptions& options) {
+void write_compressed_checkpoint(const WeightSource& src,
+                                 const std::vector<CompressedLayer>& layers, const json& palu_block,
+                                 const fs::path& out_dir, const CheckpointWriteOptions& options) {
+    const auto t0 = std::chrono::steady_clock::now();
     const ModelConfig& c = src.config();
     const ArchNames names = arch_names(c.architecture);
     PALU_CHECK(!is_compressed_checkpoint(src), UsageError,
@@ -510,19 +536,25 @@ void write_compressed_checkpoint(const WeightSource& src, const std::vector<Comp
 
     const auto tok = copy_source_tokenizer(src, stage.path());
     if (tok.empty())
-        PALU_LOG_WARN("checkpoint", "no tokenizer found for %s; the checkpoint has none (pass "
-                      "--tokenizer when using it)", src.path().c_str());
+        PALU_LOG_WARN("checkpoint",
+                      "no tokenizer found for %s; the checkpoint has none (pass "
+                      "--tokenizer when using it)",
+                      src.path().c_str());
     stage.commit();
     std::string tok_list;
     for (const auto& t : tok) tok_list += (tok_list.empty() ? "" : ", ") + t;
-    PALU_LOG_INFO("checkpoint", "wrote %s: %zu tensors (%zu copied, factors %s), %s, tokenizer: %s",
+    PALU_LOG_INFO("checkpoint",
+                  "wrote %s: %zu tensors (%zu copied, factors %s), %s, tokenizer: %s; %.2f s, "
+                  "peak RSS %s",
                   stage.final_path().string().c_str(), n_tensors, n_copied, dtype_name(factor_dt),
                   bytes_str(static_cast<double>(n_bytes)).c_str(),
-                  tok_list.empty() ? "none" : tok_list.c_str());
+                  tok_list.empty() ? "none" : tok_list.c_str(), seconds_since(t0),
+                  bytes_str(static_cast<double>(peak_rss_bytes())).c_str());
 }
 
 void export_dense(const WeightSource& compressed, const fs::path& out_dir,
                   const DenseExportOptions& options) {
+    const auto t0 = std::chrono::steady_clock::now();
     PALU_CHECK(is_compressed_checkpoint(compressed), UsageError,
                "export: %s is not a compressed palu checkpoint: expected tensor "
                "'model.layers.0.self_attn.k_proj.VT.weight', got none; hint: export the output "
@@ -654,10 +686,12 @@ void export_dense(const WeightSource& compressed, const fs::path& out_dir,
         PALU_LOG_WARN("export", "%s has no tokenizer files; the export has none",
                       src_dir.string().c_str());
     stage.commit();
-    PALU_LOG_INFO("export", "wrote %s: dense %s k/v_proj for %lld layers, %zu tensors (%zu "
-                  "copied), %zu tokenizer files",
+    PALU_LOG_INFO("export",
+                  "wrote %s: dense %s k/v_proj for %lld layers, %zu tensors (%zu "
+                  "copied), %zu tokenizer files; %.2f s, peak RSS %s",
                   stage.final_path().string().c_str(), dtype_name(dt), (ll)c.n_layers, n_tensors,
-                  n_copied, copied.size());
+                  n_copied, copied.size(), seconds_since(t0),
+                  bytes_str(static_cast<double>(peak_rss_bytes())).c_str());
 }
 
 void run_export(const ExportParams& p) {

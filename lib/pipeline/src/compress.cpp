@@ -96,15 +96,6 @@ struct StageClock {
     }
 };
 
-// Removes a file on scope exit unless released (the temporary stats of a run without --stats).
-struct FileGuard {
-    fs::path path;
-    ~FileGuard() {
-        std::error_code ec;
-        if (!path.empty()) fs::remove(path, ec);
-    }
-};
-
 }  // namespace
 
 Whitening::Whitening(const formats::StatsStore& stats, const ModelConfig& config, double damp,
@@ -259,6 +250,139 @@ Tensor CompressedOverlay::load_f32(const std::string& name) const {
     return t;
 }
 
+CalibrationOptions calibration_options(const CompressParams& p) {
+    CalibrationOptions c;
+    c.calib_path = p.calib_path;
+    c.calib_format = p.calib_format;
+    c.calib_tokens = p.calib_tokens;
+    c.calib_samples = p.calib_samples;
+    c.calib_seqlen = p.calib_seqlen;
+    c.calib_sampler = p.calib_sampler;
+    c.calib_offsets = p.calib_offsets;
+    c.seed = p.seed;
+    c.fisher_shift = p.fisher_shift;
+    c.stats_path = p.stats_path;
+    return c;
+}
+
+CalibrationStats::CalibrationStats() = default;
+
+CalibrationStats::CalibrationStats(CalibrationStats&& o) noexcept
+    : stats(std::move(o.stats)),
+      info(std::move(o.info)),
+      reused(o.reused),
+      n_tokens(o.n_tokens),
+      seconds(o.seconds) {
+    temp_path.swap(o.temp_path);  // the moved-from object must not remove the file
+}
+
+CalibrationStats::~CalibrationStats() {
+    stats.reset();  // close the HDF5 file before removing it
+    std::error_code ec;
+    if (!temp_path.empty()) fs::remove(temp_path, ec);
+}
+
+void check_calibration_inputs(const CalibrationOptions& c, bool need_stats,
+                              const std::string& stage, const std::string& need_what) {
+    const char* st = stage.c_str();
+    PALU_CHECK(c.fisher_shift == "single" || c.fisher_shift == "double", UsageError,
+               "%s: --fisher-shift must be single or double, got '%s'", st, c.fisher_shift.c_str());
+    PALU_CHECK(!(c.calib_path.size() && c.calib_tokens.size()), UsageError,
+               "%s: give one of --calib TEXT or --calib-tokens FILE, not both", st);
+    const bool have_calib = !c.calib_path.empty() || !c.calib_tokens.empty();
+    if (have_calib) {
+        const std::string& f = c.calib_path.empty() ? c.calib_tokens : c.calib_path;
+        PALU_CHECK(fs::is_regular_file(f), IoError,
+                   "%s: calibration file %s does not exist; hint: pass a text corpus with "
+                   "--calib",
+                   st, f.c_str());
+        PALU_CHECK(fs::file_size(f) > 0, UsageError,
+                   "%s: calibration file %s is empty; hint: pass a text corpus with --calib", st,
+                   f.c_str());
+    }
+    PALU_CHECK(!need_stats || have_calib || (!c.stats_path.empty() && fs::exists(c.stats_path)),
+               UsageError,
+               "%s: %s needs calibration statistics; hint: pass --calib TEXT (or "
+               "--calib-tokens FILE), or --stats FILE.h5 from palu-calibrate",
+               st, need_what.c_str());
+}
+
+CalibrationStats obtain_calibration_stats(const std::string& model_path,
+                                          const std::string& model_fp,
+                                          const CalibrationOptions& c, bool need_fisher,
+                                          bool need_stats, const std::string& temp_dir,
+                                          int n_threads, bool progress) {
+    CalibrationStats out;
+    if (!need_stats) return out;
+    const auto t0 = Clock::now();
+    std::string stats_path = c.stats_path;
+    // An existing stats file with Fisher also serves a run that needs only the Gram matrices
+    // (a uniform sweep after a fisher_uniform one): ask for the same settings it was made with.
+    bool with_fisher = need_fisher;
+    if (!with_fisher && !stats_path.empty() && fs::exists(stats_path)) {
+        try {
+            with_fisher = formats::StatsStore::open(stats_path).has("fisher/n_samples");
+        } catch (const Error&) {
+            // unreadable: run_calibrate / StatsStore::open below give the error
+        }
+    }
+    if (!c.calib_path.empty() || !c.calib_tokens.empty()) {
+        if (stats_path.empty()) {
+            stats_path = (fs::path(temp_dir) /
+                          strfmt(".palu-calib-%d.h5", static_cast<int>(::getpid())))
+                             .string();
+            out.temp_path = stats_path;
+        }
+        CalibrateParams cp;
+        cp.model_path = model_path;
+        cp.text_path = c.calib_path;
+        cp.text_format = c.calib_format;
+        cp.tokens_path = c.calib_tokens;
+        cp.n_samples = c.calib_samples;
+        cp.seqlen = c.calib_seqlen;
+        cp.sampler = c.calib_sampler;
+        cp.offsets_path = c.calib_offsets;
+        cp.seed = c.seed;
+        cp.fisher_shift = c.fisher_shift;
+        cp.fisher = with_fisher;
+        cp.out_path = stats_path;
+        cp.n_threads = n_threads;
+        cp.progress = progress;
+        const CalibrateResult cr = run_calibrate(cp);
+        out.info = {{"source", c.calib_path.empty() ? c.calib_tokens : c.calib_path},
+                    {"sha256", cr.data_fingerprint},
+                    {"n_samples", cr.n_samples},
+                    {"seqlen", c.calib_seqlen},
+                    {"n_tokens", cr.n_tokens},
+                    {"sampler", c.calib_sampler},
+                    {"seed", c.seed},
+                    {"fisher_shift", need_fisher ? json(c.fisher_shift) : json(nullptr)},
+                    {"stats_reused", cr.reused}};
+        out.reused = cr.reused;
+        out.n_tokens = cr.n_tokens;
+    } else {
+        PALU_LOG_INFO("compress", "reusing calibration statistics %s", stats_path.c_str());
+        out.reused = true;
+    }
+    out.stats = std::make_unique<formats::StatsStore>(
+        formats::StatsStore::open(stats_path, {model_fp, ""}));
+    if (out.info.is_null()) {
+        const auto& info = out.stats->info();
+        out.n_tokens = info.n_tokens;
+        out.info = {{"stats", stats_path},
+                    {"sha256", info.data_fingerprint},
+                    {"n_tokens", info.n_tokens},
+                    {"seed", info.seed},
+                    {"settings", json::parse(info.settings_json, nullptr, false)}};
+    }
+    PALU_CHECK(!need_fisher || out.stats->has("fisher/n_samples"), UsageError,
+               "compress: %s has no Fisher information (calibrated with --no-fisher); hint: "
+               "re-run palu-calibrate with Fisher, or use --rank-search uniform",
+               stats_path.c_str());
+    out.seconds = seconds_since(t0);
+    return out;
+}
+
 CompressResult run_compress(const CompressParams& p) {
     const auto t_start = Clock::now();
     StageClock clock;
@@ -268,8 +392,6 @@ CompressResult run_compress(const CompressParams& p) {
                "latent dimensions",
                p.ratio);
     const compress::RankSearchMethod method = parse_method(p.rank_search);
-    PALU_CHECK(p.fisher_shift == "single" || p.fisher_shift == "double", UsageError,
-               "compress: --fisher-shift must be single or double, got '%s'", p.fisher_shift.c_str());
     check_out_dir(p);
     auto src = formats::open_model(p.model_path);
     const ModelConfig& cfg = src->config();
@@ -287,87 +409,24 @@ CompressResult run_compress(const CompressParams& p) {
     const compress::KvShape shape{cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
     compress::validate_quant_spec(p.quant, 0);
     const bool need_fisher = method != compress::RankSearchMethod::Uniform;
-    const bool need_stats = need_fisher || p.whiten;
-    const bool have_calib = !p.calib_path.empty() || !p.calib_tokens.empty();
-    PALU_CHECK(!(p.calib_path.size() && p.calib_tokens.size()), UsageError,
-               "compress: give one of --calib TEXT or --calib-tokens FILE, not both");
-    if (have_calib) {
-        const std::string& f = p.calib_path.empty() ? p.calib_tokens : p.calib_path;
-        PALU_CHECK(fs::is_regular_file(f), IoError,
-                   "compress: calibration file %s does not exist; hint: pass a text corpus with "
-                   "--calib",
-                   f.c_str());
-        PALU_CHECK(fs::file_size(f) > 0, UsageError,
-                   "compress: calibration file %s is empty; hint: pass a text corpus with --calib",
-                   f.c_str());
-    }
-    PALU_CHECK(!need_stats || have_calib || (!p.stats_path.empty() && fs::exists(p.stats_path)),
-               UsageError,
-               "compress: %s needs calibration statistics; hint: pass --calib TEXT (or "
-               "--calib-tokens FILE), or --stats FILE.h5 from palu-calibrate",
-               (need_fisher ? "rank search '" + p.rank_search + "'" : std::string("whitening")).c_str());
+    // Statistics are needed for Fisher and whitening; when calibration data is given anyway, the
+    // plain SVD uses them to report its error on the calibration activations.
+    const bool need_stats = need_fisher || p.whiten || !p.calib_path.empty() ||
+                            !p.calib_tokens.empty() ||
+                            (!p.stats_path.empty() && fs::exists(p.stats_path));
+    const CalibrationOptions calib = calibration_options(p);
+    check_calibration_inputs(
+        calib, need_stats, "compress",
+        need_fisher ? "rank search '" + p.rank_search + "'" : std::string("whitening"));
     const std::string model_fp = formats::fingerprint_model(*src);
 
     // ---- 1. calibrate (or reuse) ----
-    FileGuard temp_stats;
-    std::string stats_path = p.stats_path;
-    json calib_info = nullptr;
-    if (need_stats) {
-        if (have_calib) {
-            if (stats_path.empty()) {
-                stats_path = (fs::absolute(p.out_dir).parent_path() /
-                              strfmt(".palu-calib-%d.h5", static_cast<int>(::getpid())))
-                                 .string();
-                temp_stats.path = stats_path;
-            }
-            CalibrateParams cp;
-            cp.model_path = p.model_path;
-            cp.text_path = p.calib_path;
-            cp.text_format = p.calib_format;
-            cp.tokens_path = p.calib_tokens;
-            cp.n_samples = p.calib_samples;
-            cp.seqlen = p.calib_seqlen;
-            cp.sampler = p.calib_sampler;
-            cp.offsets_path = p.calib_offsets;
-            cp.seed = p.seed;
-            cp.fisher_shift = p.fisher_shift;
-            cp.fisher = need_fisher;
-            cp.out_path = stats_path;
-            cp.n_threads = p.n_threads;
-            cp.progress = p.progress;
-            const CalibrateResult cr = run_calibrate(cp);
-            calib_info = {{"source", p.calib_path.empty() ? p.calib_tokens : p.calib_path},
-                          {"sha256", cr.data_fingerprint},
-                          {"n_samples", cr.n_samples},
-                          {"seqlen", p.calib_seqlen},
-                          {"n_tokens", cr.n_tokens},
-                          {"sampler", p.calib_sampler},
-                          {"seed", p.seed},
-                          {"fisher_shift", need_fisher ? json(p.fisher_shift) : json(nullptr)},
-                          {"stats_reused", cr.reused}};
-            clock.done("calibrate", {{"reused", cr.reused}, {"n_tokens", cr.n_tokens}});
-        } else {
-            PALU_LOG_INFO("compress", "reusing calibration statistics %s", stats_path.c_str());
-            clock.done("calibrate", {{"reused", true}});
-        }
-    }
-    std::unique_ptr<formats::StatsStore> stats;
-    if (need_stats) {
-        stats = std::make_unique<formats::StatsStore>(
-            formats::StatsStore::open(stats_path, {model_fp, ""}));
-        if (calib_info.is_null()) {
-            const auto& info = stats->info();
-            calib_info = {{"stats", stats_path},
-                          {"sha256", info.data_fingerprint},
-                          {"n_tokens", info.n_tokens},
-                          {"seed", info.seed},
-                          {"settings", json::parse(info.settings_json, nullptr, false)}};
-        }
-        PALU_CHECK(!need_fisher || stats->has("fisher/n_samples"), UsageError,
-                   "compress: %s has no Fisher information (calibrated with --no-fisher); hint: "
-                   "re-run palu-calibrate with Fisher, or use --rank-search uniform",
-                   stats_path.c_str());
-    }
+    const CalibrationStats cs = obtain_calibration_stats(
+        p.model_path, model_fp, calib, need_fisher, need_stats,
+        fs::absolute(p.out_dir).parent_path().string(), p.n_threads, p.progress);
+    const formats::StatsStore* stats = cs.stats.get();
+    const json& calib_info = cs.info;
+    if (need_stats) clock.done("calibrate", {{"reused", cs.reused}, {"n_tokens", cs.n_tokens}});
 
     // ---- 2. rank search ----
     compress::RankSearchParams rp;

@@ -27,6 +27,8 @@ std::vector<int32_t> read_token_file(const std::string& path) {
     return calib::load_token_file(path);
 }
 
+}  // namespace
+
 std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource& src) {
     PALU_CHECK(p.text_path.empty() != p.tokens_path.empty(), UsageError,
                "eval: give exactly one of --text FILE or --tokens FILE.i32");
@@ -40,8 +42,6 @@ std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource
                   text.size(), ids.size(), tok->kind().c_str());
     return ids;
 }
-
-}  // namespace
 
 int configure_latent_cache(model::Transformer& engine, const WeightSource& src, int latent_bits) {
     if (!model::has_low_rank_kv(src)) {

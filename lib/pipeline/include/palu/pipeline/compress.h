@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -71,6 +72,57 @@ struct CompressParams {
 struct CompressResult {
     nlohmann::json report;                  ///< what report.json holds
 };
+
+/// Calibration inputs (stage 1), shared by palu-compress and palu-sweep: exactly one of
+/// calib_path / calib_tokens, or an existing stats_path (CompressParams documents each field).
+struct CalibrationOptions {
+    std::string calib_path;
+    std::string calib_format = "auto";
+    std::string calib_tokens;
+    int64_t calib_samples = 32;
+    int64_t calib_seqlen = 512;
+    std::string calib_sampler = "random";
+    std::string calib_offsets;
+    uint64_t seed = 3;
+    std::string fisher_shift = "single";
+    std::string stats_path;
+};
+
+/// The calibration fields of `params`.
+CalibrationOptions calibration_options(const CompressParams& params);
+
+/// Statistics for rank search and whitening, opened from the file stage 1 produced or reused.
+/// A temporary stats file (no stats_path given) is removed when this object is destroyed.
+struct CalibrationStats {
+    std::unique_ptr<formats::StatsStore> stats;  ///< null when no statistics are needed
+    nlohmann::json info;                         ///< report.json "calibration" (null when none)
+    bool reused = false;                         ///< an existing stats file was used as is
+    int64_t n_tokens = 0;                        ///< calibration tokens
+    double seconds = 0.0;                        ///< stage 1 wall time
+    std::string temp_path;                       ///< removed on destruction when not empty
+
+    CalibrationStats();
+    CalibrationStats(CalibrationStats&& other) noexcept;
+    CalibrationStats& operator=(CalibrationStats&&) = delete;
+    ~CalibrationStats();
+};
+
+/// Checks the calibration inputs before any long work: one source at most, the file exists and
+/// is not empty, statistics available when `need_stats`, a known Fisher shift. `stage` prefixes
+/// the messages; `need_what` names what needs the statistics. Throws UsageError / IoError.
+void check_calibration_inputs(const CalibrationOptions& calib, bool need_stats,
+                              const std::string& stage, const std::string& need_what);
+
+/// Stage 1: runs run_calibrate on the calibration source into calib.stats_path (reused when it
+/// matches; a temporary file in `temp_dir` when empty) or opens an existing calib.stats_path, and
+/// checks it belongs to the model with fingerprint `model_fp` and has Fisher sums when
+/// `need_fisher`. Returns an empty object when !need_stats. Throws as run_calibrate, and
+/// UsageError for stats without Fisher.
+CalibrationStats obtain_calibration_stats(const std::string& model_path,
+                                          const std::string& model_fp,
+                                          const CalibrationOptions& calib, bool need_fisher,
+                                          bool need_stats, const std::string& temp_dir,
+                                          int n_threads, bool progress);
 
 /// Runs every stage. Bad input (ratio outside (0, 1], group size not dividing n_kv, missing or
 /// empty calibration text, stats of another model, unwritable or non-empty out_dir) fails before

@@ -52,6 +52,10 @@ struct EvalPplResult {
     std::vector<double> window_nll;
 };
 
+/// The evaluation token ids of `p`: its token file, or its text tokenized once with the model's
+/// tokenizer (BOS only at the start). Throws UsageError (no/both inputs), IoError, FormatError.
+std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource& src);
+
 /// Loads the model and the tokens, then scores the windows with a progress line per batch.
 /// Throws UsageError (no/both inputs, too few tokens), IoError, FormatError, ShapeError.
 EvalPplResult run_eval_ppl(const EvalPplParams& params);
