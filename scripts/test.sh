@@ -29,7 +29,7 @@ ctest --test-dir build --output-on-failure -j"$jobs" --timeout 1800
 
 [ "$quick" = 1 ] && { step "done (quick)"; exit 0; }
 
-step "sanitizer build (ASan+UBSan): core, formats, calibration, linalg, compress tests"
+step "sanitizer build (ASan+UBSan): core, formats, calibration, linalg, compress tests; model and pipeline tests without the data/slow labels"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPALU_SANITIZE=address,undefined \
       -DPALU_BUILD_BENCH=OFF -DPALU_BUILD_EXAMPLES=OFF -DPALU_BUILD_APPS=OFF >/dev/null
 asan_modules=(core formats calibration linalg compress)
@@ -37,10 +37,14 @@ asan_targets=()
 for m in "${asan_modules[@]}"; do
   [ -d "tests/$m" ] && ls tests/$m/test_*.cpp >/dev/null 2>&1 && asan_targets+=("palu_test_$m")
 done
-cmake --build build-asan -j"$jobs" --target "${asan_targets[@]}"
+cmake --build build-asan -j"$jobs" --target "${asan_targets[@]}" palu_test_model palu_test_pipeline
 label_re="^($(IFS='|'; echo "${asan_modules[*]}"))\$"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "$label_re" --timeout 1800
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "$label_re" --timeout 1800
+# The engine (latent KV cache) and the pipeline (checkpoint writer, compress, sweep): the fast
+# tests; the _Data/_Slow ones (real models) run in the release ctest above.
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "^(model|pipeline)\$" -LE "^(data|slow)\$" \
+  --timeout 1800
 
 step "fuzz build (clang libFuzzer) and bounded runs"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPALU_BUILD_FUZZERS=ON \
