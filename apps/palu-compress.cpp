@@ -22,23 +22,24 @@ void print_summary(const nlohmann::json& r) {
                 palu["rank_search"]["achieved_ratio"].get<double>(),
                 palu["rank_search"]["kept_dims"].get<long long>(),
                 palu["rank_search"]["full_dims"].get<long long>());
-    std::printf("  %-6s %-22s %-22s %-12s %-12s\n", "layer", "K ranks", "V ranks", "K err(w)",
-                "V err(w)");
+    std::printf("  %-6s %-22s %-22s %-12s %-12s\n", "layer", "K ranks", "V ranks", "K rel.err",
+                "V rel.err");
     for (const auto& l : r["layers"]) {
         auto ranks = [](const nlohmann::json& a) {
             std::string s;
             for (const auto& x : a) s += (s.empty() ? "" : "/") + std::to_string(x.get<long long>());
             return s;
         };
+        // Largest relative error of the layer's groups on the calibration activations
+        // ("-": no calibration statistics, e.g. a data-free plain SVD).
         auto worst = [](const nlohmann::json& errs) {
-            double w = 0;
-            for (const auto& e : errs)
-                w = std::max(w, std::max(e["whitened_rel"].get<double>(), 0.0));
-            return w;
+            double w = -1;
+            for (const auto& e : errs) w = std::max(w, e["whitened_rel"].get<double>());
+            return w < 0 ? std::string("-") : palu::strfmt("%.4g", w);
         };
-        std::printf("  %-6lld %-22s %-22s %-12.4g %-12.4g\n", l["layer"].get<long long>(),
+        std::printf("  %-6lld %-22s %-22s %-12s %-12s\n", l["layer"].get<long long>(),
                     ranks(l["k"]["ranks"]).c_str(), ranks(l["v"]["ranks"]).c_str(),
-                    worst(l["k"]["errors"]), worst(l["v"]["errors"]));
+                    worst(l["k"]["errors"]).c_str(), worst(l["v"]["errors"]).c_str());
     }
     const auto& kv = palu["kv_bytes_per_token"];
     std::printf("  KV cache per token: original f16 %s, compressed %s (%d-bit latents) = %.3fx smaller\n",
@@ -56,8 +57,9 @@ void print_summary(const nlohmann::json& r) {
                     e["kv_cache_bytes_per_token_measured"].get<long long>());
     }
     std::printf("  stages:");
-    for (const auto& [name, st] : r["stages"].items())
-        std::printf(" %s %.1f s;", name.c_str(), st["seconds"].get<double>());
+    for (const char* name : {"calibrate", "rank_search", "decompose", "write", "eval"})
+        if (r["stages"].contains(name))
+            std::printf(" %s %.1f s;", name, r["stages"][name]["seconds"].get<double>());
     std::printf(" total %.1f s, peak RSS %s\n", r["total_seconds"].get<double>(),
                 palu::bytes_str(r["peak_rss_bytes"].get<int64_t>()).c_str());
 }

@@ -36,12 +36,13 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
                path.string().c_str());
 }
 
-std::unique_ptr<Tokenizer> find_tokenizer_for_model(const fs::path& model_path, int64_t n_vocab) {
+std::vector<fs::path> tokenizer_candidates(const fs::path& model_path, int64_t n_vocab) {
     std::vector<fs::path> candidates;
     const std::string tok_bin = "tok" + std::to_string(n_vocab) + ".bin";
     if (fs::is_directory(model_path)) {
         candidates = {model_path / "tokenizer.json", model_path / "tokenizer.model",
-                      model_path / tok_bin, model_path.parent_path() / tok_bin};
+                      model_path / "tokenizer.gguf", model_path / tok_bin,
+                      model_path.parent_path() / tok_bin};
         // "models/x/hf/" given with a trailing slash has an empty filename; parent is the dir.
         if (model_path.filename().empty())
             candidates.push_back(model_path.parent_path().parent_path() / tok_bin);
@@ -51,6 +52,11 @@ std::unique_ptr<Tokenizer> find_tokenizer_for_model(const fs::path& model_path, 
         const fs::path dir = model_path.parent_path().empty() ? fs::path(".") : model_path.parent_path();
         candidates = {dir / tok_bin, dir / "tokenizer.json", dir / "tokenizer.model"};
     }
+    return candidates;
+}
+
+std::unique_ptr<Tokenizer> find_tokenizer_for_model(const fs::path& model_path, int64_t n_vocab) {
+    const std::vector<fs::path> candidates = tokenizer_candidates(model_path, n_vocab);
     for (const auto& c : candidates) {
         if (!fs::is_regular_file(c)) continue;
         auto tok = load_tokenizer(c);

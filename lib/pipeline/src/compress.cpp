@@ -316,6 +316,16 @@ CalibrationStats obtain_calibration_stats(const std::string& model_path,
     if (!need_stats) return out;
     const auto t0 = Clock::now();
     std::string stats_path = c.stats_path;
+    // An existing stats file with Fisher also serves a run that needs only the Gram matrices
+    // (a uniform sweep after a fisher_uniform one): ask for the same settings it was made with.
+    bool with_fisher = need_fisher;
+    if (!with_fisher && !stats_path.empty() && fs::exists(stats_path)) {
+        try {
+            with_fisher = formats::StatsStore::open(stats_path).has("fisher/n_samples");
+        } catch (const Error&) {
+            // unreadable: run_calibrate / StatsStore::open below give the error
+        }
+    }
     if (!c.calib_path.empty() || !c.calib_tokens.empty()) {
         if (stats_path.empty()) {
             stats_path = (fs::path(temp_dir) /
@@ -334,7 +344,7 @@ CalibrationStats obtain_calibration_stats(const std::string& model_path,
         cp.offsets_path = c.calib_offsets;
         cp.seed = c.seed;
         cp.fisher_shift = c.fisher_shift;
-        cp.fisher = need_fisher;
+        cp.fisher = with_fisher;
         cp.out_path = stats_path;
         cp.n_threads = n_threads;
         cp.progress = progress;
@@ -399,7 +409,11 @@ CompressResult run_compress(const CompressParams& p) {
     const compress::KvShape shape{cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
     compress::validate_quant_spec(p.quant, 0);
     const bool need_fisher = method != compress::RankSearchMethod::Uniform;
-    const bool need_stats = need_fisher || p.whiten;
+    // Statistics are needed for Fisher and whitening; when calibration data is given anyway, the
+    // plain SVD uses them to report its error on the calibration activations.
+    const bool need_stats = need_fisher || p.whiten || !p.calib_path.empty() ||
+                            !p.calib_tokens.empty() ||
+                            (!p.stats_path.empty() && fs::exists(p.stats_path));
     const CalibrationOptions calib = calibration_options(p);
     check_calibration_inputs(
         calib, need_stats, "compress",

@@ -47,9 +47,15 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::p
 /// `tokenizer.json` (HF byte-level BPE), or a `.gguf` (tokenizer.ggml.* metadata).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 
-/// Finds the tokenizer that belongs to a model path: the GGUF itself; tokenizer.json or
-/// tokenizer.model in an HF directory; tok<vocab>.bin beside a llama2.c .bin or in the HF dir's
-/// parent. Throws IoError with a hint (--tokenizer) when none is found.
+/// The files find_tokenizer_for_model tries for `model_path`, in order (existing or not): the
+/// GGUF itself; tokenizer.json, tokenizer.model, tokenizer.gguf (a palu checkpoint made from a
+/// GGUF), tok<n_vocab>.bin in an HF directory, then tok<n_vocab>.bin in its parent; tok<n_vocab>.bin,
+/// tokenizer.json, tokenizer.model beside any other file (llama2.c .bin, .safetensors).
+std::vector<std::filesystem::path> tokenizer_candidates(const std::filesystem::path& model_path,
+                                                        int64_t n_vocab);
+
+/// Finds the tokenizer that belongs to a model path: the first existing tokenizer_candidates()
+/// entry. Throws IoError with a hint (--tokenizer) when none is found.
 std::unique_ptr<Tokenizer> find_tokenizer_for_model(const std::filesystem::path& model_path,
                                                     int64_t n_vocab);
 

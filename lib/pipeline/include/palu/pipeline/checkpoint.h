@@ -83,4 +83,16 @@ struct DenseExportOptions {
 void export_dense(const WeightSource& compressed, const std::filesystem::path& out_dir,
                   const DenseExportOptions& options = {});
 
+/// palu-export's parameters (apps/palu-export.cpp).
+struct ExportParams {
+    std::string model_path;            ///< a compressed checkpoint directory
+    std::string to = "dense";          ///< dense (mla, gguf: not implemented yet)
+    std::string out_path;
+    DenseExportOptions dense;
+};
+
+/// Opens `model_path` and runs the export named by `to`. Throws UsageError for an unknown or not
+/// yet implemented target, plus everything open_model and export_dense throw.
+void run_export(const ExportParams& params);
+
 }  // namespace palu::pipeline

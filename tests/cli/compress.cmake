@@ -1,0 +1,30 @@
+# palu-compress: end to end on stories260K (uniform + plain SVD needs no calibration; fisher_uniform
+# calibrates on the golden token stream) and bad input (one E line, exit code, nothing written).
+palu_cli_test(compress.stories_uniform_plain 0 "KV cache per token: original f16 640 B, compressed 320 B .16-bit latents. = 2\\.000x smaller"
+              "-" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --ratio 0.5 --group-size 2 --rank-search uniform --no-whiten --threads 1)
+palu_cli_test(compress.stories_fisher_eval 0 "perplexity \\(4 windows of 256\\): original 4\\.[0-9]+, compressed [0-9.]+"
+              "layer 5/5" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --ratio 0.5 --calib-tokens @DATA@/golden/stories260K.tinystories.i32
+                      --calib-samples 16 --calib-seqlen 128 --latent-bits 4 --hadamard
+                      --eval-tokens @DATA@/golden/stories260K.tinystories.i32 --eval-seqlen 256
+                      --eval-max-windows 4 --threads 1)
+palu_cli_test(compress.bad_ratio 2 "-" "^E compress: --ratio must be in \\(0, 1\\], got 1\\.5" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --ratio 1.5 --rank-search uniform --no-whiten)
+palu_cli_test(compress.bad_group_size 2 "-" "^E compress: --group-size 3 does not divide the 4 KV heads" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --ratio 0.5 --group-size 3 --rank-search uniform --no-whiten)
+palu_cli_test(compress.no_calibration 2 "-" "^E compress: rank search 'fisher_uniform' needs calibration statistics" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt --ratio 0.5)
+palu_cli_test(compress.missing_calibration 6 "-" "^E compress: calibration file /nonexistent/c4.jsonl does not exist" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --ratio 0.5 --calib /nonexistent/c4.jsonl)
+palu_cli_test(compress.unwritable_out 6 "-" "^E compress: cannot write /proc/palu/out" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out /proc/palu/out
+                      --ratio 0.5 --rank-search uniform --no-whiten)
+palu_cli_test(compress.missing_model 6 "-" "^E .*no such file" COMMAND $<TARGET_FILE:palu-compress>
+              --model /nonexistent/model --out @TMP@/ckpt --ratio 0.5)
+palu_cli_test(compress.help 0 "Stages: calibrate on text" "-" COMMAND $<TARGET_FILE:palu-compress> --help)
