@@ -10,6 +10,10 @@ threads=${1:-2}
 build=${BUILD:-build}
 model=${MODEL:-models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf}
 data=${PALU_TEST_DATA:-../shared/data}
+# The same OpenBLAS kernels palu-compress picks for itself (it re-executes with OPENBLAS_CORETYPE).
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then
+  export OPENBLAS_CORETYPE=SkylakeX
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 PALU_BENCH_THREADS=$threads "$build/bench/palu_bench_engine" --benchmark_filter=SgemmCeiling \
@@ -28,15 +32,19 @@ nh, nkv, V = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["vocab_
 dh = cfg.get("head_dim", d // nh)
 cal = r["palu"]["calibration"]
 T, n_tok = cal["seqlen"], cal["n_tokens"]
-# GEMM FLOPs of one forward per token: q/k/v/o, MLP, LM head, causal attention (scores + P·V over
+# GEMM FLOPs per token. Forward: q/k/v/o, MLP, LM head, causal attention (scores + P·V over
 # (T+1)/2 keys on average).
-lin = 2 * (L * (d * nh * dh * 2 + 2 * d * nkv * dh + 3 * d * f) + V * d)
+layer_lin = 2 * L * (d * nh * dh * 2 + 2 * d * nkv * dh + 3 * d * f)
+head = 2 * V * d
 attn = 2 * 2 * L * nh * dh * (T + 1) / 2
-fwd = (lin + attn) * n_tok
-# Calibration = one forward for the Gram sums (+ 2·d² per token per layer, f64) and one forward +
-# backward for Fisher (backward ≈ 2× forward: activation and k/v weight gradients).
+fwd = (layer_lin + head + attn) * n_tok
+# Backward of the Fisher pass: input gradients of every linear and of the LM head (same FLOPs as
+# their forward), attention backward (≈ 2× its forward), and the k/v weight gradients only.
+bwd = (layer_lin + head + 2 * attn + 2 * L * 2 * d * nkv * dh) * n_tok
+# Calibration = one forward for the Gram sums (+ 2·d² per token per layer, f64 rank-k updates)
+# and one forward + backward for Fisher.
 gram_flops = fwd + 2 * d * d * L * n_tok
-fisher_flops = 3 * fwd
+fisher_flops = fwd + bwd
 cal_s = r["stages"]["calibrate"]["seconds"]
 rate = (gram_flops + fisher_flops) / cal_s / 1e9
 rss_max = 0
@@ -47,8 +55,8 @@ print(f"model {model}, {threads} threads, sgemm ceiling {ceiling:.0f} GFLOP/s (m
 print("| stage | seconds | peak RSS after stage (MiB) |")
 print("|---|---|---|")
 for name, st in r["stages"].items():
-    print(f"| {name} | {st['seconds']:.1f} | {st['peak_rss_bytes'] / 2**20:.0f} |")
-print(f"| **total** | {r['total_seconds']:.1f} | {rss_max / 2**20:.0f} (/usr/bin/time) |")
+    print(f"| {name} | {st['seconds']:.2f} | {st['peak_rss_bytes'] / 2**20:.0f} |")
+print(f"| **total** | {r['total_seconds']:.2f} | {rss_max / 2**20:.0f} (/usr/bin/time) |")
 print(f"calibration: {cal['n_samples']} windows × {T} tokens = {n_tok} tokens, "
       f"{(gram_flops + fisher_flops) / 1e12:.2f} TFLOP (estimate) in {cal_s:.1f} s = {rate:.0f} GFLOP/s "
       f"= {100 * rate / ceiling:.0f}% of the sgemm ceiling")
