@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli_common.h"
+#include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/model/blas.h"
 #include "palu/pipeline/compress.h"
@@ -84,7 +85,11 @@ int main(int argc, char** argv) {
                    "Model: HF directory, .safetensors, .gguf or llama2.c .bin")
         ->required();
     app.add_option("--out,-o", p.out_dir, "Output directory (must not exist or be empty)")->required();
-    app.add_option("--ratio,-r", p.ratio, "Kept fraction of K/V latent dims, in (0, 1]")->required();
+    auto* ratio = app.add_option("--ratio,-r", p.ratio, "Kept fraction of K/V latent dims, in (0, 1]");
+    app.add_option("--kv-bytes", p.kv_bytes,
+                   "Target instead of --ratio: KV-cache bytes per token (all layers, K and V, in "
+                   "the --latent-bits format incl. scales and zeros)")
+        ->excludes(ratio);
     app.add_option("--group-size,-g", p.group_size,
                    "KV heads per latent group: 1 = per head (M-LRD), n_kv = joint (J-LRD); "
                    "0 = auto: 4, or the largest divisor of n_kv <= 4");
@@ -128,6 +133,8 @@ int main(int argc, char** argv) {
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
         p.n_threads = palu::cli::apply_common(common);
+        if (app.count("--ratio") == 0 && app.count("--kv-bytes") == 0)
+            throw palu::UsageError("compress: give the target: --ratio R or --kv-bytes N");
         p.whiten = !no_whiten;
         p.progress = !common.quiet;
         const auto r = palu::pipeline::run_compress(p);

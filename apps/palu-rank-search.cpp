@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli_common.h"
+#include "palu/core/error.h"
 #include "palu/pipeline/calibrate.h"
 
 int main(int argc, char** argv) {
@@ -15,7 +16,13 @@ int main(int argc, char** argv) {
     palu::pipeline::RankSearchParams p;
     app.add_option("--stats,-s", p.stats_path, "Stats file of palu-calibrate (not read for uniform)");
     app.add_option("--model,-m", p.model_path, "The calibrated model")->required();
-    app.add_option("--ratio,-r", p.ratio, "Kept fraction of K/V latent dims, in (0, 1]")->required();
+    auto* ratio = app.add_option("--ratio,-r", p.ratio, "Kept fraction of K/V latent dims, in (0, 1]");
+    app.add_option("--kv-bytes", p.kv_bytes,
+                   "Target instead of --ratio: KV-cache bytes per token (all layers, K and V) in "
+                   "the --latent-bits format incl. scales and zeros")
+        ->excludes(ratio);
+    app.add_option("--latent-bits", p.latent_bits, "Latent format for --kv-bytes: 16|8|4|3|2")
+        ->check(CLI::IsMember({2, 3, 4, 8, 16}));
     app.add_option("--group-size,-g", p.group_size, "KV heads per group (divides the KV heads)");
     app.add_option("--method", p.method, "fisher_uniform | fisher | uniform")
         ->check(CLI::IsMember({"uniform", "fisher", "fisher_uniform"}));
@@ -24,6 +31,8 @@ int main(int argc, char** argv) {
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
         palu::cli::apply_common(common);
+        if (app.count("--ratio") == 0 && app.count("--kv-bytes") == 0)
+            throw palu::UsageError("rank: give the target: --ratio R or --kv-bytes N");
         const auto r = palu::pipeline::run_rank_search(p);
         if (p.out_path.empty()) std::printf("%s\n", r.json.dump(2).c_str());
         return 0;

@@ -31,3 +31,8 @@ palu_cli_test(rank_search.uniform_no_stats 0 "\"achieved_ratio\": 0\\.5," "kept 
 palu_cli_test(rank_search.help 0 "fisher_uniform" "" COMMAND $<TARGET_FILE:palu-rank-search> --help)
 palu_cli_test(rank_search.fisher_needs_stats 2 "" "^E rank: --stats is required" NEEDS models/stories260K/hf
               COMMAND $<TARGET_FILE:palu-rank-search> --model @DATA@/models/stories260K/hf --ratio 0.5)
+palu_cli_test(rank_search.kv_bytes_uniform 0 "\"n_kept\": 160" "target ratio 0\\.5000" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-rank-search> --model @DATA@/models/stories260K/hf --kv-bytes 320
+                      --method uniform --group-size 2)
+palu_cli_test(rank_search.no_target 2 "-" "^E rank: give the target" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-rank-search> --model @DATA@/models/stories260K/hf --method uniform)

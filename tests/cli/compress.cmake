@@ -28,3 +28,14 @@ palu_cli_test(compress.unwritable_out 6 "-" "^E compress: cannot write /proc/pal
 palu_cli_test(compress.missing_model 6 "-" "^E .*no such file" COMMAND $<TARGET_FILE:palu-compress>
               --model /nonexistent/model --out @TMP@/ckpt --ratio 0.5)
 palu_cli_test(compress.help 0 "Stages: calibrate on text" "-" COMMAND $<TARGET_FILE:palu-compress> --help)
+# Target as KV bytes per token (4-bit latents incl. scales/zeros): 200 B/token of stories260K = ratio 0.75.
+palu_cli_test(compress.kv_bytes_target 0 "achieved 0\\.7500 \\(240/320 dims\\).*|compressed 200 B \\(4-bit latents\\)" "-"
+              NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --kv-bytes 200 --latent-bits 4 --group-size 2 --rank-search uniform --no-whiten)
+palu_cli_test(compress.no_target 2 "-" "^E compress: give the target: --ratio R or --kv-bytes N" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --rank-search uniform --no-whiten)
+palu_cli_test(compress.impossible_kv_bytes 2 "-" "^E rank: KV budget 5000 bytes/token is impossible" NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --kv-bytes 5000 --rank-search uniform --no-whiten)

@@ -211,7 +211,7 @@ compress::FisherScalars fisher_scalars_from_stats(const formats::StatsStore& sta
 }
 
 RankSearchResult run_rank_search(const RankSearchParams& p) {
-    PALU_CHECK(p.ratio > 0.0 && p.ratio <= 1.0, UsageError,
+    PALU_CHECK(p.kv_bytes > 0.0 || (p.ratio > 0.0 && p.ratio <= 1.0), UsageError,
                "rank: --ratio must be in (0, 1], got %g", p.ratio);
     const auto method = compress::parse_rank_search_method(p.method);
     PALU_CHECK(method.has_value(), UsageError,
@@ -224,7 +224,9 @@ RankSearchResult run_rank_search(const RankSearchParams& p) {
     compress::RankSearchParams rp;
     rp.method = *method;
     rp.group_size = p.group_size;
-    rp.ratio = p.ratio;
+    rp.ratio = p.kv_bytes > 0.0 ? 0.0 : p.ratio;
+    rp.kv_bytes_per_token = p.kv_bytes;
+    rp.quant.bits = p.latent_bits;
     rp.rank_multiple = p.round_to;
     compress::FisherScalars fisher;
     if (*method != compress::RankSearchMethod::Uniform) {
@@ -252,7 +254,7 @@ RankSearchResult run_rank_search(const RankSearchParams& p) {
     }
     PALU_LOG_INFO("rank", "%s, group size %lld, target ratio %.4f: kept %lld/%lld dims, achieved ratio %.4f",
                   compress::rank_search_method_name(r.plan.method), static_cast<long long>(r.plan.group_size),
-                  p.ratio, static_cast<long long>(r.plan.n_kept()), static_cast<long long>(r.plan.n_full()),
+                  r.plan.target_ratio, static_cast<long long>(r.plan.n_kept()), static_cast<long long>(r.plan.n_full()),
                   r.plan.achieved_ratio());
     return r;
 }

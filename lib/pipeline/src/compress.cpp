@@ -387,10 +387,13 @@ CompressResult run_compress(const CompressParams& p) {
     const auto t_start = Clock::now();
     StageClock clock;
     // ---- inputs, checked before any long work ----
-    PALU_CHECK(std::isfinite(p.ratio) && p.ratio > 0.0 && p.ratio <= 1.0, UsageError,
+    PALU_CHECK(p.kv_bytes > 0.0 || (std::isfinite(p.ratio) && p.ratio > 0.0 && p.ratio <= 1.0),
+               UsageError,
                "compress: --ratio must be in (0, 1], got %g; hint: 0.5 keeps half of the K/V "
                "latent dimensions",
                p.ratio);
+    PALU_CHECK(p.kv_bytes == 0.0 || (std::isfinite(p.kv_bytes) && p.kv_bytes > 0.0), UsageError,
+               "compress: --kv-bytes must be > 0, got %g", p.kv_bytes);
     const compress::RankSearchMethod method = parse_method(p.rank_search);
     check_out_dir(p);
     auto src = formats::open_model(p.model_path);
@@ -432,7 +435,8 @@ CompressResult run_compress(const CompressParams& p) {
     compress::RankSearchParams rp;
     rp.method = method;
     rp.group_size = s;
-    rp.ratio = p.ratio;
+    rp.ratio = p.kv_bytes > 0.0 ? 0.0 : p.ratio;
+    rp.kv_bytes_per_token = p.kv_bytes;
     rp.quant = p.quant;
     rp.rank_multiple = p.round_to;
     compress::FisherScalars fisher;
@@ -443,7 +447,7 @@ CompressResult run_compress(const CompressParams& p) {
                   "%lld latent dims (ratio %.4f, target %.4f)",
                   compress::rank_search_method_name(method), static_cast<long long>(s),
                   static_cast<long long>(plan.rank_multiple), static_cast<long long>(plan.n_kept()),
-                  static_cast<long long>(plan.n_full()), plan.achieved_ratio(), p.ratio);
+                  static_cast<long long>(plan.n_full()), plan.achieved_ratio(), plan.target_ratio);
     clock.done("rank_search");
 
     // ---- 3./4. decompose (+ Hadamard) layer by layer ----
@@ -477,7 +481,8 @@ CompressResult run_compress(const CompressParams& p) {
         {"group_size", s},
         {"rank_search",
          {{"method", compress::rank_search_method_name(method)},
-          {"target_ratio", p.ratio},
+          {"target_ratio", plan.target_ratio},
+          {"target_kv_bytes_per_token", p.kv_bytes > 0.0 ? json(p.kv_bytes) : json(nullptr)},
           {"achieved_ratio", plan.achieved_ratio()},
           {"rank_multiple", plan.rank_multiple},
           {"kept_dims", plan.n_kept()},

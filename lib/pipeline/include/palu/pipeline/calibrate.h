@@ -66,6 +66,8 @@ struct RankSearchParams {
     std::string stats_path;
     std::string model_path;
     double ratio = 0.5;                 // kept fraction of K/V latent dims, (0, 1]
+    double kv_bytes = 0.0;              // > 0: target KV bytes per token instead of ratio
+    int latent_bits = 16;               // latent format for the bytes target (16 = f16)
     int64_t group_size = 4;             // KV heads per group
     std::string method = "fisher_uniform";  // uniform|fisher|fisher_uniform
     int64_t round_to = 0;               // rank multiple B; 0 = compress::default_rank_multiple

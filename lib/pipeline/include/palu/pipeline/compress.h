@@ -34,6 +34,9 @@ struct CompressParams {
     std::string model_path;
     std::string out_dir;
     double ratio = 0.5;                     ///< kept fraction of K/V latent dims, (0, 1]
+    /// Target as KV-cache bytes per token instead (> 0 replaces `ratio`): all layers, K and V,
+    /// in the latent format of `quant` including scales and zeros.
+    double kv_bytes = 0.0;
     int64_t group_size = 0;                 ///< KV heads per group; 0 = auto (4, or the largest divisor of n_kv ≤ 4)
     std::string rank_search = "fisher_uniform";  ///< uniform|fisher|fisher_uniform
     int64_t round_to = 0;                   ///< rank multiple; 0 = compress::default_rank_multiple
