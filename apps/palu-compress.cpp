@@ -98,21 +98,7 @@ int main(int argc, char** argv) {
                    "split over groups) | fisher (per group) | uniform")
         ->check(CLI::IsMember({"uniform", "fisher", "fisher_uniform"}));
     app.add_option("--round-to", p.round_to, "Rank multiple (0: min(32, group width / 4))");
-    auto* calib = app.add_option("--calib", p.calib_path, "Calibration text (wikitext raw, .jsonl with \"text\", or plain)");
-    app.add_option("--calib-format", p.calib_format, "auto|wikitext|jsonl|plain")
-        ->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
-    app.add_option("--calib-tokens", p.calib_tokens, "Calibration token ids (raw int32 .i32)")->excludes(calib);
-    app.add_option("--calib-samples", p.calib_samples, "Calibration windows")->check(CLI::Range(1, 1 << 20));
-    app.add_option("--calib-seqlen", p.calib_seqlen, "Tokens per calibration window")->check(CLI::Range(2, 1 << 20));
-    app.add_option("--sampler", p.calib_sampler, "random (reference: seeded random offsets, BOS first) | contiguous | offsets")
-        ->check(CLI::IsMember({"random", "contiguous", "offsets"}));
-    app.add_option("--offsets", p.calib_offsets, "Offsets file for --sampler offsets")->check(CLI::ExistingFile);
-    app.add_option("--seed", p.seed, "Sampling / rotation seed");
-    app.add_option("--fisher-shift", p.fisher_shift, "single (correct) | double (the reference's bug, for parity)")
-        ->check(CLI::IsMember({"single", "double"}));
-    app.add_option("--stats", p.stats_path,
-                   "Calibration statistics (HDF5): reused when model, data and settings match, "
-                   "written there otherwise; without --calib an existing file is used as is");
+    palu::cli::add_calibration_options(app, p.calib);
     bool no_whiten = false;
     app.add_flag("--no-whiten", no_whiten, "Plain SVD of the weights instead of the whitened SVD");
     app.add_option("--damp", p.damp, "Added to every Gram diagonal before Cholesky (default 0; the reference's eigen-shift fallback runs when not positive definite)");

@@ -33,21 +33,7 @@ int main(int argc, char** argv) {
                    "on the Hadamard-fused factors (e.g. 3h)")
         ->capture_default_str();
     app.add_option("--round-to", p.round_to, "Rank multiple (0: min(32, group width / 4))");
-    auto* calib = app.add_option("--calib", c.calib_path, "Calibration text (wikitext raw, .jsonl with \"text\", or plain)");
-    app.add_option("--calib-format", c.calib_format, "auto|wikitext|jsonl|plain")
-        ->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
-    app.add_option("--calib-tokens", c.calib_tokens, "Calibration token ids (raw int32 .i32)")->excludes(calib);
-    app.add_option("--calib-samples", c.calib_samples, "Calibration windows")->check(CLI::Range(1, 1 << 20));
-    app.add_option("--calib-seqlen", c.calib_seqlen, "Tokens per calibration window")->check(CLI::Range(2, 1 << 20));
-    app.add_option("--sampler", c.calib_sampler, "random | contiguous | offsets")
-        ->check(CLI::IsMember({"random", "contiguous", "offsets"}));
-    app.add_option("--offsets", c.calib_offsets, "Offsets file for --sampler offsets")->check(CLI::ExistingFile);
-    app.add_option("--seed", c.seed, "Sampling / rotation seed");
-    app.add_option("--fisher-shift", c.fisher_shift, "single (correct) | double (the reference's bug, for parity)")
-        ->check(CLI::IsMember({"single", "double"}));
-    app.add_option("--stats", c.stats_path,
-                   "Calibration statistics (HDF5): reused when model, data and settings match, "
-                   "written there otherwise; without --calib an existing file is used as is");
+    palu::cli::add_calibration_options(app, c);
     app.add_option("--damp", p.damp, "Added to every Gram diagonal before Cholesky (default 0)");
     auto* ev = app.add_option("--eval", p.eval_path, "Evaluation text");
     app.add_option("--eval-format", p.eval_format, "auto|wikitext|jsonl|plain")

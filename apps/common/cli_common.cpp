@@ -46,4 +46,29 @@ int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& b
     }
 }
 
+void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c) {
+    auto* calib = app.add_option("--calib", c.calib_path,
+                                 "Calibration text (wikitext raw, .jsonl with \"text\", or plain)");
+    app.add_option("--calib-format", c.calib_format, "auto|wikitext|jsonl|plain")
+        ->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
+    app.add_option("--calib-tokens", c.calib_tokens, "Calibration token ids (raw int32 .i32)")
+        ->excludes(calib);
+    app.add_option("--calib-samples", c.calib_samples, "Calibration windows")
+        ->check(CLI::Range(1, 1 << 20));
+    app.add_option("--calib-seqlen", c.calib_seqlen, "Tokens per calibration window")
+        ->check(CLI::Range(2, 1 << 20));
+    app.add_option("--sampler", c.calib_sampler,
+                   "random (reference: seeded random offsets, BOS first) | contiguous | offsets")
+        ->check(CLI::IsMember({"random", "contiguous", "offsets"}));
+    app.add_option("--offsets", c.calib_offsets, "Offsets file for --sampler offsets")
+        ->check(CLI::ExistingFile);
+    app.add_option("--seed", c.seed, "Sampling / rotation seed");
+    app.add_option("--fisher-shift", c.fisher_shift,
+                   "single (correct) | double (the reference's bug, for parity)")
+        ->check(CLI::IsMember({"single", "double"}));
+    app.add_option("--stats", c.stats_path,
+                   "Calibration statistics (HDF5): reused when model, data and settings match, "
+                   "written there otherwise; without --calib an existing file is used as is");
+}
+
 }  // namespace palu::cli

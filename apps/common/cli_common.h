@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "palu/pipeline/compress.h"
+
 namespace palu::cli {
 
 /// Options every stage understands. Tools bind the ones they use.
@@ -23,5 +25,10 @@ int apply_common(const CommonOptions& opts);
 
 /// Parses argv, runs `body`, and maps palu::Error to its exit code with one `E` line on stderr.
 int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
+
+/// Registers the calibration options shared by palu-compress and palu-sweep (--calib,
+/// --calib-format, --calib-tokens, --calib-samples, --calib-seqlen, --sampler, --offsets, --seed,
+/// --fisher-shift, --stats).
+void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c);
 
 }  // namespace palu::cli

@@ -49,15 +49,15 @@ pipeline::CompressParams reference_params(const fs::path& model, const fs::path&
                                           const fs::path& offsets, const fs::path& stats) {
     pipeline::CompressParams p;
     p.model_path = model.string();
-    p.calib_tokens = tokens.string();
-    p.calib_sampler = "offsets";
-    p.calib_offsets = offsets.string();
-    p.calib_samples = 256;
-    p.calib_seqlen = 256;
-    p.fisher_shift = "double";
+    p.calib.calib_tokens = tokens.string();
+    p.calib.calib_sampler = "offsets";
+    p.calib.calib_offsets = offsets.string();
+    p.calib.calib_samples = 256;
+    p.calib.calib_seqlen = 256;
+    p.calib.fisher_shift = "double";
     p.round_to = 4;
     p.ratio = 0.5;
-    p.stats_path = stats.string();
+    p.calib.stats_path = stats.string();
     p.eval_tokens = tokens.string();
     p.eval_seqlen = 256;
     p.n_threads = 1;
@@ -133,13 +133,13 @@ TEST(CompressProperties, WhitenedErrorNotAbovePlain_Data) {
     TempDir tmp("whiten");
     pipeline::CompressParams p;
     p.model_path = model_dir.string();
-    p.calib_tokens = tokens.string();
-    p.calib_samples = 16;
-    p.calib_seqlen = 128;
+    p.calib.calib_tokens = tokens.string();
+    p.calib.calib_samples = 16;
+    p.calib.calib_seqlen = 128;
     p.rank_search = "uniform";
     p.ratio = 0.5;
     p.group_size = 2;
-    p.stats_path = (tmp.path / "stats.h5").string();
+    p.calib.stats_path = (tmp.path / "stats.h5").string();
     p.n_threads = 1;
     p.progress = false;
     p.out_dir = (tmp.path / "w").string();
@@ -168,9 +168,9 @@ TEST(CompressProperties, RankDeficientGramFallbackCounted_Data) {
     TempDir tmp("fallback");
     pipeline::CompressParams p;
     p.model_path = model_dir.string();
-    p.calib_tokens = tokens.string();
-    p.calib_samples = 2;
-    p.calib_seqlen = 8;
+    p.calib.calib_tokens = tokens.string();
+    p.calib.calib_samples = 2;
+    p.calib.calib_seqlen = 8;
     p.rank_search = "uniform";
     p.ratio = 0.5;
     p.n_threads = 1;
@@ -202,10 +202,10 @@ TEST(CompressBadInput, OneClearErrorNothingWritten_Data) {
         {"ratio 0", [](auto& p, auto&) { p.ratio = 0.0; }, "--ratio must be in (0, 1]"},
         {"ratio 1.5", [](auto& p, auto&) { p.ratio = 1.5; }, "--ratio must be in (0, 1]"},
         {"group size 3", [](auto& p, auto&) { p.group_size = 3; }, "does not divide the 4 KV heads"},
-        {"no calibration", [](auto& p, auto&) { p.calib_tokens.clear(); }, "needs calibration statistics"},
-        {"missing calibration", [](auto& p, auto& d) { p.calib_tokens.clear(); p.calib_path = (d / "nope.txt").string(); },
+        {"no calibration", [](auto& p, auto&) { p.calib.calib_tokens.clear(); }, "needs calibration statistics"},
+        {"missing calibration", [](auto& p, auto& d) { p.calib.calib_tokens.clear(); p.calib.calib_path = (d / "nope.txt").string(); },
          "does not exist"},
-        {"empty calibration", [](auto& p, auto& d) { p.calib_tokens.clear(); p.calib_path = (d / "empty.txt").string(); },
+        {"empty calibration", [](auto& p, auto& d) { p.calib.calib_tokens.clear(); p.calib.calib_path = (d / "empty.txt").string(); },
          "is empty"},
         {"unwritable out", [](auto& p, auto& d) { p.out_dir = (d / "file" / "out").string(); }, "cannot write"},
         {"out not empty", [](auto& p, auto& d) { p.out_dir = d.string(); }, "is not empty"},
@@ -214,9 +214,9 @@ TEST(CompressBadInput, OneClearErrorNothingWritten_Data) {
     for (const BadCase& c : cases) {
         pipeline::CompressParams p;
         p.model_path = model_dir.string();
-        p.calib_tokens = tokens.string();
-        p.calib_samples = 2;
-        p.calib_seqlen = 16;
+        p.calib.calib_tokens = tokens.string();
+        p.calib.calib_samples = 2;
+        p.calib.calib_seqlen = 16;
         p.progress = false;
         p.out_dir = (tmp.path / "out").string();
         c.edit(p, tmp.path);
@@ -253,7 +253,7 @@ TEST(CompressBadInput, StatsOfAnotherModelRefused_Data) {
     pipeline::run_calibrate(cp);
     pipeline::CompressParams p;
     p.model_path = model_dir.string();
-    p.stats_path = cp.out_path;
+    p.calib.stats_path = cp.out_path;
     p.out_dir = (tmp.path / "out").string();
     p.progress = false;
     try {

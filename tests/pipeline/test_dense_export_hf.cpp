@@ -65,12 +65,12 @@ TEST(DenseExportHf, Stories260KMatchesTransformers_Data) {
     pipeline::CompressParams p;
     p.model_path = model_dir.string();
     p.out_dir = (tmp.path / "ckpt").string();
-    p.calib_tokens = tokens.string();
-    p.calib_sampler = "offsets";
-    p.calib_offsets = offsets.string();
-    p.calib_samples = 256;
-    p.calib_seqlen = 256;
-    p.fisher_shift = "double";
+    p.calib.calib_tokens = tokens.string();
+    p.calib.calib_sampler = "offsets";
+    p.calib.calib_offsets = offsets.string();
+    p.calib.calib_samples = 256;
+    p.calib.calib_seqlen = 256;
+    p.calib.fisher_shift = "double";
     p.round_to = 4;
     p.group_size = 4;
     p.factor_dtype = "f32";
@@ -104,9 +104,9 @@ TEST(DenseExportHf, SmolLM2MatchesTransformers_Slow) {
     p.out_dir = (tmp.path / "ckpt").string();
     p.ratio = 0.5;
     p.rank_search = "uniform";
-    p.calib_path = c4.string();
-    p.calib_samples = 8;
-    p.calib_seqlen = 512;
+    p.calib.calib_path = c4.string();
+    p.calib.calib_samples = 8;
+    p.calib.calib_seqlen = 512;
     p.progress = false;
     pipeline::run_compress(p);
     // The reference scored the first 4 × 1024 ids of WikiText-2 test (palu's tokenizer = the

@@ -8,6 +8,18 @@
 
 namespace palu::model {
 
+void check_kv_append(int64_t n_batch, int64_t n_new, int64_t cache_batch, int64_t n_cached,
+                     int64_t n_ctx_max) {
+    PALU_CHECK(n_batch == cache_batch, UsageError,
+               "model: kv cache: batch of %lld rows, cache made for %lld",
+               static_cast<long long>(n_batch), static_cast<long long>(cache_batch));
+    PALU_CHECK(n_cached + n_new <= n_ctx_max, UsageError,
+               "model: kv cache: %lld + %lld positions exceed its capacity %lld; hint: make the "
+               "cache with a larger n_ctx_max",
+               static_cast<long long>(n_cached), static_cast<long long>(n_new),
+               static_cast<long long>(n_ctx_max));
+}
+
 DenseKvLayerCache::DenseKvLayerCache(const ModelConfig& config, int64_t n_batch, int64_t n_ctx_max)
     : n_kv_heads_(config.n_kv_heads),
       d_head_(config.d_head),
@@ -23,14 +35,7 @@ DenseKvLayerCache::DenseKvLayerCache(const ModelConfig& config, int64_t n_batch,
 
 void DenseKvLayerCache::append(const float* x, int64_t n_batch, int64_t n_new,
                                const LayerWeights& w, const Rope& rope) {
-    PALU_CHECK(n_batch == n_batch_, UsageError,
-               "model: kv cache: batch of %lld rows, cache made for %lld",
-               static_cast<long long>(n_batch), static_cast<long long>(n_batch_));
-    PALU_CHECK(n_cached_ + n_new <= n_ctx_max_, UsageError,
-               "model: kv cache: %lld + %lld positions exceed its capacity %lld; hint: make the "
-               "cache with a larger n_ctx_max",
-               static_cast<long long>(n_cached_), static_cast<long long>(n_new),
-               static_cast<long long>(n_ctx_max_));
+    check_kv_append(n_batch, n_new, n_batch_, n_cached_, n_ctx_max_);
     const int64_t d_model = w.wk.dim(1), d_kv = n_kv_heads_ * d_head_, n_rows = n_batch * n_new;
     scratch_.resize(static_cast<size_t>(n_rows * d_kv));
     std::vector<int64_t> pos(static_cast<size_t>(n_rows));

@@ -86,68 +86,79 @@ int64_t block_offset(int64_t b, int64_t g_off, int64_t r, int64_t t, int64_t n_c
 }
 }  // namespace
 
-void LatentKvLayerCache::store(Plane& p, const float* h, int64_t b, int64_t t) {
+void LatentKvLayerCache::store(Plane& p, const float* h, int64_t b, int64_t t0, int64_t n) {
+    std::vector<float> slice;
     for (size_t g = 0; g < p.ranks.size(); ++g) {
         const int64_t r = p.ranks[g];
-        const float* src = h + p.offsets[g];
         if (bits_ == 32 || bits_ == 16) {
-            const int64_t o = block_offset(b, p.offsets[g], r, t, n_ctx_max_, p.n_latent);
-            if (bits_ == 32)
-                std::memcpy(p.f32.data() + o, src, static_cast<size_t>(r) * sizeof(float));
-            else
-                for (int64_t i = 0; i < r; ++i) p.f16[static_cast<size_t>(o + i)] = f32_to_f16(src[i]);
+            for (int64_t t = 0; t < n; ++t) {
+                const float* src = h + t * p.n_latent + p.offsets[g];
+                const int64_t o = block_offset(b, p.offsets[g], r, t0 + t, n_ctx_max_, p.n_latent);
+                if (bits_ == 32)
+                    std::memcpy(p.f32.data() + o, src, static_cast<size_t>(r) * sizeof(float));
+                else
+                    for (int64_t i = 0; i < r; ++i)
+                        p.f16[static_cast<size_t>(o + i)] = f32_to_f16(src[i]);
+            }
             continue;
         }
-        const compress::QuantizedRows q = compress::quantize_rows(src, 1, r, quant_);
-        const int64_t cb = p.code_bytes[g], nc = p.n_chunks[g];
-        compress::pack_codes(q.codes.data(), r, bits_,
-                             p.codes.data() + b * p.code_batch + p.code_base[g] + t * cb);
-        const int64_t po = b * p.param_batch + p.param_base[g] + t * nc;
+        // One quantizer call for the group's n rows; per-token parameters are contiguous in t.
+        slice.resize(static_cast<size_t>(n * r));
+        for (int64_t t = 0; t < n; ++t)
+            std::memcpy(slice.data() + t * r, h + t * p.n_latent + p.offsets[g],
+                        static_cast<size_t>(r) * sizeof(float));
+        const compress::QuantizedRows q = compress::quantize_rows(slice.data(), n, r, quant_);
+        const int64_t cb = p.code_bytes[g];
+        uint8_t* codes = p.codes.data() + b * p.code_batch + p.code_base[g] + t0 * cb;
+        for (int64_t t = 0; t < n; ++t)
+            compress::pack_codes(q.codes.data() + t * r, r, bits_, codes + t * cb);
+        const int64_t po = b * p.param_batch + p.param_base[g] + t0 * p.n_chunks[g];
         std::copy(q.scales.begin(), q.scales.end(), p.scales.begin() + po);
         if (!quant_.symmetric) std::copy(q.zeros.begin(), q.zeros.end(), p.zeros.begin() + po);
     }
 }
 
-void LatentKvLayerCache::load_row(const Plane& p, int64_t b, int64_t t, float* h) const {
-    std::vector<uint8_t> codes;
+void LatentKvLayerCache::load(const Plane& p, int64_t b, int64_t t0, int64_t n, float* h) const {
+    std::vector<float> slice;
     for (size_t g = 0; g < p.ranks.size(); ++g) {
         const int64_t r = p.ranks[g];
-        float* dst = h + p.offsets[g];
         if (bits_ == 32 || bits_ == 16) {
-            const int64_t o = block_offset(b, p.offsets[g], r, t, n_ctx_max_, p.n_latent);
-            if (bits_ == 32)
-                std::memcpy(dst, p.f32.data() + o, static_cast<size_t>(r) * sizeof(float));
-            else
-                for (int64_t i = 0; i < r; ++i) dst[i] = f16_to_f32(p.f16[static_cast<size_t>(o + i)]);
+            for (int64_t t = 0; t < n; ++t) {
+                float* dst = h + t * p.n_latent + p.offsets[g];
+                const int64_t o = block_offset(b, p.offsets[g], r, t0 + t, n_ctx_max_, p.n_latent);
+                if (bits_ == 32)
+                    std::memcpy(dst, p.f32.data() + o, static_cast<size_t>(r) * sizeof(float));
+                else
+                    for (int64_t i = 0; i < r; ++i)
+                        dst[i] = f16_to_f32(p.f16[static_cast<size_t>(o + i)]);
+            }
             continue;
         }
         const int64_t cb = p.code_bytes[g], nc = p.n_chunks[g];
         compress::QuantizedRows q;
-        q.n_rows = 1;
+        q.n_rows = n;
         q.n_cols = r;
         q.chunk = r / nc;
         q.bits = bits_;
         q.symmetric = quant_.symmetric;
-        q.codes.resize(static_cast<size_t>(r));
-        compress::unpack_codes(p.codes.data() + b * p.code_batch + p.code_base[g] + t * cb, r, bits_,
-                               q.codes.data());
-        const int64_t po = b * p.param_batch + p.param_base[g] + t * nc;
-        q.scales.assign(p.scales.begin() + po, p.scales.begin() + po + nc);
-        if (!quant_.symmetric) q.zeros.assign(p.zeros.begin() + po, p.zeros.begin() + po + nc);
-        compress::dequantize_rows(q, dst);
+        q.codes.resize(static_cast<size_t>(n * r));
+        const uint8_t* codes = p.codes.data() + b * p.code_batch + p.code_base[g] + t0 * cb;
+        for (int64_t t = 0; t < n; ++t)
+            compress::unpack_codes(codes + t * cb, r, bits_, q.codes.data() + t * r);
+        const int64_t po = b * p.param_batch + p.param_base[g] + t0 * nc;
+        q.scales.assign(p.scales.begin() + po, p.scales.begin() + po + n * nc);
+        if (!quant_.symmetric) q.zeros.assign(p.zeros.begin() + po, p.zeros.begin() + po + n * nc);
+        slice.resize(static_cast<size_t>(n * r));
+        compress::dequantize_rows(q, slice.data());
+        for (int64_t t = 0; t < n; ++t)
+            std::memcpy(h + t * p.n_latent + p.offsets[g], slice.data() + t * r,
+                        static_cast<size_t>(r) * sizeof(float));
     }
 }
 
 void LatentKvLayerCache::append(const float* x, int64_t n_batch, int64_t n_new,
                                 const LayerWeights& w, const Rope& rope) {
-    PALU_CHECK(n_batch == n_batch_, UsageError,
-               "model: kv cache: batch of %lld rows, cache made for %lld",
-               static_cast<long long>(n_batch), static_cast<long long>(n_batch_));
-    PALU_CHECK(n_cached_ + n_new <= n_ctx_max_, UsageError,
-               "model: kv cache: %lld + %lld positions exceed its capacity %lld; hint: make the "
-               "cache with a larger n_ctx_max",
-               static_cast<long long>(n_cached_), static_cast<long long>(n_new),
-               static_cast<long long>(n_ctx_max_));
+    check_kv_append(n_batch, n_new, n_batch_, n_cached_, n_ctx_max_);
     PALU_CHECK(w.lk.present() && w.lk.n_latent() == k_.n_latent && w.lv.n_latent() == v_.n_latent,
                UsageError, "model: latent kv cache: layer weights do not match the cache's ranks");
     rope_ = &rope;
@@ -160,8 +171,7 @@ void LatentKvLayerCache::append(const float* x, int64_t n_batch, int64_t n_new,
         ops::gemm_nt(n_rows, p.n_latent, d_model, x, d_model, lr.vt.data(), d_model, h_.data(),
                      p.n_latent);
         for (int64_t b = 0; b < n_batch; ++b)
-            for (int64_t t = 0; t < n_new; ++t)
-                store(p, h_.data() + (b * n_new + t) * p.n_latent, b, n_cached_ + t);
+            store(p, h_.data() + b * n_new * p.n_latent, b, n_cached_, n_new);
     }
     n_cached_ += n_new;
 }
@@ -174,7 +184,7 @@ void LatentKvLayerCache::reconstruct(const Plane& p, int64_t b, bool rope_keys,
     LatentWorkspace& ws = *ws_;
     ws.latent.resize(std::max(ws.latent.size(), static_cast<size_t>(n * p.n_latent)));
     ws.proj.resize(std::max(ws.proj.size(), static_cast<size_t>(n * d_kv)));
-    for (int64_t t = 0; t < n; ++t) load_row(p, b, t, ws.latent.data() + t * p.n_latent);
+    load(p, b, 0, n, ws.latent.data());
     // Y[:, g·s·d_head ...] = H_g · U_gᵀ (+ bias_g)   [n, d_kv]
     for (size_t g = 0; g < p.ranks.size(); ++g) {
         float* y = ws.proj.data() + static_cast<int64_t>(g) * w_g;
@@ -227,7 +237,7 @@ std::vector<float> LatentKvLayerCache::latent(int64_t b, int64_t t, int which) c
                static_cast<long long>(b), static_cast<long long>(t));
     const Plane& p = which == 0 ? k_ : v_;
     std::vector<float> h(static_cast<size_t>(p.n_latent));
-    load_row(p, b, t, h.data());
+    load(p, b, t, 1, h.data());
     return h;
 }
 

@@ -250,21 +250,6 @@ Tensor CompressedOverlay::load_f32(const std::string& name) const {
     return t;
 }
 
-CalibrationOptions calibration_options(const CompressParams& p) {
-    CalibrationOptions c;
-    c.calib_path = p.calib_path;
-    c.calib_format = p.calib_format;
-    c.calib_tokens = p.calib_tokens;
-    c.calib_samples = p.calib_samples;
-    c.calib_seqlen = p.calib_seqlen;
-    c.calib_sampler = p.calib_sampler;
-    c.calib_offsets = p.calib_offsets;
-    c.seed = p.seed;
-    c.fisher_shift = p.fisher_shift;
-    c.stats_path = p.stats_path;
-    return c;
-}
-
 CalibrationStats::CalibrationStats() = default;
 
 CalibrationStats::CalibrationStats(CalibrationStats&& o) noexcept
@@ -414,10 +399,10 @@ CompressResult run_compress(const CompressParams& p) {
     const bool need_fisher = method != compress::RankSearchMethod::Uniform;
     // Statistics are needed for Fisher and whitening; when calibration data is given anyway, the
     // plain SVD uses them to report its error on the calibration activations.
-    const bool need_stats = need_fisher || p.whiten || !p.calib_path.empty() ||
-                            !p.calib_tokens.empty() ||
-                            (!p.stats_path.empty() && fs::exists(p.stats_path));
-    const CalibrationOptions calib = calibration_options(p);
+    const CalibrationOptions& calib = p.calib;
+    const bool need_stats = need_fisher || p.whiten || !calib.calib_path.empty() ||
+                            !calib.calib_tokens.empty() ||
+                            (!calib.stats_path.empty() && fs::exists(calib.stats_path));
     check_calibration_inputs(
         calib, need_stats, "compress",
         need_fisher ? "rank search '" + p.rank_search + "'" : std::string("whitening"));
@@ -454,7 +439,7 @@ CompressResult run_compress(const CompressParams& p) {
     DecomposeOptions dopt;
     dopt.method = p.whiten ? compress::DecomposeMethod::Whitened : compress::DecomposeMethod::Plain;
     dopt.hadamard = p.hadamard;
-    dopt.seed = p.seed;
+    dopt.seed = p.calib.seed;
     dopt.progress = p.progress;
     std::unique_ptr<Whitening> whitening;
     if (stats) whitening = std::make_unique<Whitening>(*stats, cfg, p.damp, /*keep=*/false);
@@ -494,7 +479,7 @@ CompressResult run_compress(const CompressParams& p) {
           {"gram_fallbacks", n_fallbacks},
           {"max_gram_shift", max_shift}}},
         {"calibration", calib_info},
-        {"hadamard", {{"fused", p.hadamard}, {"seed", p.seed}}},
+        {"hadamard", {{"fused", p.hadamard}, {"seed", p.calib.seed}}},
         {"latent_quant", quant_json},
         {"head_permutation", nullptr},
         {"kv_bytes_per_token",
@@ -526,9 +511,11 @@ CompressResult run_compress(const CompressParams& p) {
         ep.n_threads = p.n_threads;
         ep.progress = p.progress;
         ep.model_path = p.model_path;
+        // Tokenized once, scored by both models.
+        const std::vector<int32_t> ids = load_eval_tokens(ep, *src);
+        ep.tokens = &ids;
         const EvalPplResult before = run_eval_ppl(ep);
         ep.model_path = p.out_dir;
-        ep.tokenizer_model_path = p.model_path;
         const EvalPplResult after = run_eval_ppl(ep);
         eval = {{"source", p.eval_path.empty() ? p.eval_tokens : p.eval_path},
                 {"seqlen", p.eval_seqlen},

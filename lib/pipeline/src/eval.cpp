@@ -34,7 +34,7 @@ std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource
                "eval: give exactly one of --text FILE or --tokens FILE.i32");
     if (!p.tokens_path.empty()) return read_token_file(p.tokens_path);
     auto tok = calib::find_tokenizer_for_model(
-        p.tokenizer_model_path.empty() ? p.model_path : p.tokenizer_model_path, src.config().n_vocab);
+        p.model_path, src.config().n_vocab);
     const std::string text = calib::load_text(p.text_path, calib::parse_text_format(p.text_format));
     // The literature's convention: the whole corpus tokenized once, BOS only at its start.
     auto ids = tok->encode(text, /*add_bos=*/true);
@@ -79,7 +79,9 @@ int configure_latent_cache(model::Transformer& engine, const WeightSource& src, 
 
 EvalPplResult run_eval_ppl(const EvalPplParams& p) {
     auto src = formats::open_model(p.model_path);
-    const std::vector<int32_t> tokens = load_eval_tokens(p, *src);
+    std::vector<int32_t> loaded;
+    if (!p.tokens) loaded = load_eval_tokens(p, *src);
+    const std::vector<int32_t>& tokens = p.tokens ? *p.tokens : loaded;
     const auto t_load = std::chrono::steady_clock::now();
     model::Transformer engine(
         *src, p.streaming ? model::Residency::Streaming : model::Residency::Resident);

@@ -44,6 +44,11 @@ class KvLayerCache {
     virtual void clear() = 0;
 };
 
+/// The checks every KvLayerCache::append makes: the batch matches the cache's, and n_new more
+/// positions fit (UsageError otherwise).
+void check_kv_append(int64_t n_batch, int64_t n_new, int64_t cache_batch, int64_t n_cached,
+                     int64_t n_ctx_max);
+
 /// Dense f32 cache: K post-RoPE and V, [n_batch, n_kv_heads, n_ctx_max, d_head] each.
 class DenseKvLayerCache final : public KvLayerCache {
    public:

@@ -93,8 +93,9 @@ class LatentKvLayerCache final : public KvLayerCache {
         int64_t code_batch = 0, param_batch = 0;     // per batch row
     };
     void init_plane(Plane& p, const LowRankWeights& lr);
-    void store(Plane& p, const float* h, int64_t b, int64_t t);           // h [Σ r_g]
-    void load_row(const Plane& p, int64_t b, int64_t t, float* h) const;  // h [Σ r_g]
+    // Tokens t0 .. t0+n-1 of batch row b; h is [n, Σ r_g] row-major.
+    void store(Plane& p, const float* h, int64_t b, int64_t t0, int64_t n);
+    void load(const Plane& p, int64_t b, int64_t t0, int64_t n, float* h) const;
     void reconstruct(const Plane& p, int64_t b, bool rope_keys, std::vector<float>& dst);
 
     int64_t n_kv_heads_, d_head_, group_size_, n_batch_, n_ctx_max_, n_cached_ = 0;

@@ -30,6 +30,21 @@ class StatsStore;
 
 namespace palu::pipeline {
 
+/// Calibration inputs (stage 1), shared by palu-compress and palu-sweep: exactly one of
+/// calib_path / calib_tokens, or an existing stats_path (uniform + plain SVD needs none).
+struct CalibrationOptions {
+    std::string calib_path;                 ///< text corpus
+    std::string calib_format = "auto";      ///< auto|wikitext|jsonl|plain
+    std::string calib_tokens;               ///< raw int32 token file (.i32)
+    int64_t calib_samples = 32;
+    int64_t calib_seqlen = 512;
+    std::string calib_sampler = "random";   ///< random|contiguous|offsets
+    std::string calib_offsets;              ///< offsets file (sampler offsets)
+    uint64_t seed = 3;                      ///< sampling seed (also the Hadamard fallback seed)
+    std::string fisher_shift = "single";    ///< single|double (the reference's)
+    std::string stats_path;                 ///< reuse when it matches; written there when calibrating
+};
+
 struct CompressParams {
     std::string model_path;
     std::string out_dir;
@@ -41,18 +56,7 @@ struct CompressParams {
     std::string rank_search = "fisher_uniform";  ///< uniform|fisher|fisher_uniform
     int64_t round_to = 0;                   ///< rank multiple; 0 = compress::default_rank_multiple
 
-    // Calibration (exactly one of calib_path / calib_tokens / an existing stats_path; uniform +
-    // --no-whiten needs none).
-    std::string calib_path;                 ///< text corpus
-    std::string calib_format = "auto";      ///< auto|wikitext|jsonl|plain
-    std::string calib_tokens;               ///< raw int32 token file (.i32)
-    int64_t calib_samples = 32;
-    int64_t calib_seqlen = 512;
-    std::string calib_sampler = "random";   ///< random|contiguous|offsets
-    std::string calib_offsets;              ///< offsets file (sampler offsets)
-    uint64_t seed = 3;
-    std::string fisher_shift = "single";    ///< single|double (the reference's)
-    std::string stats_path;                 ///< reuse when it matches; written there when calibrating
+    CalibrationOptions calib;
 
     bool whiten = true;                     ///< false: plain SVD
     double damp = 0.0;                      ///< added to every Gram diagonal before Cholesky
@@ -75,24 +79,6 @@ struct CompressParams {
 struct CompressResult {
     nlohmann::json report;                  ///< what report.json holds
 };
-
-/// Calibration inputs (stage 1), shared by palu-compress and palu-sweep: exactly one of
-/// calib_path / calib_tokens, or an existing stats_path (CompressParams documents each field).
-struct CalibrationOptions {
-    std::string calib_path;
-    std::string calib_format = "auto";
-    std::string calib_tokens;
-    int64_t calib_samples = 32;
-    int64_t calib_seqlen = 512;
-    std::string calib_sampler = "random";
-    std::string calib_offsets;
-    uint64_t seed = 3;
-    std::string fisher_shift = "single";
-    std::string stats_path;
-};
-
-/// The calibration fields of `params`.
-CalibrationOptions calibration_options(const CompressParams& params);
 
 /// Statistics for rank search and whitening, opened from the file stage 1 produced or reused.
 /// A temporary stats file (no stats_path given) is removed when this object is destroyed.

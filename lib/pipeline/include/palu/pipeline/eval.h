@@ -28,11 +28,13 @@ struct EvalPplParams {
     int n_threads = 0;                 // 0 = all cores
     bool streaming = false;            // convert weights per layer on every use (low memory)
     bool progress = true;              // progress line with ETA on stderr
-    std::string tokenizer_model_path;  // where to look for the tokenizer; empty = model_path
     /// Compressed checkpoints: latent storage of the KV cache. 0 = the checkpoint's setting
     /// (palu.latent_quant.bits: 16 = f16 latents, 2/3/4/8 = quantized); 32 = f32 latents;
     /// 2/3/4/8/16 override it (quantizer settings from the checkpoint, else the defaults).
     int latent_bits = 0;
+    /// Already tokenized ids (e.g. the same text for the original and the compressed model);
+    /// when non-null, text_path / tokens_path are not read.
+    const std::vector<int32_t>* tokens = nullptr;
 };
 
 struct EvalPplResult {
