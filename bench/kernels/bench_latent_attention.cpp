@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
     std::vector<double> kepts{0.5, 0.3};
     double mem_gb = 60.0;
     int32_t reps = 7;
+    std::vector<std::string> kernel_names{"auto"};
     app.add_option("--models", models, "llama2 and/or llama3");
     app.add_option("--ctx", ctxs, "context lengths");
     app.add_option("--batch", batches, "batch sizes");
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
     app.add_option("--kept", kepts, "kept ratios (rank = round(kept * s * d_head / 32) * 32)");
     app.add_option("--mem-gb", mem_gb, "skip configurations whose caches exceed this many GB");
     app.add_option("--reps", reps, "timed repetitions (median reported)");
+    app.add_option("--kernels", kernel_names,
+                   "auto, block and/or warp: each configuration is timed with each (skipped where it does not apply)")
+        ->check(CLI::IsMember({"auto", "block", "warp"}));
     CLI11_PARSE(app, argc, argv);
     try {
         std::vector<Config> cfgs;
@@ -174,7 +178,22 @@ int main(int argc, char** argv) {
                 p.out = out;
                 ps.push_back(p);
             }
-            const LatentAttentionPlan plan = plan_latent_attention(ps[0]);
+            for (const std::string& kn : kernel_names) {
+            const LatentKernel kernel =
+                kn == "block" ? LatentKernel::Block : kn == "warp" ? LatentKernel::Warp : LatentKernel::Auto;
+            for (auto& p : ps) p.kernel = kernel;
+            LatentAttentionPlan plan;
+            try {
+                plan = plan_latent_attention(ps[0]);
+            } catch (const palu::UsageError& e) {
+                std::fprintf(stderr, "bench: skip %s ctx %d batch %d s %d bits %d kernel %s: %s\n", c.m.name, c.ctx,
+                             c.batch, c.gs, c.bits, kn.c_str(), e.what());
+                continue;
+            } catch (const palu::ShapeError& e) {
+                std::fprintf(stderr, "bench: skip %s ctx %d batch %d s %d bits %d kernel %s: %s\n", c.m.name, c.ctx,
+                             c.batch, c.gs, c.bits, kn.c_str(), e.what());
+                continue;
+            }
             if (plan.workspace_bytes > ws_cap) {
                 if (ws) BENCH_CUDA(cudaFree(ws));
                 ws_cap = plan.workspace_bytes;
@@ -211,10 +230,13 @@ int main(int argc, char** argv) {
             const double flops = 2.0 * c.batch * double(c.ctx) * c.m.n_kv_heads * c.m.d_head * c.rank;
             std::printf("{\"model\":\"%s\",\"n_heads\":%d,\"n_kv_heads\":%d,\"ctx\":%d,\"batch\":%d,\"kept\":%.2f,"
                         "\"gs\":%d,\"bits\":%d,\"rank\":%d,\"us\":%.3f,\"us_min\":%.3f,\"us_max\":%.3f,"
-                        "\"bytes\":%.0f,\"flops\":%.0f,\"n_splits\":%d,\"kv_per_block\":%d,\"smem\":%zu}\n",
+                        "\"bytes\":%.0f,\"flops\":%.0f,\"n_splits\":%d,\"kv_per_block\":%d,\"smem\":%zu,"
+                        "\"kernel\":\"%s\"}\n",
                         c.m.name, c.m.n_heads, c.m.n_kv_heads, c.ctx, c.batch, c.kept, c.gs, c.bits, c.rank, us,
-                        per.front(), per.back(), bytes, flops, plan.n_splits, plan.kv_heads_per_block, plan.smem_bytes);
+                        per.front(), per.back(), bytes, flops, plan.n_splits, plan.kv_heads_per_block, plan.smem_bytes,
+                        plan.kernel == LatentKernel::Warp ? "warp" : "block");
             std::fflush(stdout);
+            }
         }
         BENCH_CUDA(cudaDeviceSynchronize());
         return 0;

@@ -125,8 +125,8 @@ def main():
         f"2·n_kv·d_head·r·tokens / f16 GEMM rate). Times are medians of 7 (µs).",
         "",
         "| model | ctx | batch | kept | s | bits | r | palu µs | SDPA µs | speedup | palu GB/s | % copy BW | "
-        "bound µs | bound / palu | SDPA GB/s | splits |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "bound µs | bound / palu | SDPA GB/s | splits | kernel |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         key = (r["model"], r["n_heads"], r["n_kv_heads"], r["ctx"], r["batch"])
@@ -142,7 +142,8 @@ def main():
             f"{r['us']:.1f} | {'—' if b_us is None else f'{b_us:.1f}'} | "
             f"{'—' if b_us is None else f'{b_us / r['us']:.2f}×'} | {gbs:.0f} | {100 * gbs * 1e9 / bw:.0f}% | "
             f"{bound:.1f} ({'mma' if t_flops > t_bytes else 'bytes'}) | {100 * bound / r['us']:.0f}% | "
-            f"{'—' if b_us is None else f'{kv_bytes / (b_us * 1e-6) / 1e9:.0f}'} | {r['n_splits']} |")
+            f"{'—' if b_us is None else f'{kv_bytes / (b_us * 1e-6) / 1e9:.0f}'} | {r['n_splits']} | "
+            f"{r.get('kernel', 'block')} |")
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as f:
         f.write(text)
@@ -153,8 +154,9 @@ def main():
     for r in rows:
         if r["ctx"] >= 16384 and r["batch"] in (1, 8):
             b = r["sdpa_us"]
-            print(f"{r['model']} ctx {r['ctx']} b {r['batch']} kept {r['kept']} s {r['gs']} bits {r['bits']}: "
-                  f"{r['us']:.1f} us, sdpa {b if b is None else round(b, 1)}, bound {r['bound_us']:.1f}")
+            print(f"{r['model']} ctx {r['ctx']} b {r['batch']} kept {r['kept']} s {r['gs']} bits {r['bits']} "
+                  f"{r.get('kernel', 'block')}: {r['us']:.1f} us, sdpa {b if b is None else round(b, 1)}, "
+                  f"bound {r['bound_us']:.1f}, x{(b or 0) / r['us']:.2f}")
     return proc.returncode
 
 

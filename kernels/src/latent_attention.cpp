@@ -54,42 +54,69 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
                cudaGetErrorString(e));
 
     LatentAttentionPlan plan;
-    // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit;
-    // then a 3-deep tile ring when it still fits in a third of an SM (keeps 2 blocks resident for
-    // small ranks) or when one block per SM is all that fits anyway.
-    // 128-token tiles (half the block barriers per token) when they still leave room for two blocks
-    // per SM; else 64-token tiles.
-    auto smem_of = [&](int sp, int ns, int tt) {
-        return detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep, ns, tt);
-    };
-    constexpr size_t kTwoPerSm = 110 * 1024;
-    for (int sp = p.group_size; sp >= 1 && plan.kv_heads_per_block == 0; --sp) {
-        if (p.group_size % sp != 0 || sp * n_rep > detail::kMaxHeadsPerBlock) continue;
-        if (smem_of(sp, 2, 128) <= kTwoPerSm) {
-            plan.kv_heads_per_block = sp;
-            plan.tile_tokens = 128;
-            plan.n_stages = smem_of(sp, 3, 128) <= kTwoPerSm ? 3 : 2;
-            plan.smem_bytes = smem_of(sp, plan.n_stages, 128);
-            break;
-        }
-        const size_t s2 = smem_of(sp, 2, 64), s3 = smem_of(sp, 3, 64);
-        if (s2 > static_cast<size_t>(smem_optin)) continue;
-        plan.kv_heads_per_block = sp;
-        plan.tile_tokens = 64;
-        const bool three = s3 <= static_cast<size_t>(smem_optin) && (s3 <= kTwoPerSm || s2 > kTwoPerSm);
-        plan.n_stages = three ? 3 : 2;
-        plan.smem_bytes = three ? s3 : s2;
+    // The warp kernel where it applies (n_rep ≤ 8, r_v ≤ 128, both caches 16-bit or both quantized)
+    // and fits in shared memory; else the block kernel.
+    const bool warp_ok = n_rep <= detail::kWarpMaxRep && p.v.rank <= detail::kWarpMaxRankV &&
+                         (p.k.bits == 16) == (p.v.bits == 16);
+    const size_t warp_smem =
+        detail::warp_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, n_rep);
+    const bool warp_fits = warp_smem <= static_cast<size_t>(smem_optin);
+    if (p.kernel == LatentKernel::Warp) {
+        PALU_CHECK(warp_ok, UsageError,
+                   "%s: kernel Warp: needs n_heads/n_kv_heads <= %d (got %d), value rank <= %d (got %d) and both "
+                   "caches 16-bit or both quantized (got %d/%d bits); hint: use LatentKernel::Auto",
+                   kStage, detail::kWarpMaxRep, n_rep, detail::kWarpMaxRankV, p.v.rank, p.k.bits, p.v.bits);
+        PALU_CHECK(warp_fits, ShapeError, "%s: kernel Warp: needs %zu bytes of shared memory, the device has %d",
+                   kStage, warp_smem, smem_optin);
     }
-    PALU_CHECK(plan.kv_heads_per_block > 0, ShapeError,
-               "%s: ranks r_k=%d r_v=%d with d_head=%d need more than %d bytes of shared memory per block; "
-               "hint: ranks up to 256 fit at d_head 128",
-               kStage, p.k.rank, p.v.rank, p.d_head, smem_optin);
-
+    if (p.kernel == LatentKernel::Warp || (p.kernel == LatentKernel::Auto && warp_ok && warp_fits)) {
+        plan.kernel = LatentKernel::Warp;
+        plan.kv_heads_per_block = 1;
+        plan.tile_tokens = detail::kWarpKernelWarps * detail::kWarpChunk;
+        plan.n_stages = 2;
+        plan.smem_bytes = warp_smem;
+    } else {
+        // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit;
+        // then a 3-deep tile ring when it still fits in a third of an SM (keeps 2 blocks resident for
+        // small ranks) or when one block per SM is all that fits anyway.
+        // 128-token tiles (half the block barriers per token) when they still leave room for two blocks
+        // per SM; else 64-token tiles.
+        auto smem_of = [&](int sp, int ns, int tt) {
+            return detail::split_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, sp, n_rep, ns, tt);
+        };
+        constexpr size_t kTwoPerSm = 110 * 1024;
+        for (int sp = p.group_size; sp >= 1 && plan.kv_heads_per_block == 0; --sp) {
+            if (p.group_size % sp != 0 || sp * n_rep > detail::kMaxHeadsPerBlock) continue;
+            if (smem_of(sp, 2, 128) <= kTwoPerSm) {
+                plan.kv_heads_per_block = sp;
+                plan.tile_tokens = 128;
+                plan.n_stages = smem_of(sp, 3, 128) <= kTwoPerSm ? 3 : 2;
+                plan.smem_bytes = smem_of(sp, plan.n_stages, 128);
+                break;
+            }
+            const size_t s2 = smem_of(sp, 2, 64), s3 = smem_of(sp, 3, 64);
+            if (s2 > static_cast<size_t>(smem_optin)) continue;
+            plan.kv_heads_per_block = sp;
+            plan.tile_tokens = 64;
+            const bool three = s3 <= static_cast<size_t>(smem_optin) && (s3 <= kTwoPerSm || s2 > kTwoPerSm);
+            plan.n_stages = three ? 3 : 2;
+            plan.smem_bytes = three ? s3 : s2;
+        }
+        PALU_CHECK(plan.kv_heads_per_block > 0, ShapeError,
+                   "%s: ranks r_k=%d r_v=%d with d_head=%d need more than %d bytes of shared memory per block; "
+                   "hint: ranks up to 256 fit at d_head 128",
+                   kStage, p.k.rank, p.v.rank, p.d_head, smem_optin);
+    }
     const int64_t n_tiles = (p.capacity + plan.tile_tokens - 1) / plan.tile_tokens;
     const int64_t n_groups = p.n_kv_heads / p.group_size;
     const int64_t base_blocks = int64_t(p.batch) * n_groups * (p.group_size / plan.kv_heads_per_block);
     int per_sm = 0;
-    const cudaError_t eo = detail::split_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), plan.tile_tokens, plan.smem_bytes, &per_sm);
+    const cudaError_t eo =
+        plan.kernel == LatentKernel::Warp
+            ? detail::warp_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), p.k.bits != 16, n_rep, p.v.rank,
+                                            plan.smem_bytes, &per_sm)
+            : detail::split_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), plan.tile_tokens, plan.smem_bytes,
+                                             &per_sm);
     PALU_CHECK(eo == cudaSuccess && per_sm > 0, CudaError,
                "%s: occupancy query for %zu bytes of shared memory failed: %s", kStage, plan.smem_bytes,
                cudaGetErrorString(eo));
@@ -116,7 +143,8 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
     plan.tokens_per_split = static_cast<int32_t>(tiles_per_split * plan.tile_tokens);
     plan.n_splits = static_cast<int32_t>((n_tiles + tiles_per_split - 1) / tiles_per_split);
     PALU_CHECK(plan.n_splits <= 65535, ShapeError, "%s: n_splits: expected <= 65535, got %d", kStage, plan.n_splits);
-    plan.workspace_bytes = size_t(plan.n_splits) * p.batch * p.n_heads * (2 + size_t(p.v.rank)) * sizeof(float);
+    plan.n_partials = plan.n_splits;
+    plan.workspace_bytes = size_t(plan.n_partials) * p.batch * p.n_heads * (2 + size_t(p.v.rank)) * sizeof(float);
     return plan;
 }
 
@@ -153,6 +181,8 @@ void latent_attention_decode(const LatentAttentionParams& p, cudaStream_t stream
     a.n_head_blocks = p.group_size / plan.kv_heads_per_block;
     a.n_splits = plan.n_splits;
     a.tokens_per_split = plan.tokens_per_split;
+    a.kernel = static_cast<int32_t>(plan.kernel);
+    a.n_partials = plan.n_partials;
     const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : 1.0f / std::sqrt(float(p.d_head));
     a.scale_log2 = scale * 1.4426950408889634f;
     a.q = p.q;
@@ -171,11 +201,12 @@ void latent_attention_decode(const LatentAttentionParams& p, cudaStream_t stream
     a.out_latent = p.out_latent;
     a.out = p.out;
     a.ws_ml = static_cast<float*>(p.workspace);
-    a.ws_o = a.ws_ml + size_t(plan.n_splits) * p.batch * p.n_heads * 2;
+    a.ws_o = a.ws_ml + size_t(plan.n_partials) * p.batch * p.n_heads * 2;
     a.smem_bytes = plan.smem_bytes;
 
     const char* what = "";
-    const cudaError_t e = detail::launch_latent_attention(a, stream, &what);
+    const cudaError_t e = plan.kernel == LatentKernel::Warp ? detail::launch_latent_attention_warp(a, stream, &what)
+                                                            : detail::launch_latent_attention(a, stream, &what);
     PALU_CHECK(e == cudaSuccess, CudaError, "%s: latent_attention_decode: %s failed: %s (%s)", kStage, what,
                cudaGetErrorName(e), cudaGetErrorString(e));
 }

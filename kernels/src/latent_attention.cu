@@ -23,13 +23,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include "latent_attention_device.cuh"
 #include "latent_attention_launch.h"
 
 namespace palu::cuda::detail {
 namespace {
 
-
-__host__ __device__ constexpr size_t align16(size_t x) { return (x + 15) & ~size_t(15); }
 
 // Shared-memory carve-up, identical on host and device.
 struct SmemLayout {
@@ -42,9 +41,6 @@ struct SmemLayout {
     __host__ __device__ size_t v_stage(int i) const { return stage0 + i * stage_step + sk; }
 };
 
-__host__ __device__ inline int64_t row_bytes(int r, int bits) {
-    return bits == 16 ? int64_t(r) * 2 : int64_t(r) * bits / 8;
-}
 __host__ __device__ inline size_t stage_bytes(int r, int bits, int tt) {
     return align16(size_t(tt) * row_bytes(r, bits)) + 2 * size_t(tt) * 2;  // codes, scales, zeros
 }
@@ -84,84 +80,6 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
     off += align16(size_t(d / 2) * 8);
     L.total = off;
     return L;
-}
-
-template <typename T>
-struct Ops;
-template <>
-struct Ops<__half> {
-    static constexpr bool kIsHalf = true;
-    __device__ static float to_f(__half x) { return __half2float(x); }
-    __device__ static __half from_f(float x) { return __float2half_rn(x); }
-    __device__ static float2 to_f2(uint32_t w) {
-        __half2 h = *reinterpret_cast<__half2*>(&w);
-        return __half22float2(h);
-    }
-    __device__ static uint32_t pack2(float a, float b) {
-        __half2 h = __floats2half2_rn(a, b);
-        return *reinterpret_cast<uint32_t*>(&h);
-    }
-    __device__ static void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
-template <>
-struct Ops<__nv_bfloat16> {
-    static constexpr bool kIsHalf = false;
-    __device__ static float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-    __device__ static __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
-    __device__ static float2 to_f2(uint32_t w) {
-        __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162*>(&w);
-        return __bfloat1622float2(h);
-    }
-    __device__ static uint32_t pack2(float a, float b) {
-        __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-        return *reinterpret_cast<uint32_t*>(&h);
-    }
-    __device__ static void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
-
-__device__ inline uint32_t smem_u32(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ inline void cp_async16(void* dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src));
-}
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ inline void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ inline void ldmatrix_x4_trans(uint32_t* r, const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-__device__ inline void ldmatrix_x4(uint32_t* r, const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-
-// cos/sin of θ = fl32(pos · inv_freq): the float32 product as HF computes it, then a two-constant
-// Cody–Waite reduction to [−π, π] so the fast __sincosf (abs. error ~2^-21) stays accurate at
-// positions up to 2^24.
-__device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) {
-    const float theta = __fmul_rn(static_cast<float>(pos), inv_freq);
-    const float k = rintf(theta * 0.159154943091895336f);
-    float r = fmaf(-k, 6.28318548202514648f, theta);
-    r = fmaf(-k, -1.7484555314695172e-07f, r);
-    __sincosf(r, s, c);
 }
 
 // Issues the cp.async copies of the latent tile [t0, t0 + n_valid) of one cache into `tile`
@@ -577,18 +495,18 @@ __device__ inline float block_reduce(float v, bool is_max, float* red) {
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
-    float* w = reinterpret_cast<float*>(smem);     // [n_splits]
-    float* olat = w + a.n_splits;                  // [r_v]
+    float* w = reinterpret_cast<float*>(smem);     // [n_partials]
+    float* olat = w + a.n_partials;                // [r_v]
     __shared__ float red[kThreads / 32];
     const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
     const size_t stride = size_t(a.batch) * a.n_heads;  // between splits, in heads
     const size_t hi = size_t(b) * a.n_heads + h;
 
     float mx = -INFINITY;
-    for (int s = tid; s < a.n_splits; s += kThreads) mx = fmaxf(mx, a.ws_ml[(s * stride + hi) * 2]);
+    for (int s = tid; s < a.n_partials; s += kThreads) mx = fmaxf(mx, a.ws_ml[(s * stride + hi) * 2]);
     mx = block_reduce(mx, true, red);
     float l = 0.0f;
-    for (int s = tid; s < a.n_splits; s += kThreads) {
+    for (int s = tid; s < a.n_partials; s += kThreads) {
         const float m = a.ws_ml[(s * stride + hi) * 2];
         const float ws = m == -INFINITY ? 0.0f : exp2f(m - mx);
         w[s] = ws;
@@ -599,7 +517,7 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     __syncthreads();
     for (int r = tid; r < a.r_v; r += kThreads) {
         float acc = 0.0f;
-        for (int s = 0; s < a.n_splits; ++s)
+        for (int s = 0; s < a.n_partials; ++s)
             if (w[s] != 0.0f) acc = fmaf(w[s], a.ws_o[(s * stride + hi) * a.r_v + r], acc);
         acc *= inv_l;
         olat[r] = acc;
@@ -636,15 +554,7 @@ cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** 
     split_kernel<T, D, TT><<<grid, kThreads, a.smem_bytes, stream>>>(a);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    *what = "reduce_kernel launch";
-    const size_t rsmem = (size_t(a.n_splits) + a.r_v) * 4;
-    if (rsmem > 48 * 1024) {
-        e = cudaFuncSetAttribute(reduce_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(rsmem));
-        if (e != cudaSuccess) return e;
-    }
-    reduce_kernel<T, D><<<dim3(a.n_heads, a.batch), kThreads, rsmem, stream>>>(a);
-    return cudaGetLastError();
+    return launch_reduce(a, stream, what);
 }
 
 }  // namespace
@@ -652,6 +562,27 @@ cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** 
 size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep,
                                int n_stages, int tile_tokens) {
     return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep, n_stages, tile_tokens).total;
+}
+
+cudaError_t launch_reduce(const KernelArgs& a, cudaStream_t stream, const char** what) {
+    *what = "reduce_kernel launch";
+    const size_t rsmem = (size_t(a.n_partials) + a.r_v) * 4;
+    const bool bf16 = a.dtype == 1;
+    const void* f = a.d_head == 128 ? (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 128> : (const void*)reduce_kernel<__half, 128>)
+                                    : (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 64> : (const void*)reduce_kernel<__half, 64>);
+    if (rsmem > 48 * 1024) {
+        const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(rsmem));
+        if (e != cudaSuccess) return e;
+    }
+    const dim3 grid(a.n_heads, a.batch);
+    if (a.d_head == 128) {
+        if (bf16) reduce_kernel<__nv_bfloat16, 128><<<grid, kThreads, rsmem, stream>>>(a);
+        else reduce_kernel<__half, 128><<<grid, kThreads, rsmem, stream>>>(a);
+    } else {
+        if (bf16) reduce_kernel<__nv_bfloat16, 64><<<grid, kThreads, rsmem, stream>>>(a);
+        else reduce_kernel<__half, 64><<<grid, kThreads, rsmem, stream>>>(a);
+    }
+    return cudaGetLastError();
 }
 
 cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, const char** what) {

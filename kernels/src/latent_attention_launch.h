@@ -22,6 +22,8 @@ struct KernelArgs {
     int32_t tile_tokens;       // tokens per shared-memory tile: 64 or 128
     int32_t n_head_blocks;     // group_size / s'
     int32_t n_splits, tokens_per_split;
+    int32_t kernel;            // 1: block kernel (split_kernel), 2: warp kernel (warp_kernel)
+    int32_t n_partials;        // partials per (batch, head) for the reduction (= n_splits for both kernels)
     float scale_log2;          // softmax_scale · log2(e)
     const void* q;
     const int32_t* seq_lens;
@@ -38,8 +40,8 @@ struct KernelArgs {
     const void* v_up;
     float* out_latent;
     void* out;
-    float* ws_ml;  // [n_splits, batch, n_heads, 2]
-    float* ws_o;   // [n_splits, batch, n_heads, r_v]
+    float* ws_ml;  // [n_partials, batch, n_heads, 2]
+    float* ws_o;   // [n_partials, batch, n_heads, r_v]
     size_t smem_bytes;
 };
 
@@ -53,6 +55,24 @@ cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, co
 
 /// Resident split-kernel blocks per SM for this configuration (sets the smem attribute).
 cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_t smem, int* blocks);
+
+/// Warp kernel (latent_attention_warp.cu): warps per block, tokens per warp chunk, and its limits.
+constexpr int kWarpKernelWarps = 8;
+constexpr int kWarpChunk = 16;
+constexpr int kWarpMaxRep = 8;
+constexpr int kWarpMaxRankV = 128;
+
+/// Warp kernel: dynamic shared memory per block.
+size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int n_rep);
+
+/// Launches the warp kernel and the reduction (same contract as launch_latent_attention).
+cudaError_t launch_latent_attention_warp(const KernelArgs& a, cudaStream_t stream, const char** what);
+
+/// Resident warp-kernel blocks per SM.
+cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_v, size_t smem, int* blocks);
+
+/// Launches only the reduction (shared by both split kernels).
+cudaError_t launch_reduce(const KernelArgs& a, cudaStream_t stream, const char** what);
 
 /// Maximum dynamic shared memory per block on the current device (opt-in limit).
 cudaError_t device_smem_optin(int* bytes, int* n_sm);

@@ -308,10 +308,14 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
 void evaluate(EngineProblem& p, bool run_device) {
     const AttentionOutputs ref = reference_latent_attention(p.problem);
     p.check.err_ref_engine = rel_frobenius_error(ref.out, p.engine_out);
-    if (run_device) {
-        const AttentionOutputs got = run_latent_attention_device(p.problem, 0);
-        p.check.err_kernel_engine = rel_frobenius_error(got.out, p.engine_out);
-        p.check.err_kernel_ref = rel_frobenius_error(got.out, ref.out);
+    if (run_device) {  // every kernel that applies; the worst counts
+        p.check.kernels.clear();
+        for (const LatentKernel k : kernels_to_check(p.problem)) {
+            const AttentionOutputs got = run_latent_attention_device(p.problem, 0, k);
+            p.check.err_kernel_engine = std::max(p.check.err_kernel_engine, rel_frobenius_error(got.out, p.engine_out));
+            p.check.err_kernel_ref = std::max(p.check.err_kernel_ref, rel_frobenius_error(got.out, ref.out));
+            p.check.kernels += std::string(p.check.kernels.empty() ? "" : "+") + kernel_name(k);
+        }
     }
     if (!p.q_seq.empty()) {
         const ProblemShape& s = p.problem.shape;

@@ -42,6 +42,7 @@ struct LayerCheck {
     int64_t layer = 0;
     ProblemShape shape;               ///< the kernel problem (padded ranks)
     std::string ranks;                ///< the model's ranks, e.g. "k 32,48,32 v 16,16,32"
+    std::string kernels;              ///< decode kernels run, e.g. "block+warp" (the errors are the worst of them)
     double err_kernel_engine = -1;    ///< ‖kernel out − engine‖_F / ‖engine‖_F (−1: not run)
     double err_kernel_ref = -1;       ///< ‖kernel out − reference‖ / ‖reference‖ (the kernel's own error)
     double err_ref_engine = 0;        ///< ‖reference − engine‖ / ‖engine‖: cost of the f16/bf16 inputs alone

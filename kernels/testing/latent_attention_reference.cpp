@@ -242,7 +242,50 @@ AttentionOutputs reference_latent_attention(const HostProblem& pb) {
     return res;
 }
 
-AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits) {
+namespace {
+
+LatentAttentionParams shape_params(const ProblemShape& s) {
+    LatentAttentionParams p;
+    p.batch = s.batch;
+    p.n_heads = s.n_heads;
+    p.n_kv_heads = s.n_kv_heads;
+    p.group_size = s.group_size;
+    p.d_head = s.d_head;
+    p.capacity = s.capacity;
+    p.dtype = s.dtype;
+    p.k.rank = s.r_k;
+    p.k.bits = s.bits_k;
+    p.v.rank = s.r_v;
+    p.v.bits = s.bits_v;
+    return p;
+}
+
+}  // namespace
+
+bool latent_kernel_applies(const HostProblem& pb, LatentKernel kernel) {
+    LatentAttentionParams p = shape_params(pb.shape);
+    p.kernel = kernel;
+    try {
+        (void)plan_latent_attention(p);
+        return true;
+    } catch (const palu::UsageError&) {
+        return false;
+    } catch (const palu::ShapeError&) {
+        return false;
+    }
+}
+
+std::vector<LatentKernel> kernels_to_check(const HostProblem& pb) {
+    std::vector<LatentKernel> ks{LatentKernel::Block};
+    if (latent_kernel_applies(pb, LatentKernel::Warp)) ks.push_back(LatentKernel::Warp);
+    return ks;
+}
+
+const char* kernel_name(LatentKernel k) {
+    return k == LatentKernel::Block ? "block" : k == LatentKernel::Warp ? "warp" : "auto";
+}
+
+AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits, LatentKernel kernel) {
     const ProblemShape& s = pb.shape;
     DeviceBuffer<uint16_t> q(pb.q), k_scales(pb.k_scales), k_zeros(pb.k_zeros), v_scales(pb.v_scales),
         v_zeros(pb.v_zeros), k_up(pb.k_up), v_up(pb.v_up);
@@ -273,6 +316,7 @@ AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_sp
     p.out_latent = out_latent.ptr;
     p.out = out.ptr;
     p.n_splits = n_splits;
+    p.kernel = kernel;
     const size_t ws_bytes = latent_attention_workspace_bytes(p);
     DeviceBuffer<uint8_t> ws(ws_bytes);
     p.workspace = ws.ptr;

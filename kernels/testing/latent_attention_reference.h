@@ -55,9 +55,19 @@ double latent_value(const HostProblem& pb, bool key, int32_t b, int32_t g, int32
 /// CPU reference in double of the math in latent_attention.h.
 AttentionOutputs reference_latent_attention(const HostProblem& pb);
 
-/// Runs the kernel on the device (outputs poisoned with NaN first). `n_splits` 0 = auto.
-/// Throws palu::CudaError on CUDA failures.
-AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits = 0);
+/// Runs the kernel on the device (outputs poisoned with NaN first). `n_splits` 0 = auto; `kernel`
+/// forces the block or the warp kernel. Throws palu::CudaError on CUDA failures.
+AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits = 0,
+                                             LatentKernel kernel = LatentKernel::Auto);
+
+/// True when `kernel` can run `pb` on this device (the plan accepts it).
+bool latent_kernel_applies(const HostProblem& pb, LatentKernel kernel);
+
+/// The kernels to validate on `pb`: Block, plus Warp where it applies.
+std::vector<LatentKernel> kernels_to_check(const HostProblem& pb);
+
+/// "block", "warp" or "auto".
+const char* kernel_name(LatentKernel k);
 
 /// Runs the prefill attention (latent_prefill.h) on the first n_tokens cached tokens of every
 /// sequence of `pb` (positions k_pos0[0] + t), queries q_seq [batch, n_tokens, n_heads, d_head] in

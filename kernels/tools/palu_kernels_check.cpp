@@ -54,6 +54,8 @@ std::vector<Case> make_grid(bool quick) {
         {16, 8, 1, 128, 32, 64},    // GQA n_rep 2, M-LRD, r_k != r_v
         {8, 4, 2, 64, 96, 64},      // d_head 64, s=2
         {12, 2, 2, 64, 128, 96},    // GQA n_rep 6, d_head 64
+        {32, 8, 1, 128, 64, 64},    // GQA n_rep 4, M-LRD (Llama-3 kept 0.5 per head)
+        {16, 2, 1, 128, 128, 128},  // GQA n_rep 8, rank 128 (warp kernel's largest accumulators)
     };
     const int bit_pairs[][2] = {{16, 16}, {4, 4}, {3, 3}, {2, 2}, {16, 4}};
     int idx = 0;
@@ -81,21 +83,25 @@ std::vector<Case> make_grid(bool quick) {
             }
         }
     }
-    // Long context, few splits vs many: one sequence, positions near 100K (RoPE range reduction).
-    for (LatentDType dt : {LatentDType::F16, LatentDType::BF16}) {
-        ProblemShape s;
-        s.n_heads = 8;
-        s.n_kv_heads = 8;
-        s.group_size = 4;
-        s.r_k = 256;
-        s.r_v = 256;
-        s.dtype = dt;
-        s.capacity = quick ? 2048 : 8192;
-        s.random_positions = true;
-        s.rope_theta = 500000.0;
-        s.llama3_scaling = true;
-        cases.push_back({s, 0});
-        cases.push_back({s, 1});
+    // Long context, few splits vs many: one sequence, positions near 100K (RoPE range reduction);
+    // G-LRD s = 4 (block kernel) and M-LRD s = 1 (block and warp kernels, f16 and 4-bit).
+    for (int geo = 0; geo < 3; ++geo) {
+        for (LatentDType dt : {LatentDType::F16, LatentDType::BF16}) {
+            ProblemShape s;
+            s.n_heads = 8;
+            s.n_kv_heads = 8;
+            s.group_size = geo == 0 ? 4 : 1;
+            s.r_k = geo == 0 ? 256 : 64;
+            s.r_v = geo == 0 ? 256 : 64;
+            s.bits_k = s.bits_v = geo == 2 ? 4 : 16;
+            s.dtype = dt;
+            s.capacity = quick ? 2048 : 8192;
+            s.random_positions = true;
+            s.rope_theta = 500000.0;
+            s.llama3_scaling = true;
+            cases.push_back({s, 0});
+            cases.push_back({s, 1});
+        }
     }
     return cases;
 }
@@ -183,8 +189,9 @@ int run_engine_mode(const EngineArgs& a, uint64_t seed) {
                 meta.count("tokens") ? meta["tokens"].c_str() : "?");
     std::printf("Pass: kernel vs reference <= tol (the kernel's own error, same rounded inputs), and kernel vs "
                 "engine <= tol + (reference vs engine) (the cost of rounding q to the kernel dtype, measured).\n\n");
-    std::printf("| layer | ranks | kernel shape | tol | decode: kernel-ref | ref-engine | kernel-engine | prefill: "
-                "kernel-ref | ref-engine | kernel-engine | result |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| layer | ranks | kernel shape | kernels | tol | decode: kernel-ref | ref-engine | kernel-engine | "
+                "prefill: kernel-ref | ref-engine | kernel-engine | result |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     int n_fail = 0;
     double worst_own = 0.0, worst_engine = 0.0;
     auto e = [](double v) { return v < 0 ? std::string("-") : palu::strfmt("%.2e", v); };
@@ -195,8 +202,9 @@ int run_engine_mode(const EngineArgs& a, uint64_t seed) {
         n_fail += ok ? 0 : 1;
         worst_own = std::max({worst_own, c.err_kernel_ref, c.err_prefill_ref});
         worst_engine = std::max({worst_engine, c.err_kernel_engine, c.err_prefill_engine});
-        std::printf("| %lld | %s | %s | %.0e | %s | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(c.layer),
-                    c.ranks.c_str(), c.shape.describe().c_str(), engine_tolerance(c.shape.dtype),
+        std::printf("| %lld | %s | %s | %s | %.0e | %s | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(c.layer),
+                    c.ranks.c_str(), c.shape.describe().c_str(), c.kernels.empty() ? "-" : c.kernels.c_str(),
+                    engine_tolerance(c.shape.dtype),
                     e(c.err_kernel_ref).c_str(), e(c.err_ref_engine).c_str(), e(c.err_kernel_engine).c_str(),
                     e(c.err_prefill_ref).c_str(), e(c.err_prefill_ref_engine).c_str(),
                     e(c.err_prefill_engine).c_str(), device ? (ok ? "ok" : "FAIL") : "cpu-only");
@@ -246,25 +254,31 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kernels: check: base seed %llu (case i uses seed + i)\n", (unsigned long long)seed);
         const auto cases = make_grid(quick);
         int n_fail = 0;
-        std::printf("| # | shape | lens | splits | err o_lat | err out | tol | result |\n|---|---|---|---|---|---|---|---|\n");
+        std::printf("| # | shape | lens | splits | kernel | err o_lat | err out | tol | result |\n"
+                    "|---|---|---|---|---|---|---|---|---|\n");
+        int n_runs = 0;
         for (size_t i = 0; i < cases.size(); ++i) {
             const Case& c = cases[i];
             const HostProblem pb = make_random_problem(c.shape, seed + i);
             const AttentionOutputs ref = reference_latent_attention(pb);
-            const AttentionOutputs got = run_latent_attention_device(pb, c.n_splits);
-            const double e_lat = rel_frobenius_error(got.out_latent, ref.out_latent);
-            const double e_out = rel_frobenius_error(got.out, ref.out);
-            const double tol = tolerance_for(c.shape.dtype);
-            const bool ok = e_lat <= tol && e_out <= tol;
-            n_fail += ok ? 0 : 1;
-            std::string lens;
-            for (int32_t l : pb.seq_lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
-            std::printf("| %zu | %s | %s | %s | %.2e | %.2e | %.0e | %s |\n", i, c.shape.describe().c_str(), lens.c_str(),
-                        c.n_splits ? std::to_string(c.n_splits).c_str() : "auto", e_lat, e_out, tol,
-                        ok ? "ok" : "FAIL");
-            std::fflush(stdout);
+            for (const LatentKernel k : kernels_to_check(pb)) {  // block, and warp where it applies
+                const AttentionOutputs got = run_latent_attention_device(pb, c.n_splits, k);
+                const double e_lat = rel_frobenius_error(got.out_latent, ref.out_latent);
+                const double e_out = rel_frobenius_error(got.out, ref.out);
+                const double tol = tolerance_for(c.shape.dtype);
+                const bool ok = e_lat <= tol && e_out <= tol;
+                n_fail += ok ? 0 : 1;
+                ++n_runs;
+                std::string lens;
+                for (int32_t l : pb.seq_lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
+                std::printf("| %zu | %s | %s | %s | %s | %.2e | %.2e | %.0e | %s |\n", i, c.shape.describe().c_str(),
+                            lens.c_str(), c.n_splits ? std::to_string(c.n_splits).c_str() : "auto", kernel_name(k),
+                            e_lat, e_out, tol, ok ? "ok" : "FAIL");
+                std::fflush(stdout);
+            }
         }
-        std::printf("\n%zu cases, %d failed (seed %llu)\n", cases.size(), n_fail, (unsigned long long)seed);
+        std::printf("\n%zu cases, %d kernel runs, %d failed (seed %llu)\n", cases.size(), n_runs, n_fail,
+                    (unsigned long long)seed);
         return n_fail == 0 ? 0 : 1;
     } catch (const palu::Error& e) {
         std::fprintf(stderr, "E %s\n", e.what());

@@ -30,6 +30,7 @@ struct DeviceCase {
     int32_t n_heads, n_kv, s, d, r_k, r_v, bits_k, bits_v;
     LatentDType dtype;
     int32_t n_splits;
+    LatentKernel kernel = LatentKernel::Block;
 };
 
 void PrintTo(const DeviceCase& c, std::ostream* os) { *os << c.name; }
@@ -57,7 +58,8 @@ TEST_P(LatentAttentionDevice, MatchesReference_RaggedBatch) {
     const uint64_t seed = 0x5eed0000u + uint64_t(c.r_k) * 131 + uint64_t(c.bits_k) * 7 + uint64_t(c.dtype);
     const HostProblem pb = make_random_problem(s, seed);
     const AttentionOutputs ref = reference_latent_attention(pb);
-    const AttentionOutputs got = run_latent_attention_device(pb, c.n_splits);
+    ASSERT_TRUE(latent_kernel_applies(pb, c.kernel)) << kernel_name(c.kernel) << " on " << s.describe();
+    const AttentionOutputs got = run_latent_attention_device(pb, c.n_splits, c.kernel);
     const double tol = tolerance_for(c.dtype);
     EXPECT_LE(rel_frobenius_error(got.out_latent, ref.out_latent), tol) << s.describe() << " seed " << seed;
     EXPECT_LE(rel_frobenius_error(got.out, ref.out), tol) << s.describe() << " seed " << seed;
@@ -74,6 +76,20 @@ INSTANTIATE_TEST_SUITE_P(
                       DeviceCase{"gqa_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0},
                       DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1},
                       DeviceCase{"d64_s2_bf16_k16_v4", 12, 2, 2, 64, 128, 96, 16, 4, LatentDType::BF16, 0}),
+    [](const ::testing::TestParamInfo<DeviceCase>& i) { return std::string(i.param.name); });
+
+// The warp kernel (v9) on every compile-time variant it has: n_rep 1 / ≤ 4 / ≤ 8, r_v ≤ 64 / ≤ 128,
+// 16-bit and quantized caches, d_head 64 and 128, forced splits (some warps get no chunk).
+constexpr LatentKernel kW = LatentKernel::Warp;
+INSTANTIATE_TEST_SUITE_P(
+    WarpKernel, LatentAttentionDevice,
+    ::testing::Values(DeviceCase{"mha_s1_f16", 4, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 0, kW},
+                      DeviceCase{"mha_s1_bf16_q4_r128", 4, 4, 1, 128, 128, 128, 4, 4, LatentDType::BF16, 0, kW},
+                      DeviceCase{"gqa4_s1_f16_split3", 16, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 3, kW},
+                      DeviceCase{"gqa2_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0, kW},
+                      DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1, kW},
+                      DeviceCase{"gqa8_d64_f16_r128", 16, 2, 1, 64, 128, 128, 16, 16, LatentDType::F16, 2, kW},
+                      DeviceCase{"gqa6_s2_bf16_q4", 12, 2, 2, 64, 128, 96, 4, 4, LatentDType::BF16, 0, kW}),
     [](const ::testing::TestParamInfo<DeviceCase>& i) { return std::string(i.param.name); });
 
 // GPU-free: with one cached token the softmax weight is 1, so o_lat is that token's value latent.
@@ -151,6 +167,45 @@ TEST(LatentAttentionPlan, RejectsGroupSizeNotDividingKvHeads) {
     p.k.rank = 64;
     p.v.rank = 64;
     EXPECT_THROW(plan_latent_attention(p), palu::ShapeError);
+}
+
+// The plan needs the device's limits, so these skip without a GPU.
+TEST(LatentAttentionPlan, KernelChoice) {
+    SKIP_WITHOUT_GPU();
+    LatentAttentionParams p;
+    p.batch = 1;
+    p.n_heads = 32;
+    p.n_kv_heads = 32;
+    p.group_size = 1;
+    p.d_head = 128;
+    p.capacity = 4096;
+    p.k.rank = p.v.rank = 64;
+    LatentAttentionPlan plan = plan_latent_attention(p);  // Llama-2 M-LRD: the warp kernel
+    EXPECT_EQ(plan.kernel, LatentKernel::Warp);
+    EXPECT_EQ(plan.kv_heads_per_block, 1);
+    EXPECT_EQ(plan.n_partials, plan.n_splits);
+    EXPECT_EQ(plan.workspace_bytes, size_t(plan.n_partials) * 32 * (2 + 64) * sizeof(float));
+    p.group_size = 4;
+    p.k.rank = p.v.rank = 256;  // G-LRD s = 4: r_v > 128, the block kernel
+    plan = plan_latent_attention(p);
+    EXPECT_EQ(plan.kernel, LatentKernel::Block);
+    EXPECT_EQ(plan.n_partials, plan.n_splits);
+    p.kernel = LatentKernel::Warp;
+    try {
+        plan_latent_attention(p);
+        FAIL() << "expected UsageError";
+    } catch (const palu::UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("value rank <= 128 (got 256)"), std::string::npos) << e.what();
+    }
+    p.group_size = 1;
+    p.k.rank = p.v.rank = 64;
+    p.k.bits = 16;
+    p.v.bits = 4;  // mixed 16-bit keys, 4-bit values: block kernel only
+    p.kernel = LatentKernel::Auto;
+    EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Block);
+    p.kernel = LatentKernel::Block;
+    p.v.bits = 16;
+    EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Block);
 }
 
 }  // namespace

@@ -36,6 +36,15 @@ namespace palu::cuda {
 /// Element type of latents, up-projections, queries and outputs.
 enum class LatentDType : int32_t { F16 = 0, BF16 = 1 };
 
+/// Which split kernel runs the token loop (both write the same partials; the reduction is shared).
+///  * Block: one block per (s' KV heads, token range), 64/128-token tiles shared by 8 warps, block
+///    barriers per tile (kernel v8). Any supported shape.
+///  * Warp: one block per (KV head, token range) whose 8 warps each stream their own 16-token
+///    chunks, no block barrier in the token loop (kernel v9). Needs n_heads/n_kv_heads ≤ 8,
+///    value rank ≤ 128, and both caches 16-bit or both quantized.
+///  * Auto: Warp where it applies and fits, else Block.
+enum class LatentKernel : int32_t { Auto = 0, Block = 1, Warp = 2 };
+
 /// One latent cache (K or V) of one layer; see the layout in the file comment.
 struct LatentCacheView {
     const void* data = nullptr;    ///< bits 16: [batch, n_groups, capacity, rank] dtype; else packed uint8
@@ -76,17 +85,20 @@ struct LatentAttentionParams {
     void* out = nullptr;                 ///< [batch, n_heads, d_head] dtype, or nullptr
 
     int32_t n_splits = 0;                ///< token splits (flash-decoding); 0: chosen from the device
+    LatentKernel kernel = LatentKernel::Auto;  ///< Warp when it does not apply: UsageError
     void* workspace = nullptr;           ///< device scratch of latent_attention_workspace_bytes()
     size_t workspace_bytes = 0;
 };
 
 /// The launch plan the library chooses for `p` on the current device.
 struct LatentAttentionPlan {
+    LatentKernel kernel = LatentKernel::Block;  ///< the kernel chosen (never Auto)
+    int32_t n_partials = 0;         ///< (max, sum, o_lat) partials per (sequence, head) the reduction merges (= n_splits)
     int32_t n_splits = 0;           ///< token splits per (sequence, head block)
     int32_t tokens_per_split = 0;   ///< multiple of tile_tokens
-    int32_t tile_tokens = 0;        ///< tokens per shared-memory tile (64 or 128)
-    int32_t kv_heads_per_block = 0; ///< KV heads whose keys one thread block rebuilds
-    int32_t n_stages = 0;           ///< depth of the cp.async tile ring (2 or 3)
+    int32_t tile_tokens = 0;        ///< Block: tokens per shared-memory tile (64 or 128); Warp: 16 × warps
+    int32_t kv_heads_per_block = 0; ///< KV heads whose keys one thread block rebuilds (Warp: 1)
+    int32_t n_stages = 0;           ///< depth of the cp.async tile ring (2 or 3; Warp: 2 per warp)
     size_t smem_bytes = 0;          ///< dynamic shared memory per block
     size_t workspace_bytes = 0;     ///< scratch for the split partials
 };
