@@ -113,8 +113,8 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
     int per_sm = 0;
     const cudaError_t eo =
         plan.kernel == LatentKernel::Warp
-            ? detail::warp_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), p.k.bits != 16, n_rep, p.v.rank,
-                                            plan.smem_bytes, &per_sm)
+            ? detail::warp_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), p.k.bits != 16, n_rep, p.k.rank,
+                                            p.v.rank, plan.smem_bytes, &per_sm)
             : detail::split_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), plan.tile_tokens, plan.smem_bytes,
                                              &per_sm);
     PALU_CHECK(eo == cudaSuccess && per_sm > 0, CudaError,

@@ -69,7 +69,8 @@ size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits
 cudaError_t launch_latent_attention_warp(const KernelArgs& a, cudaStream_t stream, const char** what);
 
 /// Resident warp-kernel blocks per SM.
-cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_v, size_t smem, int* blocks);
+cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v, size_t smem,
+                                  int* blocks);
 
 /// Launches only the reduction (shared by both split kernels).
 cudaError_t launch_reduce(const KernelArgs& a, cudaStream_t stream, const char** what);

@@ -183,7 +183,9 @@ __device__ inline void load_chunk(uint8_t* tile, uint8_t* stage, const uint8_t* 
     }
 }
 
-template <typename T, int D, bool Q, int REP, int MT>
+// R > 0: r_k = r_v = R known at compile time (tile pitches, fragment addresses and the k-loop fold
+// into constants); R = 0: any ranks (run-time loop, MT = accumulator m-tiles for r_v ≤ 16·MT).
+template <typename T, int D, bool Q, int REP, int MT, int R>
 __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int hb = blockIdx.x, split = blockIdx.y;
@@ -205,7 +207,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
         }
         return;
     }
-    const int r_k = a.r_k, r_v = a.r_v;
+    const int r_k = R ? R : a.r_k, r_v = R ? R : a.r_v;
     const int pk = r_k + 8, pv = r_v + 8;
     const WarpLayout L = make_warp_layout(D, r_k, r_v, a.bits_k, a.bits_v, n_rep);
     T* b_up = reinterpret_cast<T*>(smem + L.b_up);
@@ -315,7 +317,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
             float acc[2 * NQ][4];
 #pragma unroll
             for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-            for (int kk = 0; kk < r_k; kk += 16) {
+            auto kstep = [&](int kk) {
                 uint32_t af[4];
                 ldmatrix_x4(af, a_ptr + kk);
 #pragma unroll
@@ -326,6 +328,15 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
                     ldmatrix_x4(bf, b_ptr + nt0 * 8 * pk + kk);
                     Ops<T>::mma(acc[i0], af, bf[0], bf[1]);
                     Ops<T>::mma(acc[i0 + 1], af, bf[2], bf[3]);
+                }
+            };
+            if constexpr (R > 0) {
+#pragma unroll
+                for (int kk = 0; kk < R; kk += 16) kstep(kk);
+            } else {
+                for (int kk = 0; kk < r_k; kk += 32) {  // r_k % 32 == 0: no remainder
+                    kstep(kk);
+                    kstep(kk + 16);
                 }
             }
 #pragma unroll
@@ -476,39 +487,52 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
     }
 }
 
-template <typename T, int D, bool Q, int REP, int MT>
+template <typename T, int D, bool Q, int REP, int MT, int R>
 const void* warp_kernel_ptr(cudaError_t* err) {
     static const cudaError_t init = [] {
         int dev = 0, optin = 0;
         cudaError_t e = cudaGetDevice(&dev);
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         if (e == cudaSuccess)
-            e = cudaFuncSetAttribute(warp_kernel<T, D, Q, REP, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+            e = cudaFuncSetAttribute(warp_kernel<T, D, Q, REP, MT, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     optin);
         return e;
     }();
     *err = init;
-    return reinterpret_cast<const void*>(warp_kernel<T, D, Q, REP, MT>);
+    return reinterpret_cast<const void*>(warp_kernel<T, D, Q, REP, MT, R>);
 }
 
 // Dispatch over the compile-time parameters: dtype, d_head, quantized, n_rep (1, ≤ 4, ≤ 8: the
-// per-head softmax state lives in registers), r_v ≤ 64 or ≤ 128 (accumulator m-tiles).
+// per-head softmax state lives in registers), and the ranks: at d_head 128, r_k = r_v ∈ {32, 64,
+// 128} have constant-folded instantiations; any other ranks run the generic one (r_v ≤ 64 or ≤ 128
+// accumulator m-tiles).
+template <typename T, int D, bool Q, int REP>
+const void* pick_rank(int r_k, int r_v, cudaError_t* e) {
+    if constexpr (D == 128) {
+        if (r_k == r_v && r_k == 32) return warp_kernel_ptr<T, D, Q, REP, 2, 32>(e);
+        if (r_k == r_v && r_k == 64) return warp_kernel_ptr<T, D, Q, REP, 4, 64>(e);
+        if (r_k == r_v && r_k == 128) return warp_kernel_ptr<T, D, Q, REP, 8, 128>(e);
+    }
+    return r_v <= 64 ? warp_kernel_ptr<T, D, Q, REP, 4, 0>(e) : warp_kernel_ptr<T, D, Q, REP, 8, 0>(e);
+}
+
 template <typename T, int D, bool Q>
-const void* pick_rep(int n_rep, int r_v, cudaError_t* e) {
-    const bool small = r_v <= 64;
-    if (n_rep == 1) return small ? warp_kernel_ptr<T, D, Q, 1, 4>(e) : warp_kernel_ptr<T, D, Q, 1, 8>(e);
-    if (n_rep <= 4) return small ? warp_kernel_ptr<T, D, Q, 4, 4>(e) : warp_kernel_ptr<T, D, Q, 4, 8>(e);
-    return small ? warp_kernel_ptr<T, D, Q, kMaxRep, 4>(e) : warp_kernel_ptr<T, D, Q, kMaxRep, 8>(e);
+const void* pick_rep(int n_rep, int r_k, int r_v, cudaError_t* e) {
+    if (n_rep == 1) return pick_rank<T, D, Q, 1>(r_k, r_v, e);
+    if (n_rep <= 4) return pick_rank<T, D, Q, 4>(r_k, r_v, e);
+    return pick_rank<T, D, Q, kMaxRep>(r_k, r_v, e);
 }
 
 template <typename T, int D>
-const void* pick_d(bool q, int n_rep, int r_v, cudaError_t* e) {
-    return q ? pick_rep<T, D, true>(n_rep, r_v, e) : pick_rep<T, D, false>(n_rep, r_v, e);
+const void* pick_d(bool q, int n_rep, int r_k, int r_v, cudaError_t* e) {
+    return q ? pick_rep<T, D, true>(n_rep, r_k, r_v, e) : pick_rep<T, D, false>(n_rep, r_k, r_v, e);
 }
 
-const void* pick_kernel(int d_head, int dtype, bool q, int n_rep, int r_v, cudaError_t* e) {
+const void* pick_kernel(int d_head, int dtype, bool q, int n_rep, int r_k, int r_v, cudaError_t* e) {
     if (d_head == 128)
-        return dtype == 1 ? pick_d<__nv_bfloat16, 128>(q, n_rep, r_v, e) : pick_d<__half, 128>(q, n_rep, r_v, e);
-    return dtype == 1 ? pick_d<__nv_bfloat16, 64>(q, n_rep, r_v, e) : pick_d<__half, 64>(q, n_rep, r_v, e);
+        return dtype == 1 ? pick_d<__nv_bfloat16, 128>(q, n_rep, r_k, r_v, e)
+                          : pick_d<__half, 128>(q, n_rep, r_k, r_v, e);
+    return dtype == 1 ? pick_d<__nv_bfloat16, 64>(q, n_rep, r_k, r_v, e) : pick_d<__half, 64>(q, n_rep, r_k, r_v, e);
 }
 
 }  // namespace
@@ -517,9 +541,10 @@ size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits
     return make_warp_layout(d_head, r_k, r_v, bits_k, bits_v, n_rep).total;
 }
 
-cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_v, size_t smem, int* blocks) {
+cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v, size_t smem,
+                                  int* blocks) {
     cudaError_t e = cudaSuccess;
-    const void* f = pick_kernel(d_head, dtype, quant, n_rep, r_v, &e);
+    const void* f = pick_kernel(d_head, dtype, quant, n_rep, r_k, r_v, &e);
     if (e != cudaSuccess) return e;
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, kWarps * 32, smem);
 }
@@ -527,7 +552,7 @@ cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, 
 cudaError_t launch_latent_attention_warp(const KernelArgs& a, cudaStream_t stream, const char** what) {
     cudaError_t e = cudaSuccess;
     *what = "cudaFuncSetAttribute(warp_kernel, MaxDynamicSharedMemorySize)";
-    const void* f = pick_kernel(a.d_head, a.dtype, a.bits_k != 16, a.n_rep, a.r_v, &e);
+    const void* f = pick_kernel(a.d_head, a.dtype, a.bits_k != 16, a.n_rep, a.r_k, a.r_v, &e);
     if (e != cudaSuccess) return e;
     *what = "warp_kernel launch";
     const dim3 grid(a.n_head_blocks, a.n_splits, a.batch * a.n_groups);

@@ -78,13 +78,16 @@ INSTANTIATE_TEST_SUITE_P(
                       DeviceCase{"d64_s2_bf16_k16_v4", 12, 2, 2, 64, 128, 96, 16, 4, LatentDType::BF16, 0}),
     [](const ::testing::TestParamInfo<DeviceCase>& i) { return std::string(i.param.name); });
 
-// The warp kernel (v9) on every compile-time variant it has: n_rep 1 / ≤ 4 / ≤ 8, r_v ≤ 64 / ≤ 128,
+// The warp kernel (v9) on its compile-time variants: n_rep 1 / ≤ 4 / ≤ 8; constant-folded ranks
+// (d_head 128, r_k = r_v = 32, 64, 128) and the generic ones (r_v ≤ 64 / ≤ 128, r_k ≠ r_v, 96);
 // 16-bit and quantized caches, d_head 64 and 128, forced splits (some warps get no chunk).
 constexpr LatentKernel kW = LatentKernel::Warp;
 INSTANTIATE_TEST_SUITE_P(
     WarpKernel, LatentAttentionDevice,
     ::testing::Values(DeviceCase{"mha_s1_f16", 4, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 0, kW},
                       DeviceCase{"mha_s1_bf16_q4_r128", 4, 4, 1, 128, 128, 128, 4, 4, LatentDType::BF16, 0, kW},
+                      DeviceCase{"mha_s1_f16_r32_split2", 4, 4, 1, 128, 32, 32, 16, 16, LatentDType::F16, 2, kW},
+                      DeviceCase{"gqa4_s1_f16_q3_r96", 16, 4, 1, 128, 96, 96, 3, 3, LatentDType::F16, 0, kW},
                       DeviceCase{"gqa4_s1_f16_split3", 16, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 3, kW},
                       DeviceCase{"gqa2_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0, kW},
                       DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1, kW},
