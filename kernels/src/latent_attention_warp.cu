@@ -110,16 +110,16 @@ __device__ inline void dequant_chunk(T* tile, const uint8_t* codes, const __half
         if (row < n_valid) {
             const uint8_t* p = codes + row * rb;
             if (bits == 4 && Ops<T>::kIsHalf) {
-                // 0x6400 | c is the half 1024 + c; (1024 + c) − 1024 − z is exact. Nibble pairs
+                // 0x6400 | c is the half 1024 + c; (1024 + c) − (1024 + z) is exact. Nibble pairs
                 // (c_i, c_{i+4}) come out of one mask; prmt reorders.
                 const uint32_t w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-                const __half2 zz = __half2half2(zeros[row]);
-                const __half2 k1024 = __float2half2_rn(1024.0f);
+                // 1024 + z is exact in f16 (z is an integer, |z| < 1024): one subtraction per pair.
+                const __half2 zz = __hadd2(__half2half2(zeros[row]), __float2half2_rn(1024.0f));
                 uint32_t h[4];
 #pragma unroll
                 for (int k = 0; k < 4; ++k) {
                     uint32_t v = ((w >> (4 * k)) & 0x000F000Fu) | 0x64006400u;
-                    __half2 x = __hsub2(__hsub2(*reinterpret_cast<__half2*>(&v), k1024), zz);
+                    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&v), zz);
                     h[k] = *reinterpret_cast<uint32_t*>(&x);
                 }
                 outv.x = __byte_perm(h[0], h[1], 0x5410);
