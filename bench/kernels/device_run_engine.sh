@@ -37,7 +37,7 @@ for m in ${MODE:-gtest problems}; do
         done
         python3 "$bin/ab_table.py" "$out"/old1.jsonl "$out"/new1.jsonl "$out"/old2.jsonl "$out"/new2.jsonl | tee "$out/ab.md"
         for r in old1 new1 old2 new2; do sed "s/^/$r /" "$out/$r.jsonl"; rm "$out/$r.jsonl"; done > "$out/ab_raw.txt" ;;
-    kab) for r in 1 2; do "$bin/palu-kernels-bench" --kernels block warp "$@" > "$out/kab$r.jsonl" 2>"$out/kab$r.err"; done
+    kab) for r in 1 2; do "$bin/palu-kernels-bench" --kernels block warp "$@" > "$out/kab$r.jsonl" 2>>"$out/kab.err"; done
          python3 bench/kernels/kernel_ab.py "$out/kab1.jsonl" "$out/kab2.jsonl" | tee "$out/kab.md" ;;
     sass) for f in "$bin"/palu_test_kernels; do
             cuobjdump -sass "$f" > /tmp/all.sass 2>/dev/null || /usr/local/cuda/bin/cuobjdump -sass "$f" > /tmp/all.sass

@@ -54,12 +54,17 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
                cudaGetErrorString(e));
 
     LatentAttentionPlan plan;
-    // The warp kernel where it applies (n_rep ≤ 8, r_v ≤ 128, both caches 16-bit or both quantized)
-    // and fits in shared memory; else the block kernel.
+    // The warp kernel where it applies (n_rep ≤ 8, r_v ≤ 256, both caches 16-bit or both quantized)
+    // and fits in shared memory (2-stage ring for r_v ≤ 128 when it fits, else 1 stage); else the
+    // block kernel.
     const bool warp_ok = n_rep <= detail::kWarpMaxRep && p.v.rank <= detail::kWarpMaxRankV &&
                          (p.k.bits == 16) == (p.v.bits == 16);
-    const size_t warp_smem =
-        detail::warp_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, n_rep);
+    auto warp_smem_of = [&](int stages) {
+        return detail::warp_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, n_rep, stages);
+    };
+    const int warp_stages =
+        p.v.rank <= 128 && warp_smem_of(2) <= static_cast<size_t>(smem_optin) ? 2 : 1;
+    const size_t warp_smem = warp_smem_of(warp_stages);
     const bool warp_fits = warp_smem <= static_cast<size_t>(smem_optin);
     if (p.kernel == LatentKernel::Warp) {
         PALU_CHECK(warp_ok, UsageError,
@@ -73,7 +78,7 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
         plan.kernel = LatentKernel::Warp;
         plan.kv_heads_per_block = 1;
         plan.tile_tokens = detail::kWarpKernelWarps * detail::kWarpChunk;
-        plan.n_stages = 2;
+        plan.n_stages = warp_stages;
         plan.smem_bytes = warp_smem;
     } else {
         // Largest divisor s' of group_size whose key up-projection rows, tiles and per-head state fit;
@@ -114,7 +119,7 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
     const cudaError_t eo =
         plan.kernel == LatentKernel::Warp
             ? detail::warp_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), p.k.bits != 16, n_rep, p.k.rank,
-                                            p.v.rank, plan.smem_bytes, &per_sm)
+                                            p.v.rank, plan.n_stages, plan.smem_bytes, &per_sm)
             : detail::split_kernel_occupancy(p.d_head, static_cast<int>(p.dtype), plan.tile_tokens, plan.smem_bytes,
                                              &per_sm);
     PALU_CHECK(eo == cudaSuccess && per_sm > 0, CudaError,

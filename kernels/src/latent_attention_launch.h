@@ -60,17 +60,17 @@ cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_
 constexpr int kWarpKernelWarps = 8;
 constexpr int kWarpChunk = 16;
 constexpr int kWarpMaxRep = 8;
-constexpr int kWarpMaxRankV = 128;
+constexpr int kWarpMaxRankV = 256;    // r_v ≤ 128: 2-stage ring; ≤ 256: 1 stage
 
-/// Warp kernel: dynamic shared memory per block.
-size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int n_rep);
+/// Warp kernel: dynamic shared memory per block with a `stages`-deep (1 or 2) per-warp ring.
+size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int n_rep, int stages);
 
 /// Launches the warp kernel and the reduction (same contract as launch_latent_attention).
 cudaError_t launch_latent_attention_warp(const KernelArgs& a, cudaStream_t stream, const char** what);
 
 /// Resident warp-kernel blocks per SM.
-cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v, size_t smem,
-                                  int* blocks);
+cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v, int stages,
+                                  size_t smem, int* blocks);
 
 /// Launches only the reduction (shared by both split kernels).
 cudaError_t launch_reduce(const KernelArgs& a, cudaStream_t stream, const char** what);

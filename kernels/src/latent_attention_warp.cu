@@ -15,8 +15,9 @@
 //     r_v/4 registers per lane (heads are the n = 8 side);
 //   * after the loop (one barrier) the warps' (max, sum, o_lat) are merged in shared memory and the
 //     block writes one partial per split, like the block kernel; the same reduction kernel follows.
-// Supported (the host plan falls back to the block kernel otherwise): n_rep ≤ 8, r_v ≤ 128,
-// both caches 16-bit or both quantized. Numerics are those of the block kernel (v8): quantized tiles
+// Supported (the host plan falls back to the block kernel otherwise): n_rep ≤ 8, r_v ≤ 256,
+// both caches 16-bit or both quantized, and the shared memory fits (2-stage ring for r_v ≤ 128,
+// else 1 stage). Numerics are those of the block kernel (v8): quantized tiles
 // hold the exact integers code − zero; key scales multiply scores, value scales fold into P.
 #include <atomic>
 #include <cmath>
@@ -30,7 +31,6 @@ namespace {
 
 constexpr int kWarps = kWarpKernelWarps;  // warps per block
 constexpr int kChunk = kWarpChunk;        // tokens per warp chunk
-constexpr int kStages = 2;                // per-warp cp.async ring depth
 constexpr int kPPitch = 24;               // P buffer pitch (elements): 16 tokens + 8 padding
 constexpr int kMaxRep = kWarpMaxRep;      // query heads per KV head (the n = 8 side of the P·h_v mma)
 
@@ -38,7 +38,10 @@ struct WarpLayout {
     size_t b_up, q, f, c8, warp0, warp_step, k_tile, v_tile, tile_step, k_stage, v_stage, stage_step, p, total;
 };
 
-__host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int n_rep) {
+// stages: depth of the per-warp cp.async ring (2: the next chunk streams in during this one; 1: the
+// large-rank variant, r_v > 128, whose tiles would not fit twice).
+__host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int n_rep,
+                                                       int stages) {
     WarpLayout L{};
     const bool qk = bits_k != 16, qv = bits_v != 16;
     size_t off = 0;
@@ -54,16 +57,22 @@ __host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, 
     // One warp's region, offsets relative to its start.
     size_t w = 0;
     const size_t tk = size_t(kChunk) * (r_k + 8) * 2, tv = size_t(kChunk) * (r_v + 8) * 2;
-    L.k_tile = w;
-    L.tile_step = tk + tv;  // 16-bit caches: ring of (K, V) tile pairs
-    L.v_tile = w + tk;
-    w += (qk ? 1 : kStages) * (tk + tv);
+    if (qk) {  // one dequantized tile per warp, holding K for the scores, then V for P·h_v
+        L.k_tile = L.v_tile = w;
+        L.tile_step = 0;
+        w += tk > tv ? tk : tv;
+    } else {  // ring of (K, V) tile pairs
+        L.k_tile = w;
+        L.v_tile = w + tk;
+        L.tile_step = tk + tv;
+        w += stages * (tk + tv);
+    }
     const size_t sk = qk ? align16(size_t(kChunk) * row_bytes(r_k, bits_k)) + 2 * kChunk * 2 : 0;
     const size_t sv = qv ? align16(size_t(kChunk) * row_bytes(r_v, bits_v)) + 2 * kChunk * 2 : 0;
     L.k_stage = w;
     L.v_stage = w + sk;
     L.stage_step = sk + sv;
-    w += kStages * (sk + sv);
+    w += stages * (sk + sv);
     L.p = w;
     w += align16(size_t(kMaxRep) * kPPitch * 2);
     L.warp_step = align16(w);
@@ -74,12 +83,18 @@ __host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, 
     return L;
 }
 
-// A lane's share of a 16-row chunk whose rows are r/8 pieces of 16 bytes (a 16-bit row, or the
-// 8-code groups of a packed row): the lane always takes piece `col` of rows row, row + step, ...
-// (step = 32 / (r/8) rows per pass, lanes ≥ step·r/8 idle). Computed once per cache before the token
-// loop, packed in one register: row | col << 5 | step << 10 | passes << 15 | active << 20.
+// A lane's share of a 16-row chunk whose rows are cpr = r/8 pieces of 16 bytes (a 16-bit row, or the
+// 8-code groups of a packed row), computed once per cache before the token loop and packed in one
+// register:
+//  * cpr a power of two (r = 32, 64, 128, 256): the lane always takes piece `col` of rows row,
+//    row + step, ... (step = 32 / cpr rows per pass, all lanes busy):
+//    row | col << 5 | step << 10 | passes << 15 | active << 20;
+//  * otherwise (r = 96, 160, ...): flat items i = lane, lane + 32, ... with row = i / cpr by the
+//    multiplier m = ceil(2^16 / cpr), exact for i < 16·cpr + 32 ≤ 544 (checked for every cpr ≤ 32):
+//    1 << 31 | cpr | m << 6.
 __device__ inline uint32_t make_row_plan(int r, int lane) {
     const int cpr = r / 8;  // ≤ 32 (r ≤ 256)
+    if ((cpr & (cpr - 1)) != 0) return 1u << 31 | uint32_t(cpr) | uint32_t((65536 + cpr - 1) / cpr) << 6;
     const int step = 32 / cpr;
     const int row = lane / cpr, col = lane - row * cpr;
     const int passes = (kChunk + step - 1) / step;
@@ -92,20 +107,30 @@ struct RowPlan {
     __device__ explicit RowPlan(uint32_t p)
         : row(p & 31), col((p >> 5) & 31), step((p >> 10) & 31), passes((p >> 15) & 31), active((p >> 20) & 1) {}
 };
+// Calls f(row, piece) for every piece of the chunk this lane owns under `plan`.
+template <typename F>
+__device__ inline void for_each_piece(uint32_t plan, int lane, F&& f) {
+    if (plan >> 31) {
+        const int cpr = plan & 63, m = (plan >> 6) & 0x7fff;
+        for (int i = lane; i < kChunk * cpr; i += 32) {
+            const int row = (i * m) >> 16;
+            f(row, i - row * cpr);
+        }
+        return;
+    }
+    const RowPlan pl(plan);
+    if (!pl.active) return;
+    for (int k = 0, row = pl.row; k < pl.passes; ++k, row += pl.step) f(row, pl.col);
+}
 
 // Packed rows → padded T tile (16 rows, pitch r + 8): x = code − zero, exact; rows ≥ n_valid are
 // zero (their codes and zero-points are stale or uninitialised). One warp.
 template <typename T>
 __device__ inline void dequant_chunk(T* tile, const uint8_t* codes, const __half* zeros, int n_valid, int r, int bits,
-                                     uint32_t plan) {
+                                     uint32_t plan, int lane) {
     const int64_t rb = row_bytes(r, bits);
     const int pitch = r + 8;
-    const RowPlan pl(plan);
-    if (!pl.active) return;
-    const int grp = pl.col;  // 8 codes → 16 bytes of the tile
-    for (int k = 0; k < pl.passes; ++k) {
-        const int row = pl.row + k * pl.step;
-        if (row >= kChunk) break;
+    for_each_piece(plan, lane, [&](int row, int grp) {  // 8 codes → 16 bytes of the tile
         uint4 outv = make_uint4(0u, 0u, 0u, 0u);
         if (row < n_valid) {
             const uint8_t* p = codes + row * rb;
@@ -149,7 +174,7 @@ __device__ inline void dequant_chunk(T* tile, const uint8_t* codes, const __half
             }
         }
         *reinterpret_cast<uint4*>(tile + row * pitch + grp * 8) = outv;
-    }
+    });
 }
 
 // Issues one warp's cp.async copies of chunk rows [row0, row0 + 16) of one cache. 16-bit: into the
@@ -162,6 +187,13 @@ __device__ inline void load_chunk(uint8_t* tile, uint8_t* stage, const uint8_t* 
     if (!quant) {
         // Rows ≥ n_valid are not copied: the tile keeps finite stale rows (the ring is zeroed at
         // the start), their scores are masked and their P is 0. step ∈ {1, 2, 4, 8} divides 16.
+        if (plan >> 31) {
+            const uint8_t* src = data + row0 * r * 2;
+            for_each_piece(plan, lane, [&](int row, int col) {
+                if (row < n_valid) cp_async16(tile + row * (r + 8) * 2 + col * 16, src + (size_t(row) * r + col * 8) * 2);
+            });
+            return;
+        }
         const RowPlan pl(plan);
         if (!pl.active) return;
         const size_t s_step = size_t(pl.step) * r * 2;
@@ -185,8 +217,8 @@ __device__ inline void load_chunk(uint8_t* tile, uint8_t* stage, const uint8_t* 
 
 // R > 0: r_k = r_v = R known at compile time (tile pitches, fragment addresses and the k-loop fold
 // into constants); R = 0: any ranks (run-time loop, MT = accumulator m-tiles for r_v ≤ 16·MT).
-template <typename T, int D, bool Q, int REP, int MT, int R>
-__global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a) {
+template <typename T, int D, bool Q, int REP, int MT, int R, int NS>
+__global__ void __launch_bounds__(kWarps * 32, NS == 2 ? 2 : 1) warp_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int hb = blockIdx.x, split = blockIdx.y;
     const int b = blockIdx.z / a.n_groups, g = blockIdx.z % a.n_groups;
@@ -209,7 +241,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
     }
     const int r_k = R ? R : a.r_k, r_v = R ? R : a.r_v;
     const int pk = r_k + 8, pv = r_v + 8;
-    const WarpLayout L = make_warp_layout(D, r_k, r_v, a.bits_k, a.bits_v, n_rep);
+    const WarpLayout L = make_warp_layout(D, r_k, r_v, a.bits_k, a.bits_v, n_rep, NS);
     T* b_up = reinterpret_cast<T*>(smem + L.b_up);
     float* qs = reinterpret_cast<float*>(smem + L.q);
     float* fs = reinterpret_cast<float*>(smem + L.f);
@@ -236,7 +268,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
     const uint32_t plan_k = make_row_plan(r_k, lane), plan_v = make_row_plan(r_v, lane);
     auto load = [&](int t0, int slot) {
         const int nv = min(kChunk, t_end - t0);
-        uint8_t* tile = wbase + (Q ? 0 : slot * L.tile_step);
+        uint8_t* tile = wbase + slot * L.tile_step;
         uint8_t* stage = wbase + L.k_stage + slot * L.stage_step;
         load_chunk(tile + L.k_tile, stage, a.k_data, a.k_scales, a.k_zeros, cache_row0 + t0, nv, r_k, Q, rbk, plan_k,
                    lane);
@@ -247,7 +279,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
     const int t_first = t_begin + warp * kChunk;
     if constexpr (!Q) {  // tiles: rows past a sequence's end are never copied and must be finite
         uint4* z = reinterpret_cast<uint4*>(wbase + L.k_tile);
-        for (int i = lane; i < int(kStages * L.tile_step / 16); i += 32) z[i] = make_uint4(0u, 0u, 0u, 0u);
+        for (int i = lane; i < int(NS * L.tile_step / 16); i += 32) z[i] = make_uint4(0u, 0u, 0u, 0u);
         __syncwarp();
     }
     if (t_first < t_end) load(t_first, 0);
@@ -289,20 +321,23 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
     const T* b_ptr = b_up + ((lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
 
     int slot = 0;
-    for (int t0 = t_first; t0 < t_end; t0 += stride, slot ^= 1) {
+    for (int t0 = t_first; t0 < t_end; t0 += stride, slot = NS == 2 ? slot ^ 1 : 0) {
         const int n_valid = min(kChunk, t_end - t0);
-        if (t0 + stride < t_end) load(t0 + stride, slot ^ 1);
-        cp_async_commit();
-        cp_async_wait<1>();
+        if constexpr (NS == 2) {  // the next chunk streams in while this one is computed
+            if (t0 + stride < t_end) load(t0 + stride, slot ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {  // single slot: this chunk was issued at the end of the previous iteration
+            cp_async_wait<0>();
+        }
         __syncwarp();
-        T* tk = reinterpret_cast<T*>(wbase + (Q ? 0 : slot * L.tile_step) + L.k_tile);
-        T* tv = reinterpret_cast<T*>(wbase + (Q ? 0 : slot * L.tile_step) + L.v_tile);
+        T* tk = reinterpret_cast<T*>(wbase + slot * L.tile_step + L.k_tile);
+        T* tv = reinterpret_cast<T*>(wbase + slot * L.tile_step + L.v_tile);
         const uint8_t* stk = wbase + L.k_stage + slot * L.stage_step;
         const uint8_t* stv = wbase + L.v_stage + slot * L.stage_step;
         const size_t ck = align16(size_t(kChunk) * rbk), cv = align16(size_t(kChunk) * rbv);
-        if constexpr (Q) {
-            dequant_chunk<T>(tk, stk, reinterpret_cast<const __half*>(stk + ck + kChunk * 2), n_valid, r_k, a.bits_k, plan_k);
-            dequant_chunk<T>(tv, stv, reinterpret_cast<const __half*>(stv + cv + kChunk * 2), n_valid, r_v, a.bits_v, plan_v);
+        if constexpr (Q) {  // K now; V into the same tile once the scores are done
+            dequant_chunk<T>(tk, stk, reinterpret_cast<const __half*>(stk + ck + kChunk * 2), n_valid, r_k, a.bits_k, plan_k, lane);
             __syncwarp();
         }
 
@@ -416,6 +451,10 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
             }
         }
         __syncwarp();
+        if constexpr (Q) {
+            dequant_chunk<T>(tv, stv, reinterpret_cast<const __half*>(stv + cv + kChunk * 2), n_valid, r_v, a.bits_v, plan_v, lane);
+            __syncwarp();
+        }
 
         // o_latᵀ = alpha · o_latᵀ + h_vᵀ · Pᵀ: A = value tile transposed (ldmatrix.trans), B = P.
         const uint32_t pb0 = *reinterpret_cast<const uint32_t*>(pbuf + r0 * kPPitch + 2 * (lane & 3));
@@ -432,7 +471,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
             ldmatrix_x4_trans(va, v_ptr + mt * 16);
             Ops<T>::mma(oacc[mt], va, pb0, pb1);
         }
-        __syncwarp();  // the slot is refilled by the next iteration's prefetch
+        __syncwarp();  // the slot is refilled next (NS = 2: by the next iteration's prefetch)
+        if constexpr (NS == 1) {
+            if (t0 + stride < t_end) load(t0 + stride, 0);
+            cp_async_commit();
+        }
     }
     cp_async_wait<0>();
     __syncthreads();  // every warp is done with its region: reuse them for the merge
@@ -487,64 +530,71 @@ __global__ void __launch_bounds__(kWarps * 32, 2) warp_kernel(const KernelArgs a
     }
 }
 
-template <typename T, int D, bool Q, int REP, int MT, int R>
+template <typename T, int D, bool Q, int REP, int MT, int R, int NS>
 const void* warp_kernel_ptr(cudaError_t* err) {
     static const cudaError_t init = [] {
         int dev = 0, optin = 0;
         cudaError_t e = cudaGetDevice(&dev);
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         if (e == cudaSuccess)
-            e = cudaFuncSetAttribute(warp_kernel<T, D, Q, REP, MT, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+            e = cudaFuncSetAttribute(warp_kernel<T, D, Q, REP, MT, R, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      optin);
         return e;
     }();
     *err = init;
-    return reinterpret_cast<const void*>(warp_kernel<T, D, Q, REP, MT, R>);
+    return reinterpret_cast<const void*>(warp_kernel<T, D, Q, REP, MT, R, NS>);
 }
 
 // Dispatch over the compile-time parameters: dtype, d_head, quantized, n_rep (1, ≤ 4, ≤ 8: the
-// per-head softmax state lives in registers), and the ranks: at d_head 128, r_k = r_v ∈ {32, 64,
-// 128} have constant-folded instantiations; any other ranks run the generic one (r_v ≤ 64 or ≤ 128
-// accumulator m-tiles).
+// per-head softmax state lives in registers), the ring depth and the ranks. Two-stage kernels
+// (r_v ≤ 128, 2 blocks per SM): at d_head 128, r_k = r_v ∈ {32, 64, 128} have constant-folded
+// instantiations, other ranks the generic one (r_v ≤ 64 or ≤ 128 accumulator m-tiles). One-stage
+// kernels (r_v ≤ 256, 1 block per SM, up to 255 registers): r_k = r_v = 256 folded, else generic.
 template <typename T, int D, bool Q, int REP>
-const void* pick_rank(int r_k, int r_v, cudaError_t* e) {
-    if constexpr (D == 128) {
-        if (r_k == r_v && r_k == 32) return warp_kernel_ptr<T, D, Q, REP, 2, 32>(e);
-        if (r_k == r_v && r_k == 64) return warp_kernel_ptr<T, D, Q, REP, 4, 64>(e);
-        if (r_k == r_v && r_k == 128) return warp_kernel_ptr<T, D, Q, REP, 8, 128>(e);
+const void* pick_rank(int r_k, int r_v, int stages, cudaError_t* e) {
+    if (stages == 1) {
+        if constexpr (D == 128)
+            if (r_k == r_v && r_k == 256) return warp_kernel_ptr<T, D, Q, REP, 16, 256, 1>(e);
+        return warp_kernel_ptr<T, D, Q, REP, 16, 0, 1>(e);
     }
-    return r_v <= 64 ? warp_kernel_ptr<T, D, Q, REP, 4, 0>(e) : warp_kernel_ptr<T, D, Q, REP, 8, 0>(e);
+    if constexpr (D == 128) {
+        if (r_k == r_v && r_k == 32) return warp_kernel_ptr<T, D, Q, REP, 2, 32, 2>(e);
+        if (r_k == r_v && r_k == 64) return warp_kernel_ptr<T, D, Q, REP, 4, 64, 2>(e);
+        if (r_k == r_v && r_k == 128) return warp_kernel_ptr<T, D, Q, REP, 8, 128, 2>(e);
+    }
+    return r_v <= 64 ? warp_kernel_ptr<T, D, Q, REP, 4, 0, 2>(e) : warp_kernel_ptr<T, D, Q, REP, 8, 0, 2>(e);
 }
 
 template <typename T, int D, bool Q>
-const void* pick_rep(int n_rep, int r_k, int r_v, cudaError_t* e) {
-    if (n_rep == 1) return pick_rank<T, D, Q, 1>(r_k, r_v, e);
-    if (n_rep <= 4) return pick_rank<T, D, Q, 4>(r_k, r_v, e);
-    return pick_rank<T, D, Q, kMaxRep>(r_k, r_v, e);
+const void* pick_rep(int n_rep, int r_k, int r_v, int stages, cudaError_t* e) {
+    if (n_rep == 1) return pick_rank<T, D, Q, 1>(r_k, r_v, stages, e);
+    if (n_rep <= 4) return pick_rank<T, D, Q, 4>(r_k, r_v, stages, e);
+    return pick_rank<T, D, Q, kMaxRep>(r_k, r_v, stages, e);
 }
 
 template <typename T, int D>
-const void* pick_d(bool q, int n_rep, int r_k, int r_v, cudaError_t* e) {
-    return q ? pick_rep<T, D, true>(n_rep, r_k, r_v, e) : pick_rep<T, D, false>(n_rep, r_k, r_v, e);
+const void* pick_d(bool q, int n_rep, int r_k, int r_v, int stages, cudaError_t* e) {
+    return q ? pick_rep<T, D, true>(n_rep, r_k, r_v, stages, e) : pick_rep<T, D, false>(n_rep, r_k, r_v, stages, e);
 }
 
-const void* pick_kernel(int d_head, int dtype, bool q, int n_rep, int r_k, int r_v, cudaError_t* e) {
+const void* pick_kernel(int d_head, int dtype, bool q, int n_rep, int r_k, int r_v, int stages, cudaError_t* e) {
     if (d_head == 128)
-        return dtype == 1 ? pick_d<__nv_bfloat16, 128>(q, n_rep, r_k, r_v, e)
-                          : pick_d<__half, 128>(q, n_rep, r_k, r_v, e);
-    return dtype == 1 ? pick_d<__nv_bfloat16, 64>(q, n_rep, r_k, r_v, e) : pick_d<__half, 64>(q, n_rep, r_k, r_v, e);
+        return dtype == 1 ? pick_d<__nv_bfloat16, 128>(q, n_rep, r_k, r_v, stages, e)
+                          : pick_d<__half, 128>(q, n_rep, r_k, r_v, stages, e);
+    return dtype == 1 ? pick_d<__nv_bfloat16, 64>(q, n_rep, r_k, r_v, stages, e)
+                      : pick_d<__half, 64>(q, n_rep, r_k, r_v, stages, e);
 }
 
 }  // namespace
 
-size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int n_rep) {
-    return make_warp_layout(d_head, r_k, r_v, bits_k, bits_v, n_rep).total;
+size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int n_rep, int stages) {
+    return make_warp_layout(d_head, r_k, r_v, bits_k, bits_v, n_rep, stages).total;
 }
 
-cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v, size_t smem,
-                                  int* blocks) {
+cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v, int stages,
+                                  size_t smem, int* blocks) {
     cudaError_t e = cudaSuccess;
-    const void* f = pick_kernel(d_head, dtype, quant, n_rep, r_k, r_v, &e);
+    const void* f = pick_kernel(d_head, dtype, quant, n_rep, r_k, r_v, stages, &e);
     if (e != cudaSuccess) return e;
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, kWarps * 32, smem);
 }
@@ -552,7 +602,7 @@ cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, 
 cudaError_t launch_latent_attention_warp(const KernelArgs& a, cudaStream_t stream, const char** what) {
     cudaError_t e = cudaSuccess;
     *what = "cudaFuncSetAttribute(warp_kernel, MaxDynamicSharedMemorySize)";
-    const void* f = pick_kernel(a.d_head, a.dtype, a.bits_k != 16, a.n_rep, a.r_k, a.r_v, &e);
+    const void* f = pick_kernel(a.d_head, a.dtype, a.bits_k != 16, a.n_rep, a.r_k, a.r_v, a.n_stages, &e);
     if (e != cudaSuccess) return e;
     *what = "warp_kernel launch";
     const dim3 grid(a.n_head_blocks, a.n_splits, a.batch * a.n_groups);

@@ -79,7 +79,8 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<DeviceCase>& i) { return std::string(i.param.name); });
 
 // The warp kernel (v9) on its compile-time variants: n_rep 1 / ≤ 4 / ≤ 8; constant-folded ranks
-// (d_head 128, r_k = r_v = 32, 64, 128) and the generic ones (r_v ≤ 64 / ≤ 128, r_k ≠ r_v, 96);
+// (d_head 128, r_k = r_v = 32, 64, 128; 256 with the 1-stage ring) and the generic ones (r_v ≤ 64 /
+// ≤ 128 / ≤ 256, r_k ≠ r_v, 96, 160);
 // 16-bit and quantized caches, d_head 64 and 128, forced splits (some warps get no chunk).
 constexpr LatentKernel kW = LatentKernel::Warp;
 INSTANTIATE_TEST_SUITE_P(
@@ -92,7 +93,10 @@ INSTANTIATE_TEST_SUITE_P(
                       DeviceCase{"gqa2_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0, kW},
                       DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1, kW},
                       DeviceCase{"gqa8_d64_f16_r128", 16, 2, 1, 64, 128, 128, 16, 16, LatentDType::F16, 2, kW},
-                      DeviceCase{"gqa6_s2_bf16_q4", 12, 2, 2, 64, 128, 96, 4, 4, LatentDType::BF16, 0, kW}),
+                      DeviceCase{"gqa6_s2_bf16_q4", 12, 2, 2, 64, 128, 96, 4, 4, LatentDType::BF16, 0, kW},
+                      DeviceCase{"mha_s4_f16_r256_1stage", 4, 4, 4, 128, 256, 256, 16, 16, LatentDType::F16, 0, kW},
+                      DeviceCase{"gqa4_s4_bf16_q4_r160", 16, 4, 4, 128, 160, 160, 4, 4, LatentDType::BF16, 2, kW},
+                      DeviceCase{"gqa2_s2_d64_f16_r256x192", 8, 4, 2, 64, 256, 192, 16, 16, LatentDType::F16, 0, kW}),
     [](const ::testing::TestParamInfo<DeviceCase>& i) { return std::string(i.param.name); });
 
 // GPU-free: with one cached token the softmax weight is 1, so o_lat is that token's value latent.
@@ -183,23 +187,32 @@ TEST(LatentAttentionPlan, KernelChoice) {
     p.d_head = 128;
     p.capacity = 4096;
     p.k.rank = p.v.rank = 64;
-    LatentAttentionPlan plan = plan_latent_attention(p);  // Llama-2 M-LRD: the warp kernel
+    LatentAttentionPlan plan = plan_latent_attention(p);  // Llama-2 M-LRD: the warp kernel, 2-stage ring
     EXPECT_EQ(plan.kernel, LatentKernel::Warp);
     EXPECT_EQ(plan.kv_heads_per_block, 1);
+    EXPECT_EQ(plan.n_stages, 2);
     EXPECT_EQ(plan.n_partials, plan.n_splits);
     EXPECT_EQ(plan.workspace_bytes, size_t(plan.n_partials) * 32 * (2 + 64) * sizeof(float));
     p.group_size = 4;
-    p.k.rank = p.v.rank = 256;  // G-LRD s = 4: r_v > 128, the block kernel
+    p.k.rank = p.v.rank = 256;  // G-LRD s = 4: r_v = 256, the warp kernel's 1-stage variant
     plan = plan_latent_attention(p);
-    EXPECT_EQ(plan.kernel, LatentKernel::Block);
-    EXPECT_EQ(plan.n_partials, plan.n_splits);
+    EXPECT_EQ(plan.kernel, LatentKernel::Warp);
+    EXPECT_EQ(plan.n_stages, 1);
+    p.k.bits = p.v.bits = 4;
+    EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Warp);
+    p.k.bits = p.v.bits = 16;
+    p.n_heads = 64;
+    p.n_kv_heads = 4;  // 16 query heads per KV head: block kernel only
+    p.group_size = 4;
+    EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Block);
     p.kernel = LatentKernel::Warp;
     try {
         plan_latent_attention(p);
         FAIL() << "expected UsageError";
     } catch (const palu::UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("value rank <= 128 (got 256)"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("n_heads/n_kv_heads <= 8 (got 16)"), std::string::npos) << e.what();
     }
+    p.n_heads = p.n_kv_heads = 32;
     p.group_size = 1;
     p.k.rank = p.v.rank = 64;
     p.k.bits = 16;

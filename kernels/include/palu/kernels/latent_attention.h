@@ -41,7 +41,7 @@ enum class LatentDType : int32_t { F16 = 0, BF16 = 1 };
 ///    barriers per tile (kernel v8). Any supported shape.
 ///  * Warp: one block per (KV head, token range) whose 8 warps each stream their own 16-token
 ///    chunks, no block barrier in the token loop (kernel v9). Needs n_heads/n_kv_heads ≤ 8,
-///    value rank ≤ 128, and both caches 16-bit or both quantized.
+///    value rank ≤ 256, both caches 16-bit or both quantized, and its shared memory to fit.
 ///  * Auto: Warp where it applies and fits, else Block.
 enum class LatentKernel : int32_t { Auto = 0, Block = 1, Warp = 2 };
 
