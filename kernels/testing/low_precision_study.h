@@ -38,6 +38,16 @@ enum class LowpOperands : int32_t {
                       ///< applies the latent scale after the MMA
 };
 
+/// How the operands are scaled before rounding.
+enum class LowpScaling : int32_t {
+    PerRow = 0,           ///< one amax scale per latent row (token, group) and per B_k row (the study's
+                          ///< subject; see the file comment)
+    ChannelBalanced = 1,  ///< first h_k(c) / f_c and B_k(·, c) · f_c with f_c = sqrt(max |h_k(c)|) over
+                          ///< every cached token of the group in the problem (a static per-layer,
+                          ///< per-channel factor folded into B_k offline, SmoothQuant's α = 0.5;
+                          ///< here an oracle taken from the problem itself), then PerRow
+};
+
 /// "e4m3" or "int8".
 const char* lowp_mode_name(LowpMode mode);
 
@@ -53,11 +63,14 @@ int32_t round_int8(float x);
 /// Emulated low-precision keys of KV head j of sequence b, tokens 0 … len − 1, before RoPE:
 /// [len, d_head] row-major (see the file comment for the formula). Plugs into
 /// reference_latent_attention(pb, KeyReconstruction).
+/// Throws UsageError on an unknown mode.
 std::vector<double> reconstruct_keys_lowp(const HostProblem& pb, int32_t b, int32_t j, int32_t len, LowpMode mode,
-                                          LowpOperands operands = LowpOperands::Both);
+                                          LowpOperands operands = LowpOperands::Both,
+                                          LowpScaling scaling = LowpScaling::PerRow);
 
 /// The double reference of latent_attention.h with the key reconstruction emulated in `mode`.
 AttentionOutputs reference_latent_attention_lowp(const HostProblem& pb, LowpMode mode,
-                                                 LowpOperands operands = LowpOperands::Both);
+                                                 LowpOperands operands = LowpOperands::Both,
+                                                 LowpScaling scaling = LowpScaling::PerRow);
 
 }  // namespace palu::cuda::testing

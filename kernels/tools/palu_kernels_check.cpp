@@ -223,9 +223,11 @@ int run_engine_mode(const EngineArgs& a, uint64_t seed) {
 // reconstruction (low_precision_study.h), as the relative Frobenius error of `out` against the exact
 // double reference, on the f16 synthetic grid or on saved engine problems (--problems). Columns:
 // both operands rounded (what an FP8/INT8 MMA sees), and the breakdown for e4m3 (only B_k rounded,
-// only h_k rounded) and int8 (only B_k rounded). Returns the exit code (0).
+// only h_k rounded) and int8 (only B_k rounded), and both operands after a per-channel balancing
+// (LowpScaling::ChannelBalanced). Returns the exit code (0).
 struct LowpErrors {
     double e4m3 = 0, int8 = 0, e4m3_up = 0, e4m3_lat = 0, int8_up = 0;     // vs the exact reference
+    double e4m3_bal = 0, int8_bal = 0;                                      // ChannelBalanced, vs the reference
     double e4m3_engine = -1, int8_engine = -1, ref_engine = -1;           // vs the engine (−1: none)
 };
 
@@ -240,6 +242,12 @@ LowpErrors lowp_errors(const HostProblem& pb, const std::vector<double>* engine_
     e.e4m3_up = rel_frobenius_error(err(LowpMode::E4M3, LowpOperands::UpOnly), ref.out);
     e.e4m3_lat = rel_frobenius_error(err(LowpMode::E4M3, LowpOperands::LatentsOnly), ref.out);
     e.int8_up = rel_frobenius_error(err(LowpMode::INT8, LowpOperands::UpOnly), ref.out);
+    auto bal = [&](LowpMode m) {
+        return rel_frobenius_error(
+            reference_latent_attention_lowp(pb, m, LowpOperands::Both, LowpScaling::ChannelBalanced).out, ref.out);
+    };
+    e.e4m3_bal = bal(LowpMode::E4M3);
+    e.int8_bal = bal(LowpMode::INT8);
     if (engine_out) {
         e.ref_engine = rel_frobenius_error(ref.out, *engine_out);
         e.e4m3_engine = rel_frobenius_error(e4m3, *engine_out);
@@ -298,34 +306,40 @@ int run_lowp_study(const std::string& problems_path, bool quick, uint64_t seed) 
         std::printf("lowp study: f16 synthetic grid, seed %llu\n\n", static_cast<unsigned long long>(seed));
     std::printf("Relative Frobenius error of `out` against the exact double reference (ref) when the key "
                 "reconstruction B_k·h_k runs on e4m3 / int8 operands (per-row amax scales, exact accumulation); "
-                "tol = the f16/bf16 kernel tolerance.%s\n\n",
+                "'balanced': latent channels divided by sqrt(channel amax), folded into B_k, before the per-row "
+                "scales; tol = the f16/bf16 kernel tolerance.%s\n\n",
                 engine ? " ref-engine = the exact reference vs the CPU engine (cost of the f16 inputs); *-engine = the "
                          "emulation vs the engine." : "");
-    std::printf("| %s | shape | tol |%s e4m3 | int8 | e4m3 B_k only | e4m3 h_k only | int8 B_k only |%s\n",
+    std::printf("| %s | shape | tol |%s e4m3 | int8 | e4m3 B_k only | e4m3 h_k only | int8 B_k only | e4m3 balanced | "
+                "int8 balanced |%s\n",
                 engine ? "layer (ranks)" : "#", engine ? " ref-engine |" : "",
                 engine ? " e4m3-engine | int8-engine |" : "");
-    std::printf("|---|---|---|%s---|---|---|---|---|%s\n", engine ? "---|" : "", engine ? "---|---|" : "");
-    std::vector<double> v_e4m3, v_int8, v_e4m3_up, v_int8_up, v_e4m3_eng, v_int8_eng, v_ref_eng;
+    std::printf("|---|---|---|%s---|---|---|---|---|---|---|%s\n", engine ? "---|" : "", engine ? "---|---|" : "");
+    std::vector<double> v_e4m3, v_int8, v_e4m3_up, v_int8_up, v_e4m3_bal, v_int8_bal, v_e4m3_eng, v_int8_eng, v_ref_eng;
     for (size_t i = 0; i < rows.size(); ++i) {
         const LowpErrors& e = rows[i];
         std::printf("| %s | %s | %.0e |", labels[i].c_str(), shapes[i].c_str(), tols[i]);
         if (engine) std::printf(" %.2e |", e.ref_engine);
-        std::printf(" %.2e | %.2e | %.2e | %.2e | %.2e |", e.e4m3, e.int8, e.e4m3_up, e.e4m3_lat, e.int8_up);
+        std::printf(" %.2e | %.2e | %.2e | %.2e | %.2e | %.2e | %.2e |", e.e4m3, e.int8, e.e4m3_up, e.e4m3_lat, e.int8_up,
+                    e.e4m3_bal, e.int8_bal);
         if (engine) std::printf(" %.2e | %.2e |", e.e4m3_engine, e.int8_engine);
         std::printf("\n");
         v_e4m3.push_back(e.e4m3);
         v_int8.push_back(e.int8);
         v_e4m3_up.push_back(e.e4m3_up);
         v_int8_up.push_back(e.int8_up);
+        v_e4m3_bal.push_back(e.e4m3_bal);
+        v_int8_bal.push_back(e.int8_bal);
         v_e4m3_eng.push_back(e.e4m3_engine);
         v_int8_eng.push_back(e.int8_engine);
         v_ref_eng.push_back(e.ref_engine);
     }
     auto mx = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
     std::printf("\n%zu cases. vs ref: e4m3 max %.2e median %.2e; int8 max %.2e median %.2e; B_k only: e4m3 max %.2e "
-                "median %.2e, int8 max %.2e median %.2e",
+                "median %.2e, int8 max %.2e median %.2e; balanced: e4m3 max %.2e median %.2e, int8 max %.2e median %.2e",
                 rows.size(), mx(v_e4m3), median_of(v_e4m3), mx(v_int8), median_of(v_int8), mx(v_e4m3_up),
-                median_of(v_e4m3_up), mx(v_int8_up), median_of(v_int8_up));
+                median_of(v_e4m3_up), mx(v_int8_up), median_of(v_int8_up), mx(v_e4m3_bal), median_of(v_e4m3_bal),
+                mx(v_int8_bal), median_of(v_int8_bal));
     if (engine)
         std::printf("; vs engine: ref max %.2e median %.2e, e4m3 max %.2e median %.2e, int8 max %.2e median %.2e",
                     mx(v_ref_eng), median_of(v_ref_eng), mx(v_e4m3_eng), median_of(v_e4m3_eng), mx(v_int8_eng),
