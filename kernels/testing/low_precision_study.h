@@ -11,13 +11,14 @@
 // Q = round-to-nearest-even to e4m3 (M = 448) or to the int8 grid [−127, 127] (M = 127). The sum of
 // products is taken exactly (double), so the emulated error is the operand rounding alone: exact for
 // INT8 (s32 accumulation is exact), a lower bound for FP8 on Hopper, whose FP8 MMA is reported to
-// keep fewer accumulator bits than f32 (not emulated here). Scales are kept in double (a kernel's f32 scales add a relative 2^-24,
-// negligible next to e4m3's 2^-4). Quantized caches (bits < 16) are dequantized first, as the exact
+// keep fewer accumulator bits than f32 (not emulated here). Scales are kept in double (a kernel's
+// f32 scales add a relative 2^-24, negligible next to e4m3's 2^-4). Quantized caches (bits < 16) are dequantized first, as the exact
 // reference does ((code − zero)·scale), then rounded. Everything else (RoPE, softmax, P·h_v, B_v) is
 // the exact double reference.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "latent_attention_reference.h"
 
