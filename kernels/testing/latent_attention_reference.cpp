@@ -1,6 +1,7 @@
 // palu kernels testing: random problems, the double-precision CPU reference and the device runner
 // for the fused latent decode attention (latent_attention.h). The reference follows the header's
-// equations literally: dequantize, rebuild each KV head's key, rotate (rotate-half RoPE with the
+// equations literally: dequantize, rebuild each KV head's key (a replaceable step: the
+// low-precision study emulates it on FP8/INT8 operands), rotate (rotate-half RoPE with the
 // float32 angle fl32(pos · inv_freq)), softmax in double, P·h_v in latent space, then B_v.
 #include "latent_attention_reference.h"
 
@@ -179,7 +180,29 @@ double latent_value(const HostProblem& pb, bool key, int32_t b, int32_t g, int32
     return (double(code) - zero) * scale;
 }
 
+std::vector<double> reconstruct_keys_exact(const HostProblem& pb, int32_t b, int32_t j, int32_t len) {
+    const ProblemShape& s = pb.shape;
+    const int32_t D = s.d_head, g = j / s.group_size;
+    std::vector<double> hk(size_t(len) * s.r_k);
+    for (int32_t t = 0; t < len; ++t)
+        for (int32_t c = 0; c < s.r_k; ++c) hk[size_t(t) * s.r_k + c] = latent_value(pb, true, b, g, t, c);
+    std::vector<double> keys(size_t(len) * D);
+    for (int32_t t = 0; t < len; ++t) {
+        for (int32_t d = 0; d < D; ++d) {
+            const uint16_t* brow = pb.k_up.data() + (size_t(j) * D + d) * s.r_k;  // row j·D + d
+            double acc = 0.0;
+            for (int32_t c = 0; c < s.r_k; ++c) acc += from_half_bits(brow[c], s.dtype) * hk[size_t(t) * s.r_k + c];
+            keys[size_t(t) * D + d] = acc;
+        }
+    }
+    return keys;
+}
+
 AttentionOutputs reference_latent_attention(const HostProblem& pb) {
+    return reference_latent_attention(pb, reconstruct_keys_exact);
+}
+
+AttentionOutputs reference_latent_attention(const HostProblem& pb, const KeyReconstruction& reconstruct_keys) {
     const ProblemShape& s = pb.shape;
     const int32_t D = s.d_head, n_rep = s.n_heads / s.n_kv_heads;
     AttentionOutputs res;
@@ -190,21 +213,15 @@ AttentionOutputs reference_latent_attention(const HostProblem& pb) {
         const int32_t len = pb.seq_lens[size_t(b)];
         for (int32_t j = 0; j < s.n_kv_heads; ++j) {
             const int32_t g = j / s.group_size;
-            // Latents of group g (dequantized) and this head's rebuilt, rotated keys [len, D].
-            std::vector<double> hk(size_t(len) * s.r_k), hv(size_t(len) * s.r_v);
-            for (int32_t t = 0; t < len; ++t) {
-                for (int32_t c = 0; c < s.r_k; ++c) hk[size_t(t) * s.r_k + c] = latent_value(pb, true, b, g, t, c);
+            // Value latents of group g (dequantized) and this head's rebuilt, rotated keys [len, D].
+            std::vector<double> hv(size_t(len) * s.r_v);
+            for (int32_t t = 0; t < len; ++t)
                 for (int32_t c = 0; c < s.r_v; ++c) hv[size_t(t) * s.r_v + c] = latent_value(pb, false, b, g, t, c);
-            }
-            std::vector<double> keys(size_t(len) * D);
+            std::vector<double> keys = reconstruct_keys(pb, b, j, len);
+            PALU_ASSERT(keys.size() == size_t(len) * D);
             std::vector<double> k(static_cast<size_t>(D));
             for (int32_t t = 0; t < len; ++t) {
-                for (int32_t d = 0; d < D; ++d) {
-                    const uint16_t* brow = pb.k_up.data() + (size_t(j) * D + d) * s.r_k;  // row j·D + d
-                    double acc = 0.0;
-                    for (int32_t c = 0; c < s.r_k; ++c) acc += from_half_bits(brow[c], s.dtype) * hk[size_t(t) * s.r_k + c];
-                    k[size_t(d)] = acc;
-                }
+                std::copy(keys.begin() + ptrdiff_t(t) * D, keys.begin() + ptrdiff_t(t + 1) * D, k.begin());
                 rope_rotate(k, pb.k_pos0[size_t(b)] + t, pb.inv_freq);
                 std::copy(k.begin(), k.end(), keys.begin() + ptrdiff_t(t) * D);
             }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,18 @@ double latent_value(const HostProblem& pb, bool key, int32_t b, int32_t g, int32
 
 /// CPU reference in double of the math in latent_attention.h.
 AttentionOutputs reference_latent_attention(const HostProblem& pb);
+
+/// The key reconstruction step of the reference: keys of KV head j of sequence b for tokens
+/// 0 … len − 1 before RoPE, [len, d_head] row-major (k_j[t] = B_k[g](j) · h_k[g][t]).
+using KeyReconstruction =
+    std::function<std::vector<double>(const HostProblem& pb, int32_t b, int32_t j, int32_t len)>;
+
+/// The exact step, in double from the f16/bf16 B_k and the dequantized latents.
+std::vector<double> reconstruct_keys_exact(const HostProblem& pb, int32_t b, int32_t j, int32_t len);
+
+/// The reference with the key reconstruction replaced (low_precision_study.h emulates FP8/INT8 on
+/// it); reference_latent_attention(pb) is this with reconstruct_keys_exact.
+AttentionOutputs reference_latent_attention(const HostProblem& pb, const KeyReconstruction& reconstruct_keys);
 
 /// Runs the kernel on the device (outputs poisoned with NaN first). `n_splits` 0 = auto; `kernel`
 /// forces the block or the warp kernel. Throws palu::CudaError on CUDA failures.

@@ -12,6 +12,9 @@
 // engine half runs on the CPU and can be saved (--save-problems FILE, no GPU needed) and replayed on
 // a GPU machine without the checkpoint (--problems FILE). Pass: kernel vs engine relative Frobenius
 // error <= 1e-3 (f16) / 1e-2 (bf16) per layer; --cpu-only reports the reference vs the engine only.
+//
+// Low-precision study (--lowp-study [--problems FILE], no GPU): what an FP8 (e4m3) or INT8 key
+// reconstruction would cost in accuracy, by CPU emulation (low_precision_study.h); a table, exit 0.
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -25,6 +28,7 @@
 
 #include "engine_check.h"
 #include "latent_attention_reference.h"
+#include "low_precision_study.h"
 #include "palu/calib/text.h"
 #include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
@@ -215,6 +219,135 @@ int run_engine_mode(const EngineArgs& a, uint64_t seed) {
     return n_fail == 0 ? 0 : 1;
 }
 
+// Low-precision study (--lowp-study, CPU only): the accuracy cost of an FP8 (e4m3) / INT8 key
+// reconstruction (low_precision_study.h), as the relative Frobenius error of `out` against the exact
+// double reference, on the f16 synthetic grid or on saved engine problems (--problems). Columns:
+// both operands rounded (what an FP8/INT8 MMA sees), and the breakdown for e4m3 (only B_k rounded,
+// only h_k rounded) and int8 (only B_k rounded), and both operands after a per-channel balancing
+// (LowpScaling::ChannelBalanced). Returns the exit code (0).
+struct LowpErrors {
+    double e4m3 = 0, int8 = 0, e4m3_up = 0, e4m3_lat = 0, int8_up = 0;     // vs the exact reference
+    double e4m3_bal = 0, int8_bal = 0;                                      // ChannelBalanced, vs the reference
+    double e4m3_engine = -1, int8_engine = -1, ref_engine = -1;           // vs the engine (−1: none)
+};
+
+LowpErrors lowp_errors(const HostProblem& pb, const std::vector<double>* engine_out) {
+    const AttentionOutputs ref = reference_latent_attention(pb);
+    auto err = [&](LowpMode m, LowpOperands o) { return reference_latent_attention_lowp(pb, m, o).out; };
+    LowpErrors e;
+    const std::vector<double> e4m3 = err(LowpMode::E4M3, LowpOperands::Both);
+    const std::vector<double> int8 = err(LowpMode::INT8, LowpOperands::Both);
+    e.e4m3 = rel_frobenius_error(e4m3, ref.out);
+    e.int8 = rel_frobenius_error(int8, ref.out);
+    e.e4m3_up = rel_frobenius_error(err(LowpMode::E4M3, LowpOperands::UpOnly), ref.out);
+    e.e4m3_lat = rel_frobenius_error(err(LowpMode::E4M3, LowpOperands::LatentsOnly), ref.out);
+    e.int8_up = rel_frobenius_error(err(LowpMode::INT8, LowpOperands::UpOnly), ref.out);
+    auto bal = [&](LowpMode m) {
+        return rel_frobenius_error(
+            reference_latent_attention_lowp(pb, m, LowpOperands::Both, LowpScaling::ChannelBalanced).out, ref.out);
+    };
+    e.e4m3_bal = bal(LowpMode::E4M3);
+    e.int8_bal = bal(LowpMode::INT8);
+    if (engine_out) {
+        e.ref_engine = rel_frobenius_error(ref.out, *engine_out);
+        e.e4m3_engine = rel_frobenius_error(e4m3, *engine_out);
+        e.int8_engine = rel_frobenius_error(int8, *engine_out);
+    }
+    return e;
+}
+
+double median_of(std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int run_lowp_study(const std::string& problems_path, bool quick, uint64_t seed) {
+    std::vector<std::string> labels, shapes;
+    std::vector<LowpErrors> rows;
+    std::vector<double> tols;
+    const bool engine = !problems_path.empty();
+    std::map<std::string, std::string> meta;
+    if (engine) {
+        std::vector<EngineProblem> problems = load_engine_problems(problems_path, &meta);
+        std::fprintf(stderr, "kernels: lowp study: %zu engine problems from %s\n", problems.size(),
+                     problems_path.c_str());
+        for (const EngineProblem& p : problems) {
+            labels.push_back(palu::strfmt("%lld (%s)", static_cast<long long>(p.check.layer), p.check.ranks.c_str()));
+            shapes.push_back(p.problem.shape.describe());
+            tols.push_back(tolerance_for(p.problem.shape.dtype));
+            rows.push_back(lowp_errors(p.problem, &p.engine_out));
+        }
+    } else {
+        std::fprintf(stderr, "kernels: lowp study: f16 synthetic grid, base seed %llu (case i uses seed + i)\n",
+                     static_cast<unsigned long long>(seed));
+        const auto cases = make_grid(quick);
+        std::string last;
+        for (size_t i = 0; i < cases.size(); ++i) {
+            const ProblemShape& s = cases[i].shape;
+            // f16 only; the grid's forced-split twins are the same problem on the CPU.
+            if (s.dtype != LatentDType::F16 || s.describe() == last) continue;
+            last = s.describe();
+            const HostProblem pb = make_random_problem(s, seed + i);
+            std::string lens;
+            for (int32_t l : pb.seq_lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
+            labels.push_back(palu::strfmt("%zu", i));
+            shapes.push_back(s.describe() + " lens " + lens);
+            tols.push_back(tolerance_for(s.dtype));
+            rows.push_back(lowp_errors(pb, nullptr));
+        }
+    }
+    if (engine)
+        std::printf("lowp study: engine problems %s (checkpoint %s, tokens %s)\n\n", problems_path.c_str(),
+                    meta.count("checkpoint") ? meta["checkpoint"].c_str() : "?",
+                    meta.count("tokens") ? meta["tokens"].c_str() : "?");
+    else
+        std::printf("lowp study: f16 synthetic grid, seed %llu\n\n", static_cast<unsigned long long>(seed));
+    std::printf("Relative Frobenius error of `out` against the exact double reference (ref) when the key "
+                "reconstruction B_k·h_k runs on e4m3 / int8 operands (per-row amax scales, exact accumulation); "
+                "'balanced': latent channels divided by sqrt(channel amax), folded into B_k, before the per-row "
+                "scales; tol = the f16/bf16 kernel tolerance.%s\n\n",
+                engine ? " ref-engine = the exact reference vs the CPU engine (cost of the f16 inputs); *-engine = the "
+                         "emulation vs the engine." : "");
+    std::printf("| %s | shape | tol |%s e4m3 | int8 | e4m3 B_k only | e4m3 h_k only | int8 B_k only | e4m3 balanced | "
+                "int8 balanced |%s\n",
+                engine ? "layer (ranks)" : "#", engine ? " ref-engine |" : "",
+                engine ? " e4m3-engine | int8-engine |" : "");
+    std::printf("|---|---|---|%s---|---|---|---|---|---|---|%s\n", engine ? "---|" : "", engine ? "---|---|" : "");
+    std::vector<double> v_e4m3, v_int8, v_e4m3_up, v_int8_up, v_e4m3_bal, v_int8_bal, v_e4m3_eng, v_int8_eng, v_ref_eng;
+    for (size_t i = 0; i < rows.size(); ++i) {
+        const LowpErrors& e = rows[i];
+        std::printf("| %s | %s | %.0e |", labels[i].c_str(), shapes[i].c_str(), tols[i]);
+        if (engine) std::printf(" %.2e |", e.ref_engine);
+        std::printf(" %.2e | %.2e | %.2e | %.2e | %.2e | %.2e | %.2e |", e.e4m3, e.int8, e.e4m3_up, e.e4m3_lat, e.int8_up,
+                    e.e4m3_bal, e.int8_bal);
+        if (engine) std::printf(" %.2e | %.2e |", e.e4m3_engine, e.int8_engine);
+        std::printf("\n");
+        v_e4m3.push_back(e.e4m3);
+        v_int8.push_back(e.int8);
+        v_e4m3_up.push_back(e.e4m3_up);
+        v_int8_up.push_back(e.int8_up);
+        v_e4m3_bal.push_back(e.e4m3_bal);
+        v_int8_bal.push_back(e.int8_bal);
+        v_e4m3_eng.push_back(e.e4m3_engine);
+        v_int8_eng.push_back(e.int8_engine);
+        v_ref_eng.push_back(e.ref_engine);
+    }
+    auto mx = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
+    std::printf("\n%zu cases. vs ref: e4m3 max %.2e median %.2e; int8 max %.2e median %.2e; B_k only: e4m3 max %.2e "
+                "median %.2e, int8 max %.2e median %.2e; balanced: e4m3 max %.2e median %.2e, int8 max %.2e median %.2e",
+                rows.size(), mx(v_e4m3), median_of(v_e4m3), mx(v_int8), median_of(v_int8), mx(v_e4m3_up),
+                median_of(v_e4m3_up), mx(v_int8_up), median_of(v_int8_up), mx(v_e4m3_bal), median_of(v_e4m3_bal),
+                mx(v_int8_bal), median_of(v_int8_bal));
+    if (engine)
+        std::printf("; vs engine: ref max %.2e median %.2e, e4m3 max %.2e median %.2e, int8 max %.2e median %.2e",
+                    mx(v_ref_eng), median_of(v_ref_eng), mx(v_e4m3_eng), median_of(v_e4m3_eng), mx(v_int8_eng),
+                    median_of(v_int8_eng));
+    std::printf("\n");
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -238,8 +371,14 @@ int main(int argc, char** argv) {
     app.add_option("--dtype", ea.dtype, "kernel dtype: f16 or bf16 (bf16 needs quantized latents)")->needs(o_ckpt);
     app.add_flag("--cpu-only", ea.cpu_only, "engine mode without a GPU: reference vs engine only");
     app.add_flag("--prefill", ea.prefill, "also check the prefill path at every position")->needs(o_ckpt);
+    bool lowp_study = false;
+    app.add_flag("--lowp-study", lowp_study,
+                 "CPU only: accuracy cost of an e4m3 / int8 key reconstruction (emulated) on the f16 grid, or on "
+                 "--problems (grid seed: --seed, 0 means 1 here so that runs reproduce)")
+        ->excludes(o_ckpt);
     CLI11_PARSE(app, argc, argv);
     try {
+        if (lowp_study) return run_lowp_study(ea.problems, quick, seed == 0 ? 1 : seed);
         if (!ea.checkpoint.empty() || !ea.problems.empty()) {
             if (seed == 0) seed = (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
             return run_engine_mode(ea, seed);
