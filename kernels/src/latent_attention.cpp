@@ -74,7 +74,11 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
         PALU_CHECK(warp_fits, ShapeError, "%s: kernel Warp: needs %zu bytes of shared memory, the device has %d",
                    kStage, warp_smem, smem_optin);
     }
-    if (p.kernel == LatentKernel::Warp || (p.kernel == LatentKernel::Auto && warp_ok && warp_fits)) {
+    // Auto: the warp kernel, except its 1-stage variant with quantized latents and ranks that are not
+    // constant-folded (e.g. r = 160 at s = 4, kept 0.3), where the block kernel measured 0–10 % faster
+    // on the H100 (docs/kernels.md, "Block vs warp").
+    const bool warp_slow = warp_stages == 1 && p.k.bits != 16 && !(p.d_head == 128 && p.k.rank == 256 && p.v.rank == 256);
+    if (p.kernel == LatentKernel::Warp || (p.kernel == LatentKernel::Auto && warp_ok && warp_fits && !warp_slow)) {
         plan.kernel = LatentKernel::Warp;
         plan.kv_heads_per_block = 1;
         plan.tile_tokens = detail::kWarpKernelWarps * detail::kWarpChunk;

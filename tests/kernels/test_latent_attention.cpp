@@ -200,7 +200,15 @@ TEST(LatentAttentionPlan, KernelChoice) {
     EXPECT_EQ(plan.n_stages, 1);
     p.k.bits = p.v.bits = 4;
     EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Warp);
+    p.k.rank = p.v.rank = 160;  // 1-stage, generic ranks, quantized: Auto prefers the block kernel
+    EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Block);
+    p.kernel = LatentKernel::Warp;  // still available on request
+    EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Warp);
+    EXPECT_EQ(plan_latent_attention(p).n_stages, 1);
+    p.kernel = LatentKernel::Auto;
     p.k.bits = p.v.bits = 16;
+    EXPECT_EQ(plan_latent_attention(p).kernel, LatentKernel::Warp);
+    p.k.rank = p.v.rank = 256;
     p.n_heads = 64;
     p.n_kv_heads = 4;  // 16 query heads per KV head: block kernel only
     p.group_size = 4;
