@@ -135,48 +135,7 @@ __device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_v
     const int d_row = kThreads / groups, d_col = kThreads % groups;
     int row = tid / groups, grp = tid % groups;
     for (; row < n_valid;) {
-        const uint8_t* p = stage + row * rb;
-        uint4 outv;
-        if (bits == 4 && Ops<T>::kIsHalf) {
-            // f16 fast path: 0x6400 | c is the half 1024 + c; (1024 + c) − 1024 − z is exact.
-            // Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
-            const uint32_t w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-            const __half2 zz = __half2half2(zr[row]);
-            const __half2 k1024 = __float2half2_rn(1024.0f);
-            uint32_t h[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                uint32_t v = ((w >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
-                __half2 x = __hsub2(__hsub2(*reinterpret_cast<__half2*>(&v), k1024), zz);
-                h[i] = *reinterpret_cast<uint32_t*>(&x);
-            }
-            // h[i] = (x_i, x_{i+4}); output order x0 x1 | x2 x3 | x4 x5 | x6 x7
-            outv.x = __byte_perm(h[0], h[1], 0x5410);
-            outv.y = __byte_perm(h[2], h[3], 0x5410);
-            outv.z = __byte_perm(h[0], h[1], 0x7632);
-            outv.w = __byte_perm(h[2], h[3], 0x7632);
-        } else {
-            uint32_t w;
-            if (bits == 4) {
-                w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-            } else if (bits == 2) {
-                w = *reinterpret_cast<const uint16_t*>(p + grp * 2);
-            } else {
-                const uint8_t* q = p + grp * 3;
-                w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
-            }
-            const float z = __half2float(zr[row]);
-            const uint32_t mask = (1u << bits) - 1u;
-            uint32_t o[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                // 0x4B000000 | c is the float 2^23 + c: an exact int → float without the slow I2F.
-                const float x0 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i))) & mask)) - 8388608.0f - z);
-                const float x1 = (__uint_as_float(0x4B000000u | ((w >> (bits * (2 * i + 1))) & mask)) - 8388608.0f - z);
-                o[i] = Ops<T>::pack2(x0, x1);
-            }
-            outv = make_uint4(o[0], o[1], o[2], o[3]);
-        }
+        const uint4 outv = dequant8<T>(stage + row * rb, grp, bits, zr[row]);
         *reinterpret_cast<uint4*>(tile + row * pitch + grp * 16) = outv;
         row += d_row;
         grp += d_col;

@@ -96,6 +96,49 @@ __device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) 
     __sincosf(r, s, c);
 }
 
+// Codes 8·grp … 8·grp + 7 of one packed row (little-endian bit stream, `bits` ∈ {2, 3, 4}) as the
+// exact integers code − zero in T (8 values, 16 bytes). Exact in f16 and bf16; the per-token scale is
+// applied by the caller (to the score, or folded into P).
+template <typename T>
+__device__ inline uint4 dequant8(const uint8_t* row, int grp, int bits, __half zero) {
+    if (bits == 4 && Ops<T>::kIsHalf) {
+        // 0x6400 | c is the half 1024 + c; (1024 + c) − (1024 + z) is exact (z an integer, |z| < 1024).
+        // Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
+        const uint32_t w = *reinterpret_cast<const uint32_t*>(row + grp * 4);
+        const __half2 zz = __hadd2(__half2half2(zero), __float2half2_rn(1024.0f));
+        uint32_t h[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            uint32_t v = ((w >> (4 * k)) & 0x000F000Fu) | 0x64006400u;
+            __half2 x = __hsub2(*reinterpret_cast<__half2*>(&v), zz);
+            h[k] = *reinterpret_cast<uint32_t*>(&x);
+        }
+        // h[k] = (x_k, x_{k+4}); output order x0 x1 | x2 x3 | x4 x5 | x6 x7
+        return make_uint4(__byte_perm(h[0], h[1], 0x5410), __byte_perm(h[2], h[3], 0x5410),
+                          __byte_perm(h[0], h[1], 0x7632), __byte_perm(h[2], h[3], 0x7632));
+    }
+    uint32_t w;
+    if (bits == 4) {
+        w = *reinterpret_cast<const uint32_t*>(row + grp * 4);
+    } else if (bits == 2) {
+        w = *reinterpret_cast<const uint16_t*>(row + grp * 2);
+    } else {
+        const uint8_t* q = row + grp * 3;
+        w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
+    }
+    const float z = __half2float(zero);
+    const uint32_t mask = (1u << bits) - 1u;
+    uint32_t o[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        // 0x4B000000 | c is the float 2^23 + c: an exact int → float without the slow I2F.
+        const float x0 = __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k))) & mask)) - 8388608.0f - z;
+        const float x1 = __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k + 1))) & mask)) - 8388608.0f - z;
+        o[k] = Ops<T>::pack2(x0, x1);
+    }
+    return make_uint4(o[0], o[1], o[2], o[3]);
+}
+
 __device__ inline void cp_async16_s(uint32_t dst, const void* src) {  // dst: shared-window address
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }

@@ -131,48 +131,7 @@ __device__ inline void dequant_chunk(T* tile, const uint8_t* codes, const __half
     const int64_t rb = row_bytes(r, bits);
     const int pitch = r + 8;
     for_each_piece(plan, lane, [&](int row, int grp) {  // 8 codes → 16 bytes of the tile
-        uint4 outv = make_uint4(0u, 0u, 0u, 0u);
-        if (row < n_valid) {
-            const uint8_t* p = codes + row * rb;
-            if (bits == 4 && Ops<T>::kIsHalf) {
-                // 0x6400 | c is the half 1024 + c; (1024 + c) − (1024 + z) is exact. Nibble pairs
-                // (c_i, c_{i+4}) come out of one mask; prmt reorders.
-                const uint32_t w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-                // 1024 + z is exact in f16 (z is an integer, |z| < 1024): one subtraction per pair.
-                const __half2 zz = __hadd2(__half2half2(zeros[row]), __float2half2_rn(1024.0f));
-                uint32_t h[4];
-#pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    uint32_t v = ((w >> (4 * k)) & 0x000F000Fu) | 0x64006400u;
-                    __half2 x = __hsub2(*reinterpret_cast<__half2*>(&v), zz);
-                    h[k] = *reinterpret_cast<uint32_t*>(&x);
-                }
-                outv.x = __byte_perm(h[0], h[1], 0x5410);
-                outv.y = __byte_perm(h[2], h[3], 0x5410);
-                outv.z = __byte_perm(h[0], h[1], 0x7632);
-                outv.w = __byte_perm(h[2], h[3], 0x7632);
-            } else {
-                uint32_t w;
-                if (bits == 4) {
-                    w = *reinterpret_cast<const uint32_t*>(p + grp * 4);
-                } else if (bits == 2) {
-                    w = *reinterpret_cast<const uint16_t*>(p + grp * 2);
-                } else {
-                    const uint8_t* q = p + grp * 3;
-                    w = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
-                }
-                const float z = __half2float(zeros[row]);
-                const uint32_t mask = (1u << bits) - 1u;
-                uint32_t o[4];
-#pragma unroll
-                for (int k = 0; k < 4; ++k) {
-                    const float x0 = __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k))) & mask)) - 8388608.0f - z;
-                    const float x1 = __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k + 1))) & mask)) - 8388608.0f - z;
-                    o[k] = Ops<T>::pack2(x0, x1);
-                }
-                outv = make_uint4(o[0], o[1], o[2], o[3]);
-            }
-        }
+        const uint4 outv = row < n_valid ? dequant8<T>(codes + row * rb, grp, bits, zeros[row]) : make_uint4(0u, 0u, 0u, 0u);
         *reinterpret_cast<uint4*>(tile + row * pitch + grp * 8) = outv;
     });
 }

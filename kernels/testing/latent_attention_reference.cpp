@@ -313,14 +313,7 @@ AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_sp
     DeviceBuffer<float> out_latent(n_lat);
     DeviceBuffer<uint16_t> out(n_out);
 
-    LatentAttentionParams p;
-    p.batch = s.batch;
-    p.n_heads = s.n_heads;
-    p.n_kv_heads = s.n_kv_heads;
-    p.group_size = s.group_size;
-    p.d_head = s.d_head;
-    p.capacity = s.capacity;
-    p.dtype = s.dtype;
+    LatentAttentionParams p = shape_params(s);
     p.q = q.ptr;
     p.seq_lens = lens.ptr;
     p.k_pos0 = kp0.ptr;
