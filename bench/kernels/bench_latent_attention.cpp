@@ -179,63 +179,65 @@ int main(int argc, char** argv) {
                 ps.push_back(p);
             }
             for (const std::string& kn : kernel_names) {
-            const LatentKernel kernel =
-                kn == "block" ? LatentKernel::Block : kn == "warp" ? LatentKernel::Warp : LatentKernel::Auto;
-            for (auto& p : ps) p.kernel = kernel;
-            LatentAttentionPlan plan;
-            try {
-                plan = plan_latent_attention(ps[0]);
-            } catch (const palu::UsageError& e) {
-                std::fprintf(stderr, "bench: skip %s ctx %d batch %d s %d bits %d kernel %s: %s\n", c.m.name, c.ctx,
-                             c.batch, c.gs, c.bits, kn.c_str(), e.what());
-                continue;
-            } catch (const palu::ShapeError& e) {
-                std::fprintf(stderr, "bench: skip %s ctx %d batch %d s %d bits %d kernel %s: %s\n", c.m.name, c.ctx,
-                             c.batch, c.gs, c.bits, kn.c_str(), e.what());
-                continue;
-            }
-            if (plan.workspace_bytes > ws_cap) {
-                if (ws) BENCH_CUDA(cudaFree(ws));
-                ws_cap = plan.workspace_bytes;
-                BENCH_CUDA(cudaMalloc(&ws, ws_cap));
-            }
-            for (auto& p : ps) {
-                p.workspace = ws;
-                p.workspace_bytes = ws_cap;
-            }
-            // Warm-up, then size the repetitions.
-            for (size_t i = 0; i < std::max<size_t>(2, copies); ++i) latent_attention_decode(ps[i % copies], stream);
-            BENCH_CUDA(cudaEventRecord(ev0, stream));
-            latent_attention_decode(ps[0], stream);
-            BENCH_CUDA(cudaEventRecord(ev1, stream));
-            BENCH_CUDA(cudaEventSynchronize(ev1));
-            float ms1 = 0;
-            BENCH_CUDA(cudaEventElapsedTime(&ms1, ev0, ev1));
-            const int iters = std::clamp(int(2.0 / std::max(ms1, 1e-3f)), 1, 200);
-            std::vector<double> per;
-            for (int r = 0; r < reps; ++r) {
+                const LatentKernel kernel =
+                    kn == "block" ? LatentKernel::Block : kn == "warp" ? LatentKernel::Warp : LatentKernel::Auto;
+                for (auto& p : ps) p.kernel = kernel;
+                auto skip = [&](const palu::Error& e) {
+                    std::fprintf(stderr, "bench: skip %s ctx %d batch %d s %d bits %d kernel %s: %s\n", c.m.name,
+                                 c.ctx, c.batch, c.gs, c.bits, kn.c_str(), e.what());
+                };
+                LatentAttentionPlan plan;
+                try {  // a forced kernel that does not apply to this shape
+                    plan = plan_latent_attention(ps[0]);
+                } catch (const palu::UsageError& e) {
+                    skip(e);
+                    continue;
+                } catch (const palu::ShapeError& e) {
+                    skip(e);
+                    continue;
+                }
+                if (plan.workspace_bytes > ws_cap) {
+                    if (ws) BENCH_CUDA(cudaFree(ws));
+                    ws_cap = plan.workspace_bytes;
+                    BENCH_CUDA(cudaMalloc(&ws, ws_cap));
+                }
+                for (auto& p : ps) {
+                    p.workspace = ws;
+                    p.workspace_bytes = ws_cap;
+                }
+                // Warm-up, then size the repetitions.
+                for (size_t i = 0; i < std::max<size_t>(2, copies); ++i) latent_attention_decode(ps[i % copies], stream);
                 BENCH_CUDA(cudaEventRecord(ev0, stream));
-                for (int i = 0; i < iters; ++i) latent_attention_decode(ps[size_t(r * iters + i) % copies], stream);
+                latent_attention_decode(ps[0], stream);
                 BENCH_CUDA(cudaEventRecord(ev1, stream));
                 BENCH_CUDA(cudaEventSynchronize(ev1));
-                float ms = 0;
-                BENCH_CUDA(cudaEventElapsedTime(&ms, ev0, ev1));
-                per.push_back(1e3 * ms / iters);
-            }
-            std::sort(per.begin(), per.end());
-            const double us = per[per.size() / 2];
-            const int32_t n_groups = c.m.n_kv_heads / c.gs;
-            const double up_bytes = 2.0 * n_groups * c.gs * c.m.d_head * c.rank * 2;
-            const double bytes = double(c.cache_bytes()) + up_bytes;
-            const double flops = 2.0 * c.batch * double(c.ctx) * c.m.n_kv_heads * c.m.d_head * c.rank;
-            std::printf("{\"model\":\"%s\",\"n_heads\":%d,\"n_kv_heads\":%d,\"ctx\":%d,\"batch\":%d,\"kept\":%.2f,"
-                        "\"gs\":%d,\"bits\":%d,\"rank\":%d,\"us\":%.3f,\"us_min\":%.3f,\"us_max\":%.3f,"
-                        "\"bytes\":%.0f,\"flops\":%.0f,\"n_splits\":%d,\"kv_per_block\":%d,\"smem\":%zu,"
-                        "\"kernel\":\"%s\"}\n",
-                        c.m.name, c.m.n_heads, c.m.n_kv_heads, c.ctx, c.batch, c.kept, c.gs, c.bits, c.rank, us,
-                        per.front(), per.back(), bytes, flops, plan.n_splits, plan.kv_heads_per_block, plan.smem_bytes,
-                        plan.kernel == LatentKernel::Warp ? "warp" : "block");
-            std::fflush(stdout);
+                float ms1 = 0;
+                BENCH_CUDA(cudaEventElapsedTime(&ms1, ev0, ev1));
+                const int iters = std::clamp(int(2.0 / std::max(ms1, 1e-3f)), 1, 200);
+                std::vector<double> per;
+                for (int r = 0; r < reps; ++r) {
+                    BENCH_CUDA(cudaEventRecord(ev0, stream));
+                    for (int i = 0; i < iters; ++i) latent_attention_decode(ps[size_t(r * iters + i) % copies], stream);
+                    BENCH_CUDA(cudaEventRecord(ev1, stream));
+                    BENCH_CUDA(cudaEventSynchronize(ev1));
+                    float ms = 0;
+                    BENCH_CUDA(cudaEventElapsedTime(&ms, ev0, ev1));
+                    per.push_back(1e3 * ms / iters);
+                }
+                std::sort(per.begin(), per.end());
+                const double us = per[per.size() / 2];
+                const int32_t n_groups = c.m.n_kv_heads / c.gs;
+                const double up_bytes = 2.0 * n_groups * c.gs * c.m.d_head * c.rank * 2;
+                const double bytes = double(c.cache_bytes()) + up_bytes;
+                const double flops = 2.0 * c.batch * double(c.ctx) * c.m.n_kv_heads * c.m.d_head * c.rank;
+                std::printf("{\"model\":\"%s\",\"n_heads\":%d,\"n_kv_heads\":%d,\"ctx\":%d,\"batch\":%d,\"kept\":%.2f,"
+                            "\"gs\":%d,\"bits\":%d,\"rank\":%d,\"us\":%.3f,\"us_min\":%.3f,\"us_max\":%.3f,"
+                            "\"bytes\":%.0f,\"flops\":%.0f,\"n_splits\":%d,\"kv_per_block\":%d,\"smem\":%zu,"
+                            "\"kernel\":\"%s\"}\n",
+                            c.m.name, c.m.n_heads, c.m.n_kv_heads, c.ctx, c.batch, c.kept, c.gs, c.bits, c.rank, us,
+                            per.front(), per.back(), bytes, flops, plan.n_splits, plan.kv_heads_per_block, plan.smem_bytes,
+                            plan.kernel == LatentKernel::Warp ? "warp" : "block");
+                std::fflush(stdout);
             }
         }
         BENCH_CUDA(cudaDeviceSynchronize());

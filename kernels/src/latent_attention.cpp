@@ -191,7 +191,6 @@ void latent_attention_decode(const LatentAttentionParams& p, cudaStream_t stream
     a.n_splits = plan.n_splits;
     a.tokens_per_split = plan.tokens_per_split;
     a.kernel = static_cast<int32_t>(plan.kernel);
-    a.n_partials = plan.n_partials;
     const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : 1.0f / std::sqrt(float(p.d_head));
     a.scale_log2 = scale * 1.4426950408889634f;
     a.q = p.q;
@@ -210,7 +209,7 @@ void latent_attention_decode(const LatentAttentionParams& p, cudaStream_t stream
     a.out_latent = p.out_latent;
     a.out = p.out;
     a.ws_ml = static_cast<float*>(p.workspace);
-    a.ws_o = a.ws_ml + size_t(plan.n_partials) * p.batch * p.n_heads * 2;
+    a.ws_o = a.ws_ml + size_t(plan.n_splits) * p.batch * p.n_heads * 2;
     a.smem_bytes = plan.smem_bytes;
 
     const char* what = "";

@@ -284,43 +284,10 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
             for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
             const T* a_ptr = tk + (sub * 16 + (lane & 15)) * pk + (lane >> 4) * 8;
             const T* b_ptr = b_up + (jl * D + (lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
-            for (int kk = 0; kk < r_k; kk += 16) {
-                uint32_t af[4];
-                ldmatrix_x4(af, a_ptr + kk);
-#pragma unroll
-                for (int pp = 0; pp < NQ; ++pp) {  // pairs of n8 tiles: local tiles 2pp, 2pp+1
-                    const int i0 = 2 * pp;
-                    const int nt0 = i0 < NQ ? ch * NQ + i0 : NT / 2 + ch * NQ + (i0 - NQ);
-                    uint32_t bf[4];
-                    ldmatrix_x4(bf, b_ptr + nt0 * 8 * pk + kk);
-                    Ops<T>::mma(acc[i0], af, bf[0], bf[1]);
-                    Ops<T>::mma(acc[i0 + 1], af, bf[2], bf[3]);
-                }
-            }
+            for (int kk = 0; kk < r_k; kk += 16) key_kstep<T, NQ>(acc, a_ptr, b_ptr, pk, kk, ch);
             // RoPE on the rebuilt keys, in registers.
             const int r0 = sub * 16 + (lane >> 2);
-            const int pos0 = kp0 + t0 + r0;
-#pragma unroll
-            for (int i = 0; i < NQ; ++i) {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const int fi = (ch * NQ + i) * 8 + 2 * (lane & 3) + e;
-                    float sn, cs;
-                    rope_sincos(pos0, fs[fi], &sn, &cs);
-                    float k0 = acc[i][e], k1 = acc[i + NQ][e];
-                    acc[i][e] = k0 * cs - k1 * sn;
-                    acc[i + NQ][e] = k1 * cs + k0 * sn;
-                    // row r0 + 8: angle + 8·f by one complex rotation (positions are contiguous)
-                    const float2 r8 = c8s[fi];
-                    const float cs1 = cs * r8.x - sn * r8.y;
-                    sn = sn * r8.x + cs * r8.y;
-                    cs = cs1;
-                    k0 = acc[i][2 + e];
-                    k1 = acc[i + NQ][2 + e];
-                    acc[i][2 + e] = k0 * cs - k1 * sn;
-                    acc[i + NQ][2 + e] = k1 * cs + k0 * sn;
-                }
-            }
+            rope_rows<NQ>(acc, ch, lane, kp0 + t0 + r0, fs, c8s);
             float* sdst = ss + ch * mq * TT;
             for (int hr = 0; hr < n_rep; ++hr) {
                 const int hl = jl * n_rep + hr;
@@ -454,18 +421,18 @@ __device__ inline float block_reduce(float v, bool is_max, float* red) {
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
-    float* w = reinterpret_cast<float*>(smem);     // [n_partials]
-    float* olat = w + a.n_partials;                // [r_v]
+    float* w = reinterpret_cast<float*>(smem);     // [n_splits]
+    float* olat = w + a.n_splits;                // [r_v]
     __shared__ float red[kThreads / 32];
     const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
     const size_t stride = size_t(a.batch) * a.n_heads;  // between splits, in heads
     const size_t hi = size_t(b) * a.n_heads + h;
 
     float mx = -INFINITY;
-    for (int s = tid; s < a.n_partials; s += kThreads) mx = fmaxf(mx, a.ws_ml[(s * stride + hi) * 2]);
+    for (int s = tid; s < a.n_splits; s += kThreads) mx = fmaxf(mx, a.ws_ml[(s * stride + hi) * 2]);
     mx = block_reduce(mx, true, red);
     float l = 0.0f;
-    for (int s = tid; s < a.n_partials; s += kThreads) {
+    for (int s = tid; s < a.n_splits; s += kThreads) {
         const float m = a.ws_ml[(s * stride + hi) * 2];
         const float ws = m == -INFINITY ? 0.0f : exp2f(m - mx);
         w[s] = ws;
@@ -476,7 +443,7 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     __syncthreads();
     for (int r = tid; r < a.r_v; r += kThreads) {
         float acc = 0.0f;
-        for (int s = 0; s < a.n_partials; ++s)
+        for (int s = 0; s < a.n_splits; ++s)
             if (w[s] != 0.0f) acc = fmaf(w[s], a.ws_o[(s * stride + hi) * a.r_v + r], acc);
         acc *= inv_l;
         olat[r] = acc;
@@ -525,7 +492,7 @@ size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bit
 
 cudaError_t launch_reduce(const KernelArgs& a, cudaStream_t stream, const char** what) {
     *what = "reduce_kernel launch";
-    const size_t rsmem = (size_t(a.n_partials) + a.r_v) * 4;
+    const size_t rsmem = (size_t(a.n_splits) + a.r_v) * 4;
     const bool bf16 = a.dtype == 1;
     const void* f = a.d_head == 128 ? (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 128> : (const void*)reduce_kernel<__half, 128>)
                                     : (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 64> : (const void*)reduce_kernel<__half, 64>);

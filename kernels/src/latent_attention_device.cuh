@@ -96,6 +96,56 @@ __device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) 
     __sincosf(r, s, c);
 }
 
+// Key reconstruction on tensor cores, one k-step (16 latent channels) of a 16-token × column-half
+// unit: acc [2·NQ n8 tiles][4] += H[16 tokens, kk..kk+15] · B_k[rows of the half, kk..kk+15]ᵀ.
+// Column half ch holds n8 tiles [ch·NQ, ch·NQ + NQ) and [NT/2 + ch·NQ, …) (NT = 4·NQ tiles per head),
+// so the rotate-half partner of column d (tile i) is column d + d_head/2 (tile i + NQ), same lane.
+// a_ptr: this lane's ldmatrix row of the latent tile; b_ptr: its row of the head's B_k rows (pitch pk).
+template <typename T, int NQ>
+__device__ __forceinline__ void key_kstep(float (&acc)[2 * NQ][4], const T* a_ptr, const T* b_ptr, int pk, int kk,
+                                          int ch) {
+    constexpr int NT = 4 * NQ;
+    uint32_t af[4];
+    ldmatrix_x4(af, a_ptr + kk);
+#pragma unroll
+    for (int pp = 0; pp < NQ; ++pp) {  // pairs of n8 tiles: local tiles 2pp, 2pp + 1
+        const int i0 = 2 * pp;
+        const int nt0 = i0 < NQ ? ch * NQ + i0 : NT / 2 + ch * NQ + (i0 - NQ);
+        uint32_t bf[4];
+        ldmatrix_x4(bf, b_ptr + nt0 * 8 * pk + kk);
+        Ops<T>::mma(acc[i0], af, bf[0], bf[1]);
+        Ops<T>::mma(acc[i0 + 1], af, bf[2], bf[3]);
+    }
+}
+
+// RoPE on the rebuilt keys of a key_kstep unit, in registers: row r0 (position pos0) takes a
+// range-reduced sincos, row r0 + 8 one complex rotation by 8·f (c8s[i] = (cos, sin)(8·inv_freq[i]);
+// positions are contiguous). fs = inv_freq.
+template <int NQ>
+__device__ __forceinline__ void rope_rows(float (&acc)[2 * NQ][4], int ch, int lane, int pos0, const float* fs,
+                                          const float2* c8s) {
+#pragma unroll
+    for (int i = 0; i < NQ; ++i) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int fi = (ch * NQ + i) * 8 + 2 * (lane & 3) + e;
+            float sn, cs;
+            rope_sincos(pos0, fs[fi], &sn, &cs);
+            float k0 = acc[i][e], k1 = acc[i + NQ][e];
+            acc[i][e] = k0 * cs - k1 * sn;
+            acc[i + NQ][e] = k1 * cs + k0 * sn;
+            const float2 r8 = c8s[fi];
+            const float cs1 = cs * r8.x - sn * r8.y;
+            sn = sn * r8.x + cs * r8.y;
+            cs = cs1;
+            k0 = acc[i][2 + e];
+            k1 = acc[i + NQ][2 + e];
+            acc[i][2 + e] = k0 * cs - k1 * sn;
+            acc[i + NQ][2 + e] = k1 * cs + k0 * sn;
+        }
+    }
+}
+
 // Codes 8·grp … 8·grp + 7 of one packed row (little-endian bit stream, `bits` ∈ {2, 3, 4}) as the
 // exact integers code − zero in T (8 values, 16 bytes). Exact in f16 and bf16; the per-token scale is
 // applied by the caller (to the score, or folded into P).

@@ -23,7 +23,6 @@ struct KernelArgs {
     int32_t n_head_blocks;     // group_size / s'
     int32_t n_splits, tokens_per_split;
     int32_t kernel;            // 1: block kernel (split_kernel), 2: warp kernel (warp_kernel)
-    int32_t n_partials;        // partials per (batch, head) for the reduction (= n_splits for both kernels)
     float scale_log2;          // softmax_scale · log2(e)
     const void* q;
     const int32_t* seq_lens;
@@ -40,8 +39,8 @@ struct KernelArgs {
     const void* v_up;
     float* out_latent;
     void* out;
-    float* ws_ml;  // [n_partials, batch, n_heads, 2]
-    float* ws_o;   // [n_partials, batch, n_heads, r_v]
+    float* ws_ml;  // [n_splits, batch, n_heads, 2]   (one partial per split, both kernels)
+    float* ws_o;   // [n_splits, batch, n_heads, r_v]
     size_t smem_bytes;
 };
 

@@ -311,48 +311,16 @@ __global__ void __launch_bounds__(kWarps * 32, NS == 2 ? 2 : 1) warp_kernel(cons
             float acc[2 * NQ][4];
 #pragma unroll
             for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-            auto kstep = [&](int kk) {
-                uint32_t af[4];
-                ldmatrix_x4(af, a_ptr + kk);
-#pragma unroll
-                for (int pp = 0; pp < NQ; ++pp) {  // local tiles 2pp, 2pp + 1
-                    const int i0 = 2 * pp;
-                    const int nt0 = i0 < NQ ? ch * NQ + i0 : NT / 2 + ch * NQ + (i0 - NQ);
-                    uint32_t bf[4];
-                    ldmatrix_x4(bf, b_ptr + nt0 * 8 * pk + kk);
-                    Ops<T>::mma(acc[i0], af, bf[0], bf[1]);
-                    Ops<T>::mma(acc[i0 + 1], af, bf[2], bf[3]);
-                }
-            };
             if constexpr (R > 0) {
 #pragma unroll
-                for (int kk = 0; kk < R; kk += 16) kstep(kk);
+                for (int kk = 0; kk < R; kk += 16) key_kstep<T, NQ>(acc, a_ptr, b_ptr, pk, kk, ch);
             } else {
                 for (int kk = 0; kk < r_k; kk += 32) {  // r_k % 32 == 0: no remainder
-                    kstep(kk);
-                    kstep(kk + 16);
+                    key_kstep<T, NQ>(acc, a_ptr, b_ptr, pk, kk, ch);
+                    key_kstep<T, NQ>(acc, a_ptr, b_ptr, pk, kk + 16, ch);
                 }
             }
-#pragma unroll
-            for (int i = 0; i < NQ; ++i) {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const int fi = (ch * NQ + i) * 8 + 2 * (lane & 3) + e;
-                    float sn, cs;
-                    rope_sincos(pos0, fs[fi], &sn, &cs);
-                    float k0 = acc[i][e], k1 = acc[i + NQ][e];
-                    acc[i][e] = k0 * cs - k1 * sn;
-                    acc[i + NQ][e] = k1 * cs + k0 * sn;
-                    const float2 r8 = c8s[fi];  // row r0 + 8: rotate the angle by 8·f
-                    const float cs1 = cs * r8.x - sn * r8.y;
-                    sn = sn * r8.x + cs * r8.y;
-                    cs = cs1;
-                    k0 = acc[i][2 + e];
-                    k1 = acc[i + NQ][2 + e];
-                    acc[i][2 + e] = k0 * cs - k1 * sn;
-                    acc[i + NQ][2 + e] = k1 * cs + k0 * sn;
-                }
-            }
+            rope_rows<NQ>(acc, ch, lane, pos0, fs, c8s);
 #pragma unroll
             for (int hr = 0; hr < REP; ++hr) {
                 if (hr >= n_rep) break;

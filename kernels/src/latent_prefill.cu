@@ -5,24 +5,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "latent_attention_device.cuh"
 #include "latent_prefill_launch.h"
 
 namespace palu::cuda::detail {
 namespace {
-
-template <typename T>
-__device__ __forceinline__ float to_f(T x);
-template <>
-__device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
-template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
 // out[bg, t, c] = (code − zero)·scale of cached row (bg, t), for t < n_tokens.
 template <typename T>
@@ -44,7 +31,7 @@ __global__ void dequant_kernel(const uint8_t* __restrict__ data, const uint16_t*
     const uint32_t code = (word >> (bit & 7)) & ((1u << bits) - 1u);
     const float s = __half2float(__ushort_as_half(scales[row]));
     const float z = __half2float(__ushort_as_half(zeros[row]));
-    out[i] = from_f<T>((float(code) - z) * s);
+    out[i] = Ops<T>::from_f((float(code) - z) * s);
 }
 
 __device__ __forceinline__ void rope_pair(float& x0, float& x1, int pos, float inv_freq) {
@@ -66,10 +53,10 @@ __global__ void rope_rows_kernel(T* __restrict__ x, int64_t n_rows, int n_tokens
     const int64_t r = i / half;
     const int k = int(i % half);
     T* row = x + r * d_head;
-    float x0 = to_f(row[k]), x1 = to_f(row[k + half]);
+    float x0 = Ops<T>::to_f(row[k]), x1 = Ops<T>::to_f(row[k + half]);
     rope_pair(x0, x1, pos0 + int(r % n_tokens), inv_freq[k]);
-    row[k] = from_f<T>(x0);
-    row[k + half] = from_f<T>(x1);
+    row[k] = Ops<T>::from_f(x0);
+    row[k + half] = Ops<T>::from_f(x1);
 }
 
 // q [batch, T, H, D] → qr [batch, H, T, D], rotated.
@@ -85,11 +72,11 @@ __global__ void rope_q_kernel(const T* __restrict__ q, T* __restrict__ qr, int b
     const int64_t bt = bth / n_heads;
     const int t = int(bt % n_tokens), b = int(bt / n_tokens);
     const T* src = q + bth * d_head;
-    float x0 = to_f(src[k]), x1 = to_f(src[k + half]);
+    float x0 = Ops<T>::to_f(src[k]), x1 = Ops<T>::to_f(src[k + half]);
     rope_pair(x0, x1, pos0 + t, inv_freq[k]);
     T* dst = qr + ((int64_t(b) * n_heads + h) * n_tokens + t) * d_head;
-    dst[k] = from_f<T>(x0);
-    dst[k + half] = from_f<T>(x1);
+    dst[k] = Ops<T>::from_f(x0);
+    dst[k + half] = Ops<T>::from_f(x1);
 }
 
 // One warp per score row: row r is query t = r % T; keys 0 … t are kept (causal), the rest get 0.
@@ -108,7 +95,7 @@ __global__ void causal_softmax_kernel(const float* __restrict__ s, T* __restrict
     for (int c = lane; c < n_valid; c += 32) sum += expf(row[c] - mx);
     for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     const float inv = 1.0f / sum;
-    for (int c = lane; c < n_tokens; c += 32) out[c] = from_f<T>(c < n_valid ? expf(row[c] - mx) * inv : 0.0f);
+    for (int c = lane; c < n_tokens; c += 32) out[c] = Ops<T>::from_f(c < n_valid ? expf(row[c] - mx) * inv : 0.0f);
 }
 
 // o [batch, H, T, D] → out [batch, T, H, D].

@@ -107,6 +107,18 @@ struct DeviceBuffer {
     DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
+// Device copies of a problem's caches, up-projections and RoPE table (what decode and prefill share).
+struct DeviceCaches {
+    DeviceBuffer<uint8_t> k_data, v_data;
+    DeviceBuffer<uint16_t> k_scales, k_zeros, v_scales, v_zeros, k_up, v_up;
+    DeviceBuffer<float> inv_freq;
+    explicit DeviceCaches(const HostProblem& pb)
+        : k_data(pb.k_data), v_data(pb.v_data), k_scales(pb.k_scales), k_zeros(pb.k_zeros), v_scales(pb.v_scales),
+          v_zeros(pb.v_zeros), k_up(pb.k_up), v_up(pb.v_up), inv_freq(pb.inv_freq) {}
+    LatentCacheView k(const ProblemShape& s) const { return {k_data.ptr, k_scales.ptr, k_zeros.ptr, s.r_k, s.bits_k}; }
+    LatentCacheView v(const ProblemShape& s) const { return {v_data.ptr, v_scales.ptr, v_zeros.ptr, s.r_v, s.bits_v}; }
+};
+
 }  // namespace
 
 std::string ProblemShape::describe() const {
@@ -304,10 +316,8 @@ const char* kernel_name(LatentKernel k) {
 
 AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits, LatentKernel kernel) {
     const ProblemShape& s = pb.shape;
-    DeviceBuffer<uint16_t> q(pb.q), k_scales(pb.k_scales), k_zeros(pb.k_zeros), v_scales(pb.v_scales),
-        v_zeros(pb.v_zeros), k_up(pb.k_up), v_up(pb.v_up);
-    DeviceBuffer<uint8_t> k_data(pb.k_data), v_data(pb.v_data);
-    DeviceBuffer<float> inv_freq(pb.inv_freq);
+    const DeviceCaches dev(pb);
+    DeviceBuffer<uint16_t> q(pb.q);
     DeviceBuffer<int32_t> lens(pb.seq_lens), kp0(pb.k_pos0), qp(pb.q_pos);
     const size_t n_lat = size_t(s.batch) * s.n_heads * s.r_v, n_out = size_t(s.batch) * s.n_heads * s.d_head;
     DeviceBuffer<float> out_latent(n_lat);
@@ -318,11 +328,11 @@ AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_sp
     p.seq_lens = lens.ptr;
     p.k_pos0 = kp0.ptr;
     p.q_pos = qp.ptr;
-    p.inv_freq = inv_freq.ptr;
-    p.k = {k_data.ptr, k_scales.ptr, k_zeros.ptr, s.r_k, s.bits_k};
-    p.v = {v_data.ptr, v_scales.ptr, v_zeros.ptr, s.r_v, s.bits_v};
-    p.k_up = k_up.ptr;
-    p.v_up = v_up.ptr;
+    p.inv_freq = dev.inv_freq.ptr;
+    p.k = dev.k(s);
+    p.v = dev.v(s);
+    p.k_up = dev.k_up.ptr;
+    p.v_up = dev.v_up.ptr;
     p.out_latent = out_latent.ptr;
     p.out = out.ptr;
     p.n_splits = n_splits;
@@ -352,10 +362,8 @@ AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_sp
 std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::vector<uint16_t>& q_seq,
                                               int32_t n_tokens) {
     const ProblemShape& s = pb.shape;
-    DeviceBuffer<uint16_t> q(q_seq), k_scales(pb.k_scales), k_zeros(pb.k_zeros), v_scales(pb.v_scales),
-        v_zeros(pb.v_zeros), k_up(pb.k_up), v_up(pb.v_up);
-    DeviceBuffer<uint8_t> k_data(pb.k_data), v_data(pb.v_data);
-    DeviceBuffer<float> inv_freq(pb.inv_freq);
+    const DeviceCaches dev(pb);
+    DeviceBuffer<uint16_t> q(q_seq);
     const size_t n_out = size_t(s.batch) * n_tokens * s.n_heads * s.d_head;
     PALU_CHECK(q_seq.size() == n_out, ShapeError, "kernels: prefill queries: expected %zu values, got %zu", n_out,
                q_seq.size());
@@ -371,11 +379,11 @@ std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::
     p.pos0 = pb.k_pos0.empty() ? 0 : pb.k_pos0[0];
     p.dtype = s.dtype;
     p.q = q.ptr;
-    p.inv_freq = inv_freq.ptr;
-    p.k = {k_data.ptr, k_scales.ptr, k_zeros.ptr, s.r_k, s.bits_k};
-    p.v = {v_data.ptr, v_scales.ptr, v_zeros.ptr, s.r_v, s.bits_v};
-    p.k_up = k_up.ptr;
-    p.v_up = v_up.ptr;
+    p.inv_freq = dev.inv_freq.ptr;
+    p.k = dev.k(s);
+    p.v = dev.v(s);
+    p.k_up = dev.k_up.ptr;
+    p.v_up = dev.v_up.ptr;
     p.out = out.ptr;
     const size_t ws_bytes = latent_prefill_workspace_bytes(p);
     DeviceBuffer<uint8_t> ws(ws_bytes);

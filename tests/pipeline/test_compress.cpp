@@ -18,6 +18,7 @@
 #include "palu/core/format.h"
 #include "palu/pipeline/calibrate.h"
 #include "palu/pipeline/compress.h"
+#include "stories260k_reference.h"
 #include "tiny_model.h"
 #include "test_data.h"
 
@@ -47,21 +48,10 @@ struct TempDir {
 
 pipeline::CompressParams reference_params(const fs::path& model, const fs::path& tokens,
                                           const fs::path& offsets, const fs::path& stats) {
-    pipeline::CompressParams p;
-    p.model_path = model.string();
-    p.calib.calib_tokens = tokens.string();
-    p.calib.calib_sampler = "offsets";
-    p.calib.calib_offsets = offsets.string();
-    p.calib.calib_samples = 256;
-    p.calib.calib_seqlen = 256;
-    p.calib.fisher_shift = "double";
-    p.round_to = 4;
-    p.ratio = 0.5;
+    pipeline::CompressParams p = stories260k_reference_params(model, tokens, offsets);
     p.calib.stats_path = stats.string();
     p.eval_tokens = tokens.string();
     p.eval_seqlen = 256;
-    p.n_threads = 1;
-    p.progress = false;
     return p;
 }
 

@@ -20,6 +20,7 @@
 #include "palu/core/format.h"
 #include "palu/pipeline/compress.h"
 #include "palu/pipeline/eval.h"
+#include "stories260k_reference.h"
 #include "test_data.h"
 
 namespace palu::test {
@@ -62,20 +63,10 @@ TEST(DenseExportHf, Stories260KMatchesTransformers_Data) {
     PALU_REQUIRE_DATA(tokens, "golden/stories260K.tinystories.i32");
     PALU_REQUIRE_DATA(offsets, "golden/stories260K.calib256x256.offsets.txt");
     TempDir tmp("stories");
-    pipeline::CompressParams p;
-    p.model_path = model_dir.string();
+    pipeline::CompressParams p = stories260k_reference_params(model_dir, tokens, offsets);
     p.out_dir = (tmp.path / "ckpt").string();
-    p.calib.calib_tokens = tokens.string();
-    p.calib.calib_sampler = "offsets";
-    p.calib.calib_offsets = offsets.string();
-    p.calib.calib_samples = 256;
-    p.calib.calib_seqlen = 256;
-    p.calib.fisher_shift = "double";
-    p.round_to = 4;
     p.group_size = 4;
     p.factor_dtype = "f32";
-    p.n_threads = 1;
-    p.progress = false;
     pipeline::run_compress(p);
     pipeline::EvalPplParams e;
     e.model_path = p.out_dir;
