@@ -4,6 +4,10 @@
 Usage: sass_mix.py all.sass. For each warp_kernel / split_kernel function: total SASS instructions
 and counts by opcode class (HMMA, LDSM, LDS/STS, MUFU, FFMA/FMUL/FADD, SHFL, BAR, LDGSTS, local
 memory LDL/STL), so a change's instruction budget can be read without device time.
+
+cuobjdump comes with the CUDA toolkit; where the toolkit has only nvcc (the dev machine), the PyPI
+wheel `nvidia-cuda-cuobjdump` (13.x) provides it: `cuobjdump -sass
+build/kernels/CMakeFiles/palu_kernels.dir/src/latent_attention_warp.cu.o > all.sass`.
 """
 import re
 import sys

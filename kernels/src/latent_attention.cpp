@@ -47,6 +47,16 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
                "%s: dtype: expected F16 or BF16, got %d", kStage, static_cast<int>(p.dtype));
     check_cache(p.k, "key", false);
     check_cache(p.v, "value", false);
+    PALU_CHECK(p.kernel == LatentKernel::Auto || p.kernel == LatentKernel::Block || p.kernel == LatentKernel::Warp,
+               UsageError, "%s: kernel: expected Auto, Block or Warp, got %d", kStage, static_cast<int>(p.kernel));
+    // The warp kernel applies when n_rep ≤ 8, r_v ≤ 256 and both caches are 16-bit or both quantized
+    // (checked before the device is queried); it must also fit in shared memory (below).
+    const bool warp_ok = n_rep <= detail::kWarpMaxRep && p.v.rank <= detail::kWarpMaxRankV &&
+                         (p.k.bits == 16) == (p.v.bits == 16);
+    PALU_CHECK(p.kernel != LatentKernel::Warp || warp_ok, UsageError,
+               "%s: kernel Warp: needs n_heads/n_kv_heads <= %d (got %d), value rank <= %d (got %d) and both "
+               "caches 16-bit or both quantized (got %d/%d bits); hint: use LatentKernel::Auto",
+               kStage, detail::kWarpMaxRep, n_rep, detail::kWarpMaxRankV, p.v.rank, p.k.bits, p.v.bits);
 
     int smem_optin = 0, n_sm = 0;
     const cudaError_t e = detail::device_smem_optin(&smem_optin, &n_sm);
@@ -54,11 +64,7 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
                cudaGetErrorString(e));
 
     LatentAttentionPlan plan;
-    // The warp kernel where it applies (n_rep ≤ 8, r_v ≤ 256, both caches 16-bit or both quantized)
-    // and fits in shared memory (2-stage ring for r_v ≤ 128 when it fits, else 1 stage); else the
-    // block kernel.
-    const bool warp_ok = n_rep <= detail::kWarpMaxRep && p.v.rank <= detail::kWarpMaxRankV &&
-                         (p.k.bits == 16) == (p.v.bits == 16);
+    // Warp kernel shared memory: 2-stage ring for r_v ≤ 128 when it fits, else 1 stage.
     auto warp_smem_of = [&](int stages) {
         return detail::warp_kernel_smem_bytes(p.d_head, p.k.rank, p.v.rank, p.k.bits, p.v.bits, n_rep, stages);
     };
@@ -66,17 +72,11 @@ LatentAttentionPlan plan_latent_attention(const LatentAttentionParams& p) {
         p.v.rank <= 128 && warp_smem_of(2) <= static_cast<size_t>(smem_optin) ? 2 : 1;
     const size_t warp_smem = warp_smem_of(warp_stages);
     const bool warp_fits = warp_smem <= static_cast<size_t>(smem_optin);
-    if (p.kernel == LatentKernel::Warp) {
-        PALU_CHECK(warp_ok, UsageError,
-                   "%s: kernel Warp: needs n_heads/n_kv_heads <= %d (got %d), value rank <= %d (got %d) and both "
-                   "caches 16-bit or both quantized (got %d/%d bits); hint: use LatentKernel::Auto",
-                   kStage, detail::kWarpMaxRep, n_rep, detail::kWarpMaxRankV, p.v.rank, p.k.bits, p.v.bits);
-        PALU_CHECK(warp_fits, ShapeError, "%s: kernel Warp: needs %zu bytes of shared memory, the device has %d",
-                   kStage, warp_smem, smem_optin);
-    }
+    PALU_CHECK(p.kernel != LatentKernel::Warp || warp_fits, ShapeError,
+               "%s: kernel Warp: needs %zu bytes of shared memory, the device has %d", kStage, warp_smem, smem_optin);
     // Auto: the warp kernel, except its 1-stage variant with quantized latents and ranks that are not
     // constant-folded (e.g. r = 160 at s = 4, kept 0.3), where the block kernel measured 0–10 % faster
-    // on the H100 (docs/kernels.md, "Block vs warp").
+    // on the H100 (docs/kernels.md, "Performance").
     const bool warp_slow = warp_stages == 1 && p.k.bits != 16 && !(p.d_head == 128 && p.k.rank == 256 && p.v.rank == 256);
     if (p.kernel == LatentKernel::Warp || (p.kernel == LatentKernel::Auto && warp_ok && warp_fits && !warp_slow)) {
         plan.kernel = LatentKernel::Warp;

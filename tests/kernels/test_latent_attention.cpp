@@ -176,6 +176,39 @@ TEST(LatentAttentionPlan, RejectsGroupSizeNotDividingKvHeads) {
     EXPECT_THROW(plan_latent_attention(p), palu::ShapeError);
 }
 
+// GPU-free: a forced warp kernel on a shape it does not support, or an unknown kernel value, is
+// refused before the device is queried.
+TEST(LatentAttentionPlan, RejectsUnsupportedKernelRequest) {
+    LatentAttentionParams p;
+    p.batch = 1;
+    p.n_heads = 64;
+    p.n_kv_heads = 4;  // 16 query heads per KV head
+    p.group_size = 1;
+    p.d_head = 128;
+    p.capacity = 64;
+    p.k.rank = p.v.rank = 64;
+    p.kernel = LatentKernel::Warp;
+    try {
+        plan_latent_attention(p);
+        FAIL() << "expected UsageError";
+    } catch (const palu::UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("n_heads/n_kv_heads <= 8 (got 16)"), std::string::npos) << e.what();
+    }
+    p.n_heads = 8;
+    p.k.bits = 16;
+    p.v.bits = 4;  // mixed caches
+    EXPECT_THROW(plan_latent_attention(p), palu::UsageError);
+    p.v.bits = 16;
+    p.kernel = static_cast<LatentKernel>(7);
+    try {
+        plan_latent_attention(p);
+        FAIL() << "expected UsageError";
+    } catch (const palu::UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("kernel: expected Auto, Block or Warp, got 7"), std::string::npos)
+            << e.what();
+    }
+}
+
 // The plan needs the device's limits, so these skip without a GPU.
 TEST(LatentAttentionPlan, KernelChoice) {
     SKIP_WITHOUT_GPU();
