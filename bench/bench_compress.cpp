@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "palu/compress/decompose.h"
-#include "palu/compress/latent_quant.h"
+#include "palu/quant/latent_quant.h"
 #include "palu/linalg/cholesky.h"
 #include "palu/linalg/hadamard.h"
 #include "palu/linalg/solve.h"
@@ -91,18 +91,18 @@ void BM_HadamardRows(benchmark::State& state) {
 
 void BM_QuantizeLatents(benchmark::State& state) {
     const int64_t n_tokens = 4096, r = 256;
-    compress::LatentQuantSpec spec;
+    quant::LatentQuantSpec spec;
     spec.bits = static_cast<int>(state.range(0));
     std::vector<float> x(static_cast<size_t>(n_tokens * r));
     std::mt19937_64 gen(4);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (auto& v : x) v = nd(gen);
-    std::vector<uint8_t> packed(static_cast<size_t>(n_tokens * compress::packed_row_bytes(r, spec.bits)));
-    const int64_t row_bytes = compress::packed_row_bytes(r, spec.bits);
+    std::vector<uint8_t> packed(static_cast<size_t>(n_tokens * quant::packed_row_bytes(r, spec.bits)));
+    const int64_t row_bytes = quant::packed_row_bytes(r, spec.bits);
     for (auto _ : state) {
-        compress::QuantizedRows q = compress::quantize_rows(x.data(), n_tokens, r, spec);
+        quant::QuantizedRows q = quant::quantize_rows(x.data(), n_tokens, r, spec);
         for (int64_t t = 0; t < n_tokens; ++t)
-            compress::pack_codes(q.codes.data() + t * r, r, spec.bits, packed.data() + t * row_bytes);
+            quant::pack_codes(q.codes.data() + t * r, r, spec.bits, packed.data() + t * row_bytes);
         benchmark::DoNotOptimize(packed.data());
     }
     state.SetItemsProcessed(state.iterations() * n_tokens * r);
@@ -110,15 +110,15 @@ void BM_QuantizeLatents(benchmark::State& state) {
 
 void BM_DequantizeLatents(benchmark::State& state) {
     const int64_t n_tokens = 4096, r = 256;
-    compress::LatentQuantSpec spec;
+    quant::LatentQuantSpec spec;
     spec.bits = static_cast<int>(state.range(0));
     std::vector<float> x(static_cast<size_t>(n_tokens * r));
     std::mt19937_64 gen(5);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (auto& v : x) v = nd(gen);
-    const compress::QuantizedRows q = compress::quantize_rows(x.data(), n_tokens, r, spec);
+    const quant::QuantizedRows q = quant::quantize_rows(x.data(), n_tokens, r, spec);
     for (auto _ : state) {
-        compress::dequantize_rows(q, x.data());
+        quant::dequantize_rows(q, x.data());
         benchmark::DoNotOptimize(x.data());
     }
     state.SetItemsProcessed(state.iterations() * n_tokens * r);

@@ -32,7 +32,7 @@ ctest --test-dir build --output-on-failure -j"$jobs" --timeout 1800
 step "sanitizer build (ASan+UBSan): core, formats, calibration, linalg, compress tests; model and pipeline tests without the data/slow labels"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPALU_SANITIZE=address,undefined \
       -DPALU_BUILD_BENCH=OFF -DPALU_BUILD_EXAMPLES=OFF -DPALU_BUILD_APPS=OFF >/dev/null
-asan_modules=(core formats calibration linalg compress)
+asan_modules=(core formats calibration linalg quant compress)
 asan_targets=()
 for m in "${asan_modules[@]}"; do
   [ -d "tests/$m" ] && ls tests/$m/test_*.cpp >/dev/null 2>&1 && asan_targets+=("palu_test_$m")

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <random>
 
-#include "palu/compress/latent_quant.h"
+#include "palu/quant/latent_quant.h"
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
 #include "palu/core/format.h"
@@ -74,7 +74,7 @@ void copy_plane(const model::LatentKvLayerCache::Storage& st, int64_t n_batch, i
     std::vector<int64_t> code_base;
     for (int64_t r : st.ranks) {
         code_base.push_back(code_batch);
-        code_batch += cap * compress::packed_row_bytes(r, bits);
+        code_batch += cap * quant::packed_row_bytes(r, bits);
     }
     PALU_CHECK(static_cast<int64_t>(st.codes.size()) == n_batch * code_batch &&
                    static_cast<int64_t>(st.scales.size()) == n_batch * n_groups * cap,
@@ -87,17 +87,17 @@ void copy_plane(const model::LatentKvLayerCache::Storage& st, int64_t n_batch, i
     std::vector<uint8_t> codes(static_cast<size_t>(r_pad));
     for (int64_t b = 0; b < n_batch; ++b)
         for (int64_t g = 0; g < n_groups; ++g) {
-            const int64_t r = st.ranks[static_cast<size_t>(g)], cb = compress::packed_row_bytes(r, bits);
+            const int64_t r = st.ranks[static_cast<size_t>(g)], cb = quant::packed_row_bytes(r, bits);
             for (int64_t t = 0; t < cap; ++t) {
                 const int64_t row = (b * n_groups + g) * cap + t;
                 const uint16_t z = st.symmetric ? sym_zero : st.zeros[static_cast<size_t>(row)];
                 scales[static_cast<size_t>(row)] = st.scales[static_cast<size_t>(row)];
                 zeros[static_cast<size_t>(row)] = z;
-                compress::unpack_codes(st.codes.data() + b * code_batch + code_base[static_cast<size_t>(g)] + t * cb, r,
+                quant::unpack_codes(st.codes.data() + b * code_batch + code_base[static_cast<size_t>(g)] + t * cb, r,
                                        bits, codes.data());
                 // Padding channels get the row's zero-point: (z − z)·scale = 0 exactly.
                 std::fill(codes.begin() + r, codes.end(), static_cast<uint8_t>(f16_to_f32(z)));
-                compress::pack_codes(codes.data(), r_pad, bits, data.data() + row * rb);
+                quant::pack_codes(codes.data(), r_pad, bits, data.data() + row * rb);
             }
         }
 }

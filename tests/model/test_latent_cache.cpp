@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "palu/compress/decompose.h"
-#include "palu/compress/latent_quant.h"
+#include "palu/quant/latent_quant.h"
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/model/latent_cache.h"
@@ -142,16 +142,16 @@ TEST_P(LatentDecode, EqualsPrefill) {
     }
     EXPECT_LE(worst, 1e-5 * max_abs(full)) << "bits " << opts.bits;
     // Bytes: per layer, K and V each one group of rank 12 (n_kv 2 / s 2).
-    compress::LatentQuantSpec q = opts.quant;
+    quant::LatentQuantSpec q = opts.quant;
     q.bits = opts.bits == 32 ? 16 : opts.bits;
-    const int64_t per_group = opts.bits == 32 ? 48 : compress::latent_token_bytes(12, q);
+    const int64_t per_group = opts.bits == 32 ? 48 : quant::latent_token_bytes(12, q);
     EXPECT_EQ(cache->bytes_per_token(), spec.n_layers * 2 * per_group);
 }
 
 INSTANTIATE_TEST_SUITE_P(Bits, LatentDecode, ::testing::Values(32, 16, 8, 4, 3, 2));
 
 // The stored latents are exactly the quantizer's output for x·VTᵀ (checked through the cache's
-// dequantized read-back against compress::fake_quantize_rows on the same latent row), and batch
+// dequantized read-back against quant::fake_quantize_rows on the same latent row), and batch
 // rows are independent.
 TEST(LatentCache, StoresQuantizedLatentsPerTokenAndGroup) {
     SynthSpec spec;
@@ -182,10 +182,10 @@ TEST(LatentCache, StoresQuantizedLatentsPerTokenAndGroup) {
                         acc += static_cast<double>(lr.vt.data()[j * d + i]) * x[static_cast<size_t>((b * 3 + t) * d + i)];
                     h[static_cast<size_t>(j)] = static_cast<float>(acc);
                 }
-                compress::LatentQuantSpec q;
+                quant::LatentQuantSpec q;
                 q.bits = 4;
                 for (int64_t g = 0; g < lr.n_groups(); ++g)
-                    compress::fake_quantize_rows(h.data() + lr.rank_offset(g), 1, lr.ranks[static_cast<size_t>(g)], q);
+                    quant::fake_quantize_rows(h.data() + lr.rank_offset(g), 1, lr.ranks[static_cast<size_t>(g)], q);
                 const std::vector<float> got = cache.latent(b, t, which);
                 ASSERT_EQ(got.size(), h.size());
                 for (size_t j = 0; j < h.size(); ++j)

@@ -139,16 +139,16 @@ std::vector<int64_t> allocate_proportional(const std::vector<double>& fisher, in
 namespace {
 
 int64_t latent_token_bytes_total(const std::vector<std::vector<int64_t>>& ranks,
-                                 const LatentQuantSpec& quant) {
+                                 const quant::LatentQuantSpec& quant) {
     int64_t n = 0;
     for (const auto& l : ranks)
-        for (int64_t r : l) n += latent_token_bytes(r, quant);
+        for (int64_t r : l) n += quant::latent_token_bytes(r, quant);
     return n;
 }
 
 }  // namespace
 
-int64_t kv_bytes_per_token(const RankPlan& plan, const LatentQuantSpec& quant) {
+int64_t kv_bytes_per_token(const RankPlan& plan, const quant::LatentQuantSpec& quant) {
     return latent_token_bytes_total(plan.k_ranks, quant) +
            latent_token_bytes_total(plan.v_ranks, quant);
 }
@@ -158,7 +158,7 @@ int64_t original_kv_bytes_per_token(const KvShape& shape) {
 }
 
 double ratio_for_kv_bytes(const KvShape& shape, int64_t group_size, double kv_bytes_per_token,
-                          const LatentQuantSpec& quant) {
+                          const quant::LatentQuantSpec& quant) {
     PALU_CHECK(group_size > 0 && shape.n_kv_heads % group_size == 0, UsageError,
                "rank: group size does not divide the KV heads: expected a divisor of "
                "n_kv_heads=%lld, got %lld",
@@ -206,7 +206,7 @@ RankPlan search_ranks(const KvShape& shape, const FisherScalars* fisher,
     PALU_CHECK(by_ratio != by_bytes, UsageError,
                "rank: target: expected exactly one of a kept ratio or KV bytes per token, got %s",
                by_ratio ? "both" : "neither");
-    if (params.quant.quantized()) validate_quant_spec(params.quant, 0);
+    if (params.quant.quantized()) quant::validate_quant_spec(params.quant, 0);
 
     RankPlan plan;
     plan.method = params.method;

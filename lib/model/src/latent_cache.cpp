@@ -61,9 +61,9 @@ void LatentKvLayerCache::init_plane(Plane& p, const LowRankWeights& lr) {
         int64_t codes = 0, params = 0;
         for (int64_t g = 0; g < n_groups; ++g) {
             const int64_t r = p.ranks[static_cast<size_t>(g)];
-            compress::validate_quant_spec(quant_, r);
+            quant::validate_quant_spec(quant_, r);
             const int64_t chunk = quant_.group_size > 0 ? quant_.group_size : r;
-            p.code_bytes.push_back(compress::packed_row_bytes(r, bits_));
+            p.code_bytes.push_back(quant::packed_row_bytes(r, bits_));
             p.n_chunks.push_back(r / chunk);
             p.code_base.push_back(codes);
             p.param_base.push_back(params);
@@ -107,11 +107,11 @@ void LatentKvLayerCache::store(Plane& p, const float* h, int64_t b, int64_t t0, 
         for (int64_t t = 0; t < n; ++t)
             std::memcpy(slice.data() + t * r, h + t * p.n_latent + p.offsets[g],
                         static_cast<size_t>(r) * sizeof(float));
-        const compress::QuantizedRows q = compress::quantize_rows(slice.data(), n, r, quant_);
+        const quant::QuantizedRows q = quant::quantize_rows(slice.data(), n, r, quant_);
         const int64_t cb = p.code_bytes[g];
         uint8_t* codes = p.codes.data() + b * p.code_batch + p.code_base[g] + t0 * cb;
         for (int64_t t = 0; t < n; ++t)
-            compress::pack_codes(q.codes.data() + t * r, r, bits_, codes + t * cb);
+            quant::pack_codes(q.codes.data() + t * r, r, bits_, codes + t * cb);
         const int64_t po = b * p.param_batch + p.param_base[g] + t0 * p.n_chunks[g];
         std::copy(q.scales.begin(), q.scales.end(), p.scales.begin() + po);
         if (!quant_.symmetric) std::copy(q.zeros.begin(), q.zeros.end(), p.zeros.begin() + po);
@@ -135,7 +135,7 @@ void LatentKvLayerCache::load(const Plane& p, int64_t b, int64_t t0, int64_t n, 
             continue;
         }
         const int64_t cb = p.code_bytes[g], nc = p.n_chunks[g];
-        compress::QuantizedRows q;
+        quant::QuantizedRows q;
         q.n_rows = n;
         q.n_cols = r;
         q.chunk = r / nc;
@@ -144,12 +144,12 @@ void LatentKvLayerCache::load(const Plane& p, int64_t b, int64_t t0, int64_t n, 
         q.codes.resize(static_cast<size_t>(n * r));
         const uint8_t* codes = p.codes.data() + b * p.code_batch + p.code_base[g] + t0 * cb;
         for (int64_t t = 0; t < n; ++t)
-            compress::unpack_codes(codes + t * cb, r, bits_, q.codes.data() + t * r);
+            quant::unpack_codes(codes + t * cb, r, bits_, q.codes.data() + t * r);
         const int64_t po = b * p.param_batch + p.param_base[g] + t0 * nc;
         q.scales.assign(p.scales.begin() + po, p.scales.begin() + po + n * nc);
         if (!quant_.symmetric) q.zeros.assign(p.zeros.begin() + po, p.zeros.begin() + po + n * nc);
         slice.resize(static_cast<size_t>(n * r));
-        compress::dequantize_rows(q, slice.data());
+        quant::dequantize_rows(q, slice.data());
         for (int64_t t = 0; t < n; ++t)
             std::memcpy(h + t * p.n_latent + p.offsets[g], slice.data() + t * r,
                         static_cast<size_t>(r) * sizeof(float));
@@ -226,7 +226,7 @@ int64_t LatentKvLayerCache::bytes_per_token() const {
             n += 4 * p->n_latent;
             continue;
         }
-        for (int64_t r : p->ranks) n += compress::latent_token_bytes(r, quant_);
+        for (int64_t r : p->ranks) n += quant::latent_token_bytes(r, quant_);
     }
     return n;
 }

@@ -395,7 +395,7 @@ CompressResult run_compress(const CompressParams& p) {
                p.model_path.c_str(), static_cast<long long>(cfg.n_kv_heads),
                static_cast<long long>(cfg.n_kv_heads));
     const compress::KvShape shape{cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
-    compress::validate_quant_spec(p.quant, 0);
+    quant::validate_quant_spec(p.quant, 0);
     const bool need_fisher = method != compress::RankSearchMethod::Uniform;
     // Statistics are needed for Fisher and whitening; when calibration data is given anyway, the
     // plain SVD uses them to report its error on the calibration activations.

@@ -413,7 +413,7 @@ SweepResult run_sweep(const SweepParams& p) {
                     configure_latent_cache(*e, ov, lat.bits);
                     const auto r = model::compute_perplexity(*e, tokens, p.eval_seqlen,
                                                              p.eval_max_windows, /*n_batch=*/1);
-                    compress::LatentQuantSpec q;
+                    quant::LatentQuantSpec q;
                     q.bits = lat.bits >= 16 ? 16 : lat.bits;
                     // f32 latents: twice the f16 bytes (4 per latent, no scales).
                     const int64_t formula =

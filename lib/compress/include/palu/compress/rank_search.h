@@ -27,8 +27,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "palu/compress/latent_quant.h"
 #include "palu/linalg/matrix.h"
+#include "palu/quant/latent_quant.h"
 
 namespace palu::compress {
 
@@ -75,7 +75,7 @@ struct RankSearchParams {
     /// kv_bytes_per_token > 0 (converted to a ratio with `quant`, see search_ranks).
     double ratio = 0.0;
     double kv_bytes_per_token = 0.0;
-    LatentQuantSpec quant;               ///< latent format, for the bytes target and accounting
+    quant::LatentQuantSpec quant;        ///< latent format, for the bytes target and accounting
     int64_t rank_multiple = 0;           ///< B; 0 = default_rank_multiple(group width)
 };
 
@@ -112,7 +112,7 @@ std::vector<int64_t> allocate_proportional(const std::vector<double>& fisher, in
 /// Kept ratio that meets `kv_bytes_per_token` for this shape and latent format (before rank
 /// rounding). Throws UsageError when no ratio in (0, 1] meets it.
 double ratio_for_kv_bytes(const KvShape& shape, int64_t group_size, double kv_bytes_per_token,
-                          const LatentQuantSpec& quant);
+                          const quant::LatentQuantSpec& quant);
 
 /// Searches ranks. `fisher` may be null for `uniform`. Throws UsageError on a bad target, group
 /// size or method input; ShapeError when the Fisher arrays do not match the shape; NumericalError
@@ -121,7 +121,7 @@ RankPlan search_ranks(const KvShape& shape, const FisherScalars* fisher,
                       const RankSearchParams& params);
 
 /// KV-cache bytes per token of the latents of the plan (all layers, K and V), with `quant`.
-int64_t kv_bytes_per_token(const RankPlan& plan, const LatentQuantSpec& quant);
+int64_t kv_bytes_per_token(const RankPlan& plan, const quant::LatentQuantSpec& quant);
 /// KV-cache bytes per token of the original model in f16: 2 · 2 · n_layers · n_kv·d_head.
 int64_t original_kv_bytes_per_token(const KvShape& shape);
 

@@ -3,7 +3,7 @@
 // Per layer and sequence the cache stores, for every cached token, the key latents
 // h_k = x·VT_kᵀ (pre-RoPE, one r_g-wide row per head group) and the value latents h_v = x·VT_vᵀ,
 // as f32, f16, or b-bit codes (b ∈ {2, 3, 4, 8}) with f16 per-token scales (and zeros, asymmetric)
-// per chunk of the group's channels — compress::latent_quant's quantizer and packing. Keys and
+// per chunk of the group's channels — palu::quant's quantizer and packing (lib/quant). Keys and
 // values are reconstructed on demand: K_g = RoPE(h_k,g·U_k,gᵀ + b_k,g), V_g = h_v,g·U_v,gᵀ + b_v,g,
 // into a workspace shared by all layers of one cache (one layer of full K/V for the batch; never
 // counted as cache storage).
@@ -15,7 +15,7 @@
 //   quantized:       codes  [n_batch, n_groups, n_ctx_max, ⌈r_g·b/8⌉]  packed little-endian bits
 //                    scales [n_batch, n_groups, n_ctx_max, r_g/chunk] f16
 //                    zeros  [n_batch, n_groups, n_ctx_max, r_g/chunk] f16 (asymmetric only)
-// bytes_per_token() = Σ over K and V groups of compress::latent_token_bytes(r_g, spec) (f32: 4·r_g).
+// bytes_per_token() = Σ over K and V groups of quant::latent_token_bytes(r_g, spec) (f32: 4·r_g).
 #pragma once
 
 #include <cstdint>
@@ -23,7 +23,7 @@
 #include <span>
 #include <vector>
 
-#include "palu/compress/latent_quant.h"
+#include "palu/quant/latent_quant.h"
 #include "palu/model/kv_cache.h"
 
 namespace palu::model {
@@ -33,7 +33,7 @@ struct LatentCacheOptions {
     /// 32 = f32 latents (exact; the default for tests), 16 = f16 latents, 2/3/4/8 = quantized with
     /// quant.group_size / symmetric / clip_ratio / include_zero below (quant.bits is ignored).
     int bits = 32;
-    compress::LatentQuantSpec quant;
+    quant::LatentQuantSpec quant;
 };
 
 /// Scratch for reconstructed K/V, shared by the layer caches of one KvCache (grown on demand).
@@ -100,7 +100,7 @@ class LatentKvLayerCache final : public KvLayerCache {
 
     int64_t n_kv_heads_, d_head_, group_size_, n_batch_, n_ctx_max_, n_cached_ = 0;
     int bits_;
-    compress::LatentQuantSpec quant_;
+    quant::LatentQuantSpec quant_;
     Plane k_, v_;
     const Rope* rope_ = nullptr;        // from the last append (keys are rotated at reconstruction)
     std::shared_ptr<LatentWorkspace> ws_;

@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "palu/compress/decompose.h"
-#include "palu/compress/latent_quant.h"
+#include "palu/quant/latent_quant.h"
 #include "palu/compress/rank_search.h"
 #include "palu/core/weight_source.h"
 #include "palu/pipeline/checkpoint.h"
@@ -61,7 +61,7 @@ struct CompressParams {
     bool whiten = true;                     ///< false: plain SVD
     double damp = 0.0;                      ///< added to every Gram diagonal before Cholesky
     bool hadamard = false;                  ///< fuse a Walsh–Hadamard rotation into the factors
-    compress::LatentQuantSpec quant;        ///< latent format recorded in the checkpoint (bits 16 = f16)
+    quant::LatentQuantSpec quant;           ///< latent format recorded in the checkpoint (bits 16 = f16)
     std::string factor_dtype = "auto";      ///< auto|f32|f16|bf16
 
     // Evaluation (optional): perplexity of the original and the compressed model on the same windows.

@@ -1,5 +1,7 @@
-// palu compress: per-token quantization of the latent KV cache (Palu low-rank-aware quantization,
-// reference §5.3 / §5.4).
+// palu quant: the runtime latent format shared by the engine (lib/model's latent KV cache) and the
+// compressor (lib/compress rank search and KV-bytes accounting): per-token quantization of the
+// latent KV cache (Palu low-rank-aware quantization, reference §5.3 / §5.4) and its bit packing.
+// Depends on palu_core only, so lib/model does not depend on lib/compress.
 //
 // Input  latents X [n_tokens, r] row-major f32 (one latent group of rank r, or a whole row when
 //        the caller quantizes per group by slicing).
@@ -30,7 +32,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace palu::compress {
+namespace palu::quant {
 
 /// Latent quantization settings (CLI: --latent-bits, --latent-group-size, --latent-sym, ...).
 struct LatentQuantSpec {
@@ -81,4 +83,4 @@ void unpack_codes(const uint8_t* packed, int64_t n, int bits, uint8_t* codes);
 /// else ⌈r·b/8⌉ packed codes + per chunk an f16 scale (+ an f16 zero when asymmetric).
 int64_t latent_token_bytes(int64_t r, const LatentQuantSpec& spec);
 
-}  // namespace palu::compress
+}  // namespace palu::quant

@@ -1,4 +1,4 @@
-// palu compress tests: latent quantizer (grid exactness, s/2 bound, half-to-even, reference
+// palu quant tests: latent quantizer (grid exactness, s/2 bound, half-to-even, reference
 // clipping quirk, symmetric mode) and the 2/3/4/8-bit packing.
 #include <gtest/gtest.h>
 
@@ -7,12 +7,12 @@
 #include <random>
 #include <vector>
 
-#include "palu/compress/latent_quant.h"
+#include "palu/quant/latent_quant.h"
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
 
 using namespace palu;
-using namespace palu::compress;
+using namespace palu::quant;
 
 namespace {
 

@@ -1,6 +1,6 @@
-// palu compress: latent quantizer (reference §5.3 quantize_tensor, per token per group) and the
+// palu quant: latent quantizer (reference §5.3 quantize_tensor, per token per group) and the
 // bit packing of the latent KV cache. Header comment documents formulas, deviations and layout.
-#include "palu/compress/latent_quant.h"
+#include "palu/quant/latent_quant.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
 
-namespace palu::compress {
+namespace palu::quant {
 
 namespace {
 
@@ -177,4 +177,4 @@ int64_t latent_token_bytes(int64_t r, const LatentQuantSpec& spec) {
     return packed_row_bytes(r, spec.bits) + n_chunks * param_bytes;
 }
 
-}  // namespace palu::compress
+}  // namespace palu::quant
