@@ -1,14 +1,17 @@
 // palu package check: a program built against the *installed* headers and libraries
 // (find_package(palu) + palu::pipeline). With a model path it opens the model and prints its
 // shape; without one it builds a uniform RankPlan for a small K/V shape and prints it as the
-// ranks.json the CLI would write. tests/consumer/run.cmake checks the output.
+// ranks.json the CLI would write (a CUDA build also uses the kernels' header).
+// tests/consumer/run.cmake checks the output.
 #include <cstdio>
-#include <exception>
 
 #include "palu/compress/rank_search.h"
 #include "palu/core/error.h"
 #include "palu/formats/model_loader.h"
 #include "palu/pipeline/compress.h"
+#ifdef PALU_CONSUMER_CUDA
+#include "palu/kernels/latent_attention.h"
+#endif
 
 int main(int argc, char** argv) {
     try {
@@ -30,6 +33,10 @@ int main(int argc, char** argv) {
         std::printf("%s\n", palu::compress::rank_plan_to_json(plan).dump().c_str());
         std::printf("default group size for 8 kv heads: %lld\n",
                     static_cast<long long>(palu::pipeline::default_group_size(8)));
+#ifdef PALU_CONSUMER_CUDA
+        std::printf("cuda: a 4-bit latent row of rank 64 is %lld bytes\n",
+                    static_cast<long long>(palu::cuda::latent_row_bytes(64, 4)));
+#endif
     } catch (const palu::Error& e) {
         std::fprintf(stderr, "E %s\n", e.what());
         return e.exit_code();

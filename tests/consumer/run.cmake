@@ -2,8 +2,8 @@
 # configures tests/consumer against it with find_package(palu), builds it, runs the program and
 # checks its output. Fails on an uninstalled header, a target missing from the export set, a
 # dependency the config file does not find, or a library missing from the link interface.
-# cmake -DPALU_SOURCE_DIR=... -DPALU_BUILD_DIR=... -DLIBDIR=lib -DWORK_DIR=... -DGENERATOR=... -DCXX_COMPILER=... -DBUILD_TYPE=...
-#       [-DLAUNCHER=ccache] -P run.cmake
+# cmake -DPALU_SOURCE_DIR=... -DPALU_BUILD_DIR=... -DLIBDIR=lib -DWORK_DIR=... -DGENERATOR=...
+#       -DCXX_COMPILER=... -DBUILD_TYPE=... [-DLAUNCHER=ccache] -P run.cmake
 foreach(v PALU_SOURCE_DIR PALU_BUILD_DIR LIBDIR WORK_DIR GENERATOR CXX_COMPILER BUILD_TYPE)
   if(NOT DEFINED ${v})
     message(FATAL_ERROR "consumer: -D${v}=... is required")
@@ -25,7 +25,8 @@ endfunction()
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 # Only the libraries, headers and CMake files: the apps need not be built for this test.
-run("install" ${CMAKE_COMMAND} --install ${PALU_BUILD_DIR} --prefix ${prefix} --component Development)
+run("install"
+    ${CMAKE_COMMAND} --install ${PALU_BUILD_DIR} --prefix ${prefix} --component Development)
 
 set(configure_args -S ${CMAKE_CURRENT_LIST_DIR} -B ${WORK_DIR}/build -G ${GENERATOR}
     -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
@@ -53,7 +54,8 @@ run("build" ${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run("run" ${WORK_DIR}/build/palu_consumer)
 
 # (Two variables, not a list: the brackets of the first would keep a list from splitting.)
-set(expect_plan "\"format\":\"palu.rank_plan\".*\"layers\":\\[{\"k\":\\[16,16\\],\"v\":\\[16,16\\]}")
+set(expect_plan
+    "\"format\":\"palu.rank_plan\".*\"layers\":\\[{\"k\":\\[16,16\\],\"v\":\\[16,16\\]}")
 set(expect_group "default group size for 8 kv heads: 4")
 foreach(re IN ITEMS expect_plan expect_group)
   if(NOT last_out MATCHES "${${re}}")
