@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -300,28 +299,7 @@ Reference load_reference(const std::filesystem::path& wiki, const std::filesyste
     return ref;
 }
 
-std::optional<std::filesystem::path> smollm2_gguf() {
-    const auto p = palu::test::source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
-    if (std::filesystem::exists(p)) return p;
-    return std::nullopt;
-}
-
-bool ci() {
-    const char* s = std::getenv("CI");
-    return s && std::string(s) == "true";
-}
-
 }  // namespace
-
-#define PALU_REQUIRE_SMOLLM2(var)                                                                  \
-    auto var##_opt = smollm2_gguf();                                                               \
-    if (!var##_opt) {                                                                              \
-        if (ci()) FAIL() << "missing models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf (CI=true); "   \
-                            "run scripts/get-smollm2.sh";                                          \
-        GTEST_SKIP() << "needs models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf "                     \
-                        "(scripts/get-smollm2.sh)";                                                \
-    }                                                                                              \
-    const std::filesystem::path var = *var##_opt
 
 void check_whole_wikitext(const Tokenizer& tok, const std::filesystem::path& wiki,
                           const std::string& label);

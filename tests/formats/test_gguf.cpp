@@ -954,16 +954,6 @@ TEST(GgufModel, QkShapeMismatch_FormatError) {
 
 // ---- the real SmolLM2-135M-Instruct Q4_1 file (scripts/get-smollm2.sh) --------------------------
 
-#define PALU_REQUIRE_SMOLLM2(var)                                                                  \
-    const std::filesystem::path var =                                                              \
-        palu::test::source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";              \
-    if (!std::filesystem::exists(var)) {                                                           \
-        const char* ci = std::getenv("CI");                                                        \
-        if (ci && std::string(ci) == "true")                                                       \
-            FAIL() << "missing " << var << " (CI=true); run scripts/get-smollm2.sh";               \
-        GTEST_SKIP() << "needs " << var << "; run scripts/get-smollm2.sh";                         \
-    }
-
 TEST(GgufSmolLM2, OpenGgufModel_Config) {
     PALU_REQUIRE_SMOLLM2(path);
     auto src = open_gguf_model(path);

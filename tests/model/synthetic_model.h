@@ -1,5 +1,6 @@
-// palu tests: synthetic Llama-family models held in memory, and an independent slow reference
-// implementation (naive loops, double precision) of the same forward pass and loss.
+// palu tests: synthetic Llama-family models held in memory (weights from the one random generator,
+// palu::model::make_random_weights), and an independent slow reference implementation (naive
+// loops, double precision) of the same forward pass and loss.
 // The reference follows the Hugging Face LlamaModel equations directly; it shares no code with
 // lib/model (its own RoPE, norm, attention, softmax), so agreement checks the engine.
 #pragma once
@@ -15,6 +16,7 @@
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/core/weight_source.h"
+#include "palu/model/random_weights.h"
 
 namespace palu::test {
 
@@ -54,6 +56,26 @@ struct SynthSpec {
     float weight_scale = 0.7f;  // gain of o_proj / down_proj (residual branches)
 };
 
+/// The distributions the engine-vs-reference comparisons are tuned for: linear weights
+/// ~ N(0, gain² / n_in) (fan-in scaling) with gains q/k 1.5, v 1.0, gate/up 1.0 and
+/// `weight_scale` for the residual branches keep activations and logits O(1-10), so the
+/// comparisons measure the engine, not the conditioning of a random network; embeddings and lm_head
+/// ~ N(0, 0.5²), norms ~ 1 + N(0, 0.1²), biases ~ N(0, 0.3²).
+inline model::RandomWeightsOptions synthetic_weight_options(const SynthSpec& s) {
+    model::RandomWeightsOptions o;
+    o.seed = s.seed;
+    o.embed_std = 0.5;
+    o.lm_head_std = 0.5;
+    o.norm_std = 0.1;
+    o.bias_std = 0.3;
+    o.qk_gain = 1.5;
+    o.v_gain = 1.0;
+    o.residual_gain = s.weight_scale;
+    o.mlp_gain = 1.0;
+    return o;
+}
+
+/// The model of `s` in memory, its tensors from palu::model::make_random_weights.
 inline MemoryWeightSource make_synthetic_model(const SynthSpec& s) {
     MemoryWeightSource m;
     ModelConfig& c = m.cfg;
@@ -70,40 +92,9 @@ inline MemoryWeightSource make_synthetic_model(const SynthSpec& s) {
     c.rope_scaling = s.rope_scaling;
     c.tie_word_embeddings = s.tied;
     c.qkv_bias = s.qkv_bias;
-    std::mt19937 rng(s.seed);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    auto rnd = [&](std::vector<int64_t> shape, float scale, float offset = 0.0f) {
-        Tensor t(shape);
-        for (float& v : t.vec()) v = offset + scale * nd(rng);
-        return t;
-    };
-    const int64_t d = s.d_model, dq = s.n_heads * s.d_head, dkv = s.n_kv_heads * s.d_head;
-    m.tensors_by_name["model.embed_tokens.weight"] = rnd({s.n_vocab, d}, 0.5f);
-    m.tensors_by_name["model.norm.weight"] = rnd({d}, 0.1f, 1.0f);
-    if (!s.tied) m.tensors_by_name["lm_head.weight"] = rnd({s.n_vocab, d}, 0.5f);
-    // Weights ~ N(0, gain² / n_in) (fan-in scaling) keep activations and logits O(1-10), so the
-    // comparisons below measure the engine, not the conditioning of a random network.
-    const float ws = s.weight_scale;
-    auto lin = [&](int64_t n_out, int64_t n_in, float gain) {
-        return rnd({n_out, n_in}, gain / std::sqrt(static_cast<float>(n_in)));
-    };
-    for (int64_t l = 0; l < s.n_layers; ++l) {
-        const std::string p = strfmt("model.layers.%lld.", static_cast<long long>(l));
-        m.tensors_by_name[p + "input_layernorm.weight"] = rnd({d}, 0.1f, 1.0f);
-        m.tensors_by_name[p + "post_attention_layernorm.weight"] = rnd({d}, 0.1f, 1.0f);
-        m.tensors_by_name[p + "self_attn.q_proj.weight"] = lin(dq, d, 1.5f);
-        m.tensors_by_name[p + "self_attn.k_proj.weight"] = lin(dkv, d, 1.5f);
-        m.tensors_by_name[p + "self_attn.v_proj.weight"] = lin(dkv, d, 1.0f);
-        m.tensors_by_name[p + "self_attn.o_proj.weight"] = lin(d, dq, ws);
-        if (s.qkv_bias) {
-            m.tensors_by_name[p + "self_attn.q_proj.bias"] = rnd({dq}, 0.3f);
-            m.tensors_by_name[p + "self_attn.k_proj.bias"] = rnd({dkv}, 0.3f);
-            m.tensors_by_name[p + "self_attn.v_proj.bias"] = rnd({dkv}, 0.3f);
-        }
-        m.tensors_by_name[p + "mlp.gate_proj.weight"] = lin(s.d_ff, d, 1.0f);
-        m.tensors_by_name[p + "mlp.up_proj.weight"] = lin(s.d_ff, d, 1.0f);
-        m.tensors_by_name[p + "mlp.down_proj.weight"] = lin(d, s.d_ff, ws);
-    }
+    const auto random = model::make_random_weights(c, synthetic_weight_options(s));
+    for (const StoredTensorInfo& info : random->tensors())
+        m.tensors_by_name[info.name] = random->load_f32(info.name);
     return m;
 }
 

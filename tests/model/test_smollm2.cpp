@@ -21,12 +21,7 @@ namespace {
 constexpr int64_t kWindows = 2;
 
 TEST(SmolLM2, WikitextWindowsMatchTransformers_Slow) {
-    const auto gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
-    if (!std::filesystem::exists(gguf)) {
-        if (std::getenv("CI"))
-            FAIL() << "missing " << gguf << " (CI=true); run scripts/get-smollm2.sh";
-        GTEST_SKIP() << "needs " << gguf << "; run scripts/get-smollm2.sh";
-    }
+    PALU_REQUIRE_SMOLLM2(gguf);
     PALU_REQUIRE_DATA(wiki, "text/wikitext-2/wiki.test.raw");
     std::ifstream jf(source_root() / "tests/reference/smollm2_wikitext2_ppl.json");
     ASSERT_TRUE(jf.good()) << "missing tests/reference/smollm2_wikitext2_ppl.json";

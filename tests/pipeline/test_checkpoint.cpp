@@ -230,8 +230,7 @@ TEST(ConfigJsonFor, UnrepresentableBiases_UsageError) {
 }
 
 TEST(ConfigJsonFor, RoundTripsSmolLM2Gguf_Data) {
-    const fs::path gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
-    if (!fs::exists(gguf)) GTEST_SKIP() << "needs " << gguf << " (scripts/get-smollm2.sh)";
+    PALU_REQUIRE_SMOLLM2(gguf);
     auto src = formats::open_model(gguf);
     const json j = pipeline::config_json_for(src->config(), "float32");
     expect_same_config(formats::parse_hf_config(j, "generated").model, src->config());
@@ -742,8 +741,7 @@ TEST(Checkpoint, TinyGguf_F32CopiesGeneratedConfigAndTokenizerGguf) {
 // ---------------------------------------------------------------- SmolLM2 GGUF
 
 TEST(Checkpoint, SmolLM2Gguf_F32CopiesAndTokenizerGguf_Slow) {
-    const fs::path gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
-    if (!fs::exists(gguf)) GTEST_SKIP() << "needs " << gguf << " (scripts/get-smollm2.sh)";
+    PALU_REQUIRE_SMOLLM2(gguf);
     auto src = formats::open_model(gguf);
     const auto layers = make_factors(*src, 3, 48);  // J-LRD: one group of the 3 KV heads
     const fs::path root = make_temp_dir("ckpt_smol");

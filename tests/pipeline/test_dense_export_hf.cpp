@@ -81,12 +81,7 @@ TEST(DenseExportHf, Stories260KMatchesTransformers_Data) {
 // SmolLM2-135M-Instruct (Q4_1 GGUF), ratio 0.5, uniform ranks at group size 3 (J-LRD), whitened by
 // 8 × 512 C4 calibration windows (seed 3), first 4 WikiText-2 test windows of 1024.
 TEST(DenseExportHf, SmolLM2MatchesTransformers_Slow) {
-    const auto gguf = source_root() / "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
-    if (!fs::exists(gguf)) {
-        if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")
-            FAIL() << "missing " << gguf << " (CI=true); run scripts/get-smollm2.sh";
-        GTEST_SKIP() << "needs " << gguf << "; run scripts/get-smollm2.sh";
-    }
+    PALU_REQUIRE_SMOLLM2(gguf);
     PALU_REQUIRE_DATA(c4, "text/c4/c4_sample_500.jsonl");
     PALU_REQUIRE_DATA(wiki, "text/wikitext-2/wiki.test.raw");
     TempDir tmp("smollm2");

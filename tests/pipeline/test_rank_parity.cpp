@@ -10,7 +10,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "../compress/stories260k_parity.h"
+#include "stories260k_parity.h"
 #include "../model/golden_file.h"
 #include "palu/calib/collect.h"
 #include "palu/calib/sampling.h"

@@ -1,8 +1,9 @@
-// palu tests: shared data lookup.
+// palu tests: shared data and model file lookup.
 #include "test_data.h"
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <unistd.h>
 
 namespace palu::test {
@@ -30,6 +31,27 @@ std::optional<std::filesystem::path> find_data(const std::string& rel) {
     auto p = data_root() / rel;
     if (std::filesystem::exists(p)) return p;
     return std::nullopt;
+}
+
+bool model_file_required(const char* ci) {
+    return ci && std::strcmp(ci, "true") == 0;
+}
+
+bool model_file_required() {
+    return model_file_required(std::getenv("CI"));
+}
+
+std::optional<std::filesystem::path> find_model_file(const std::string& rel) {
+    auto p = source_root() / rel;
+    if (std::filesystem::exists(p)) return p;
+    return std::nullopt;
+}
+
+std::string missing_model_file_message(const std::string& rel, const std::string& how,
+                                       bool required) {
+    const std::string path = (source_root() / rel).string();
+    if (required) return "missing model file " + path + " (CI=true); run " + how;
+    return "needs model file " + path + "; run " + how;
 }
 
 std::filesystem::path make_temp_dir(const std::string& tag) {

@@ -1,18 +1,28 @@
-// palu tests: tiny random checkpoint writer (uses the formats writer under test elsewhere).
+// palu tests: tiny random checkpoint writer (uses the formats writer under test elsewhere); the
+// weights come from palu::model::make_random_weights, the project's one random model generator.
 #include "tiny_model.h"
 
-#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <vector>
 
 #include "palu/core/error.h"
 #include "palu/formats/hf_model.h"
 #include "palu/formats/safetensors.h"
+#include "palu/model/random_weights.h"
 
 namespace palu::test {
+
+model::RandomWeightsOptions tiny_weight_options(const TinyConfig& t) {
+    model::RandomWeightsOptions o;
+    o.seed = t.seed;
+    o.embed_std = 0.0;  // fan-in 1/√d_model, as the linear weights
+    o.lm_head_std = 0.0;
+    o.norm_std = 0.1;
+    o.bias_std = 0.02;
+    return o;
+}
 
 ModelConfig write_tiny_checkpoint(const std::filesystem::path& dir, const TinyConfig& t) {
     ModelConfig c;
@@ -33,22 +43,17 @@ ModelConfig write_tiny_checkpoint(const std::filesystem::path& dir, const TinyCo
     c.eos_token_ids = {2};
     c.validate("tiny_model");
 
-    std::mt19937_64 rng(t.seed);
+    // Stored tensors are exactly the ones formats expects of a dense checkpoint, in its order.
+    const auto random = model::make_random_weights(c, tiny_weight_options(t));
     std::vector<std::vector<uint8_t>> storage;
     std::vector<formats::TensorToWrite> tensors;
     for (const auto& e : formats::expected_hf_tensors(c, !c.tie_word_embeddings)) {
-        int64_t n = 1;
-        for (auto d : e.shape) n *= d;
-        const bool is_norm = e.name.find("norm.weight") != std::string::npos;
-        const bool is_bias =
-            e.name.size() > 5 && e.name.compare(e.name.size() - 5, 5, ".bias") == 0;
-        double stddev = is_norm   ? 0.1
-                        : is_bias ? 0.02
-                                  : 1.0 / std::sqrt(static_cast<double>(e.shape.back()));
-        std::normal_distribution<double> dist(is_norm ? 1.0 : 0.0, stddev);
+        const Tensor w = random->load_f32(e.name);
+        PALU_ASSERT(w.shape() == e.shape);
+        const int64_t n = w.numel();
         std::vector<uint8_t> bytes(static_cast<size_t>(n) * dtype_size(t.dtype));
         for (int64_t i = 0; i < n; ++i) {
-            float v = static_cast<float>(dist(rng));
+            const float v = w.data()[i];
             switch (t.dtype) {
                 case DType::F32: std::memcpy(bytes.data() + 4 * i, &v, 4); break;
                 case DType::F16: {

@@ -8,6 +8,7 @@
 
 #include "palu/core/dtype.h"
 #include "palu/core/model_config.h"
+#include "palu/model/random_weights.h"
 
 namespace palu::test {
 
@@ -28,8 +29,13 @@ struct TinyConfig {
     double rms_norm_eps = 1e-5;
 };
 
-/// Writes config.json and the safetensors weights of a random model into `dir` (created).
-/// Linear weights ~ N(0, 1/n_in), norms ~ 1 + N(0, 0.1^2), biases ~ N(0, 0.02^2), all seeded.
+/// The distributions of the tiny checkpoints (palu::model::make_random_weights, seeded by
+/// cfg.seed): linear weights and the embeddings / lm_head ~ N(0, 1/n_in), norms ~ 1 + N(0, 0.1²),
+/// biases ~ N(0, 0.02²).
+model::RandomWeightsOptions tiny_weight_options(const TinyConfig& cfg);
+
+/// Writes config.json and the safetensors weights of a random model into `dir` (created), the
+/// weights drawn as tiny_weight_options(cfg) says and stored in cfg.dtype.
 /// Returns the ModelConfig that reading config.json back must give.
 ModelConfig write_tiny_checkpoint(const std::filesystem::path& dir, const TinyConfig& cfg = {});
 

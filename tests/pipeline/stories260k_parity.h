@@ -1,5 +1,6 @@
-// palu compress tests: the stories260K rank-parity check against the reference implementation
-// (../shared/data/golden/palu-reference-stories260K.md), usable from any test binary.
+// palu pipeline tests: the stories260K rank-parity check against the reference implementation
+// (../shared/data/golden/palu-reference-stories260K.md), called by RankParity.Stories260KReference_Data
+// with the Fisher scalars that calibration produces.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,8 +16,7 @@ using Ranks = std::vector<std::vector<int64_t>>;
 /// Checks that `fisher` (module-level Fisher scalars of stories260K's 5 k_proj / v_proj, from the
 /// reference's calibration: double label shift, 256×256 windows) reproduces the reference's ranks
 /// at ρ = 0.5 with rounding block 4: fisher_uniform s=4 → K 8×5, V 16,28,24,28,24; s=2 → K 4/4 ×5,
-/// V 8/8, 12/12 ×4; uniform s=2 → 8/8 everywhere. Call it with the scalars that calibration
-/// produces (issue #4) once it lands.
+/// V 8/8, 12/12 ×4; uniform s=2 → 8/8 everywhere.
 inline void expect_stories260k_reference_ranks(const compress::FisherScalars& fisher) {
     const compress::KvShape shape{5, 4, 8};
     compress::RankSearchParams p;
