@@ -12,57 +12,54 @@
 
 namespace {
 
-void print_summary(const nlohmann::json& r) {
-    const auto& palu = r["palu"];
-    std::printf("palu-compress summary: %s -> %s\n", r["model"].get<std::string>().c_str(),
-                r["out"].get<std::string>().c_str());
+std::string join_ranks(const std::vector<int64_t>& ranks) {
+    std::string s;
+    for (int64_t r : ranks) s += (s.empty() ? "" : "/") + std::to_string(r);
+    return s;
+}
+
+// Largest relative error of the layer's groups on the calibration activations ("-": no
+// calibration statistics, e.g. a data-free plain SVD).
+std::string worst_error(const nlohmann::json& errs) {
+    double w = -1;
+    for (const auto& e : errs) w = std::max(w, e["whitened_rel"].get<double>());
+    return w < 0 ? std::string("-") : palu::strfmt("%.4g", w);
+}
+
+void print_summary(const palu::pipeline::CompressResult& r) {
+    const palu::formats::PaluBlock& b = r.palu;
+    std::printf("palu-compress summary: %s -> %s\n", r.model_path.c_str(), r.out_dir.c_str());
     std::printf("  group size %lld, rank search %s, target ratio %.3f, achieved %.4f (%lld/%lld dims)\n",
-                palu["group_size"].get<long long>(),
-                palu["rank_search"]["method"].get<std::string>().c_str(),
-                palu["rank_search"]["target_ratio"].get<double>(),
-                palu["rank_search"]["achieved_ratio"].get<double>(),
-                palu["rank_search"]["kept_dims"].get<long long>(),
-                palu["rank_search"]["full_dims"].get<long long>());
+                static_cast<long long>(b.group_size), b.rank_search.method.c_str(),
+                b.rank_search.target_ratio, b.rank_search.achieved_ratio,
+                static_cast<long long>(b.rank_search.kept_dims),
+                static_cast<long long>(b.rank_search.full_dims));
     std::printf("  %-6s %-22s %-22s %-12s %-12s\n", "layer", "K ranks", "V ranks", "K rel.err",
                 "V rel.err");
-    for (const auto& l : r["layers"]) {
-        auto ranks = [](const nlohmann::json& a) {
-            std::string s;
-            for (const auto& x : a) s += (s.empty() ? "" : "/") + std::to_string(x.get<long long>());
-            return s;
-        };
-        // Largest relative error of the layer's groups on the calibration activations
-        // ("-": no calibration statistics, e.g. a data-free plain SVD).
-        auto worst = [](const nlohmann::json& errs) {
-            double w = -1;
-            for (const auto& e : errs) w = std::max(w, e["whitened_rel"].get<double>());
-            return w < 0 ? std::string("-") : palu::strfmt("%.4g", w);
-        };
-        std::printf("  %-6lld %-22s %-22s %-12s %-12s\n", l["layer"].get<long long>(),
-                    ranks(l["k"]["ranks"]).c_str(), ranks(l["v"]["ranks"]).c_str(),
-                    worst(l["k"]["errors"]).c_str(), worst(l["v"]["errors"]).c_str());
+    for (size_t l = 0; l < r.plan.k_ranks.size(); ++l) {
+        const auto& lr = r.layers[l];
+        std::printf("  %-6zu %-22s %-22s %-12s %-12s\n", l, join_ranks(r.plan.k_ranks[l]).c_str(),
+                    join_ranks(r.plan.v_ranks[l]).c_str(), worst_error(lr["k"]["errors"]).c_str(),
+                    worst_error(lr["v"]["errors"]).c_str());
     }
-    const auto& kv = palu["kv_bytes_per_token"];
+    const auto& kv = b.kv_bytes_per_token;
     std::printf("  KV cache per token: original f16 %s, compressed %s (%d-bit latents) = %.3fx smaller\n",
-                palu::bytes_str(kv["original_f16"].get<int64_t>()).c_str(),
-                palu::bytes_str(kv["compressed"].get<int64_t>()).c_str(),
-                palu["latent_quant"]["bits"].get<int>(),
-                kv["original_f16"].get<double>() / kv["compressed"].get<double>());
-    if (!r["eval"].is_null()) {
-        const auto& e = r["eval"];
+                palu::bytes_str(kv.original_f16).c_str(), palu::bytes_str(kv.compressed).c_str(),
+                b.latent_quant.bits,
+                static_cast<double>(kv.original_f16) / static_cast<double>(kv.compressed));
+    if (r.eval) {
+        const auto& e = *r.eval;
         std::printf("  perplexity (%lld windows of %lld): original %.4f, compressed %.4f (%+.2f%%); "
                     "measured latent cache %lld bytes/token\n",
-                    e["n_windows"].get<long long>(), e["seqlen"].get<long long>(),
-                    e["ppl_original"].get<double>(), e["ppl_compressed"].get<double>(),
-                    100.0 * (e["ppl_ratio"].get<double>() - 1.0),
-                    e["kv_cache_bytes_per_token_measured"].get<long long>());
+                    static_cast<long long>(e.compressed.n_windows),
+                    static_cast<long long>(e.compressed.seqlen), e.original.ppl, e.compressed.ppl,
+                    100.0 * (e.compressed.ppl / e.original.ppl - 1.0),
+                    static_cast<long long>(e.compressed.kv_bytes_per_token));
     }
     std::printf("  stages:");
-    for (const char* name : {"calibrate", "rank_search", "decompose", "write", "eval"})
-        if (r["stages"].contains(name))
-            std::printf(" %s %.1f s;", name, r["stages"][name]["seconds"].get<double>());
-    std::printf(" total %.1f s, peak RSS %s\n", r["total_seconds"].get<double>(),
-                palu::bytes_str(r["peak_rss_bytes"].get<int64_t>()).c_str());
+    for (const auto& st : r.stages.stages) std::printf(" %s %.1f s;", st.name.c_str(), st.seconds);
+    std::printf(" total %.1f s, peak RSS %s\n", r.total_seconds,
+                palu::bytes_str(r.peak_rss_bytes).c_str());
 }
 
 }  // namespace
@@ -85,46 +82,54 @@ int main(int argc, char** argv) {
                    "Model: HF directory, .safetensors, .gguf or llama2.c .bin")
         ->required();
     app.add_option("--out,-o", p.out_dir, "Output directory (must not exist or be empty)")->required();
-    auto* ratio = app.add_option("--ratio,-r", p.ratio, "Kept fraction of K/V latent dims, in (0, 1]");
-    app.add_option("--kv-bytes", p.kv_bytes,
+    auto* ratio = app.add_option("--ratio,-r", p.rank.ratio, "Kept fraction of K/V latent dims, in (0, 1]");
+    app.add_option("--kv-bytes", p.rank.kv_bytes,
                    "Target instead of --ratio: KV-cache bytes per token (all layers, K and V, in "
                    "the --latent-bits format incl. scales and zeros)")
         ->excludes(ratio);
-    app.add_option("--group-size,-g", p.group_size,
+    app.add_option("--group-size,-g", p.rank.group_size,
                    "KV heads per latent group: 1 = per head (M-LRD), n_kv = joint (J-LRD); "
                    "0 = auto: 4, or the largest divisor of n_kv <= 4");
-    app.add_option("--rank-search", p.rank_search,
-                   "fisher_uniform (reference default: one budget over modules by Fisher, even "
-                   "split over groups) | fisher (per group) | uniform")
-        ->check(CLI::IsMember({"uniform", "fisher", "fisher_uniform"}));
-    app.add_option("--round-to", p.round_to, "Rank multiple (0: min(32, group width / 4))");
+    palu::cli::add_enum_option(app, "--rank-search", p.rank.method, palu::cli::rank_search_methods(),
+                               "fisher_uniform (reference default: one budget over modules by "
+                               "Fisher, even split over groups) | fisher (per group) | uniform");
+    app.add_option("--round-to", p.rank.round_to, "Rank multiple (0: min(32, group width / 4))");
     palu::cli::add_calibration_options(app, p.calib);
     bool no_whiten = false;
     app.add_flag("--no-whiten", no_whiten, "Plain SVD of the weights instead of the whitened SVD");
-    app.add_option("--damp", p.damp, "Added to every Gram diagonal before Cholesky (default 0; the reference's eigen-shift fallback runs when not positive definite)");
-    app.add_flag("--hadamard", p.hadamard, "Fuse a Walsh-Hadamard rotation into each group's factors (for low-bit latents)");
+    app.add_option("--damp", p.decompose.damp, "Added to every Gram diagonal before Cholesky (default 0; the reference's eigen-shift fallback runs when not positive definite)");
+    app.add_flag("--hadamard", p.decompose.hadamard, "Fuse a Walsh-Hadamard rotation into each group's factors (for low-bit latents)");
     app.add_option("--latent-bits", p.quant.bits, "Latent KV-cache format recorded in the checkpoint: 16 (f16) | 8 | 4 | 3 | 2")
         ->check(CLI::IsMember({2, 3, 4, 8, 16}));
     app.add_option("--latent-group-size", p.quant.group_size, "Channels per (scale, zero); 0 = the whole latent group");
     app.add_flag("--latent-sym", p.quant.symmetric, "Symmetric latent quantization (default asymmetric)");
-    app.add_option("--factor-dtype", p.factor_dtype, "Storage of U/VT: auto (source k_proj dtype) | f32 | f16 | bf16")
+    std::string factor_dtype = "auto";
+    app.add_option("--factor-dtype", factor_dtype,
+                   "Storage of U/VT: auto (the source k_proj's dtype when f16/bf16, else f32) | "
+                   "f32 | f16 | bf16")
         ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
-    auto* ev = app.add_option("--eval", p.eval_path, "Evaluate perplexity before/after on this text");
-    app.add_option("--eval-format", p.eval_format, "auto|wikitext|jsonl|plain")
-        ->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
-    app.add_option("--eval-tokens", p.eval_tokens, "Evaluate on these token ids (.i32)")->excludes(ev);
-    app.add_option("--eval-seqlen", p.eval_seqlen, "Evaluation window length")->check(CLI::Range(2, 1 << 20));
-    app.add_option("--eval-max-windows", p.eval_max_windows, "Evaluate only the first K windows (0 = all)");
-    app.add_flag("--overwrite", p.overwrite, "Replace a non-empty --out");
+    palu::pipeline::EvalOptions eval;
+    eval.seqlen = 2048;
+    auto* ev = app.add_option("--eval", eval.text_path, "Evaluate perplexity before/after on this text");
+    palu::cli::add_enum_option(app, "--eval-format", eval.text_format, palu::cli::text_formats(),
+                               "auto|wikitext|jsonl|plain");
+    auto* evt = app.add_option("--eval-tokens", eval.tokens_path, "Evaluate on these token ids (.i32)")->excludes(ev);
+    app.add_option("--eval-seqlen", eval.seqlen, "Evaluation window length")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+    app.add_option("--eval-max-windows", eval.max_windows, "Evaluate only the first K windows (0 = all)");
+    app.add_flag("--overwrite", p.write.overwrite, "Replace a non-empty --out");
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
-        p.n_threads = palu::cli::apply_common(common);
+        p.run.n_threads = palu::cli::apply_common(common);
         if (app.count("--ratio") == 0 && app.count("--kv-bytes") == 0)
             throw palu::UsageError("compress: give the target: --ratio R or --kv-bytes N");
-        p.whiten = !no_whiten;
-        p.progress = !common.quiet;
+        p.decompose.method = no_whiten ? palu::compress::DecomposeMethod::Plain
+                                       : palu::compress::DecomposeMethod::Whitened;
+        p.decompose.hadamard_seed = p.calib.seed;  // one --seed for sampling and rotation
+        if (factor_dtype != "auto") p.write.factor_dtype = palu::cli::float_dtypes().at(factor_dtype);
+        if (ev->count() > 0 || evt->count() > 0) p.eval = eval;
+        p.run.progress = !common.quiet;
         const auto r = palu::pipeline::run_compress(p);
-        if (!common.quiet) print_summary(r.report);
+        if (!common.quiet) print_summary(r);
         return 0;
     });
 }

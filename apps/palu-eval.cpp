@@ -13,19 +13,20 @@ namespace {
 CLI::App* add_ppl(CLI::App& app, palu::pipeline::EvalPplParams& p, std::string& json_out) {
     auto* c = app.add_subcommand("ppl", "Perplexity over non-overlapping windows of N tokens");
     c->add_option("--model,-m", p.model_path, "Model path")->required();
-    auto* text = c->add_option("--text", p.text_path, "Text corpus")->check(CLI::ExistingFile);
-    c->add_option("--format", p.text_format, "Text format: auto|wikitext|jsonl|plain")
-        ->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
-    c->add_option("--tokens", p.tokens_path, "Token ids (raw little-endian int32, .i32)")
+    palu::pipeline::EvalOptions& e = p.eval;
+    auto* text = c->add_option("--text", e.text_path, "Text corpus")->check(CLI::ExistingFile);
+    palu::cli::add_enum_option(*c, "--format", e.text_format, palu::cli::text_formats(),
+                               "Text format: auto|wikitext|jsonl|plain");
+    c->add_option("--tokens", e.tokens_path, "Token ids (raw little-endian int32, .i32)")
         ->check(CLI::ExistingFile)
         ->excludes(text);
-    c->add_option("--seqlen", p.seqlen, "Window length N (N-1 predictions per window)")
+    c->add_option("--seqlen", e.seqlen, "Window length N (N-1 predictions per window)")
         ->required()
         ->check(CLI::Range(2, 1 << 20));
-    c->add_option("--max-windows", p.max_windows, "Score only the first K windows (0 = all)");
-    c->add_option("--batch", p.n_batch, "Windows per forward")->check(CLI::Range(1, 4096));
-    c->add_flag("--streaming", p.streaming, "Convert weights layer by layer on every use");
-    c->add_option("--latent-bits", p.latent_bits,
+    c->add_option("--max-windows", e.max_windows, "Score only the first K windows (0 = all)");
+    c->add_option("--batch", e.n_batch, "Windows per forward")->check(CLI::Range(1, 4096));
+    c->add_flag("--streaming", e.streaming, "Convert weights layer by layer on every use");
+    c->add_option("--latent-bits", e.latent_bits,
                   "Compressed checkpoints: latent KV-cache storage, overriding the checkpoint's "
                   "setting: 2|3|4|8 (quantized, per-token scales), 16 (f16), 32 (f32)")
         ->check(CLI::IsMember({2, 3, 4, 8, 16, 32}));
@@ -53,7 +54,7 @@ int print_ppl(const palu::pipeline::EvalPplResult& r, const std::string& json_ou
     if (r.latent_bits > 0) std::printf("latent_bits %d\n", r.latent_bits);
     if (!json_out.empty()) {
         std::ofstream f(json_out);
-        f << palu::pipeline::to_json(r).dump(2) << "\n";
+        f << r.to_json().dump(2) << "\n";
         if (!f) throw palu::IoError("eval: " + json_out + ": cannot write the JSON result");
     }
     return 0;
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
     palu::cli::add_common(*c_gen, common);
     return palu::cli::run_main(app, argc, argv, [&] {
         const int n_threads = palu::cli::apply_common(common);
-        ppl.n_threads = gen.n_threads = n_threads;
+        ppl.run.n_threads = gen.run.n_threads = n_threads;
         if (c_ppl->parsed()) return print_ppl(palu::pipeline::run_eval_ppl(ppl), json_out);
         return generate(gen);
     });

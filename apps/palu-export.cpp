@@ -2,7 +2,7 @@
 // writes an ordinary Hugging Face checkpoint of the base architecture (k_proj/v_proj re-multiplied
 // from the low-rank factors; no KV saving, for checking the compressed model with transformers).
 #include "cli_common.h"
-#include "palu/pipeline/checkpoint.h"
+#include "palu/pipeline/export.h"
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -14,15 +14,17 @@ int main(int argc, char** argv) {
     palu::cli::CommonOptions common;
     palu::pipeline::ExportParams p;
     app.add_option("--model,-m", p.model_path, "Compressed checkpoint directory")->required();
-    app.add_option("--to", p.to, "Target: dense (mla, gguf: not implemented yet)");
+    std::string to = "dense";
+    app.add_option("--to", to, "Target: dense (mla, gguf: not implemented yet)");
     app.add_option("--out,-o", p.out_path, "Output directory (must not exist or be empty)")
         ->required();
-    app.add_option("--dtype", p.dense.dtype, "Storage of the dense k_proj/v_proj: f32|f16|bf16")
-        ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+    palu::cli::add_enum_option(app, "--dtype", p.dense.dtype, palu::cli::float_dtypes(),
+                               "Storage of the dense k_proj/v_proj: f32|f16|bf16");
     app.add_flag("--overwrite", p.dense.overwrite, "Replace a non-empty --out");
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
         palu::cli::apply_common(common);
+        p.to = palu::pipeline::parse_export_target(to);
         palu::pipeline::run_export(p);
         return 0;
     });

@@ -35,18 +35,18 @@ int main(int argc, char** argv) {
     app.add_option("--round-to", p.round_to, "Rank multiple (0: min(32, group width / 4))");
     palu::cli::add_calibration_options(app, c);
     app.add_option("--damp", p.damp, "Added to every Gram diagonal before Cholesky (default 0)");
-    auto* ev = app.add_option("--eval", p.eval_path, "Evaluation text");
-    app.add_option("--eval-format", p.eval_format, "auto|wikitext|jsonl|plain")
-        ->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
-    app.add_option("--eval-tokens", p.eval_tokens, "Evaluation token ids (.i32)")->excludes(ev);
-    app.add_option("--eval-seqlen", p.eval_seqlen, "Evaluation window length")->check(CLI::Range(2, 1 << 20));
-    app.add_option("--eval-max-windows", p.eval_max_windows, "Evaluate only the first K windows (0 = all)");
+    auto* ev = app.add_option("--eval", p.eval.text_path, "Evaluation text");
+    palu::cli::add_enum_option(app, "--eval-format", p.eval.text_format, palu::cli::text_formats(),
+                               "auto|wikitext|jsonl|plain");
+    app.add_option("--eval-tokens", p.eval.tokens_path, "Evaluation token ids (.i32)")->excludes(ev);
+    app.add_option("--eval-seqlen", p.eval.seqlen, "Evaluation window length")->check(CLI::Range(2, 1 << 20));
+    app.add_option("--eval-max-windows", p.eval.max_windows, "Evaluate only the first K windows (0 = all)");
     app.add_option("--out,-o", p.out_table, "Markdown table (rewritten after every row)");
     app.add_option("--json", p.out_json, "JSON lines, one per row (rewritten after every row)");
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
-        p.n_threads = palu::cli::apply_common(common);
-        p.progress = !common.quiet;
+        p.run.n_threads = palu::cli::apply_common(common);
+        p.run.progress = !common.quiet;
         p.hadamard_seed = c.seed;
         p.ratios = palu::pipeline::parse_ratio_list(ratios, "--ratios");
         if (!group_sizes.empty()) p.group_sizes = palu::pipeline::parse_group_size_list(group_sizes, "--group-sizes");

@@ -19,25 +19,26 @@ int main(int argc, char** argv) {
     palu::pipeline::CompressParams params;
     params.model_path = argv[1];
     params.out_dir = argv[3];
-    params.ratio = 0.5;  // keep half of the K/V latent dimensions
+    params.rank.ratio = 0.5;  // keep half of the K/V latent dimensions
     // Calibration: Gram matrices (whitening) and Fisher scores (rank allocation) on 8 windows of
-    // 128 tokens. Without calibration data use rank_search = "uniform" and whiten = false.
-    params.calib.calib_tokens = argv[2];
-    params.calib.calib_samples = 8;
-    params.calib.calib_seqlen = 128;
-    params.rank_search = "fisher_uniform";
-    params.whiten = true;
-    params.progress = false;
+    // 128 tokens, kept in memory (set params.calib.stats_path to keep them in an HDF5 file).
+    // Without calibration data use RankSearchMethod::Uniform and DecomposeMethod::Plain.
+    params.calib.tokens_path = argv[2];
+    params.calib.n_samples = 8;
+    params.calib.seqlen = 128;
+    params.rank.method = palu::compress::RankSearchMethod::FisherUniform;  // the default
+    params.decompose.method = palu::compress::DecomposeMethod::Whitened;   // the default
+    params.run.progress = false;
     try {
         // Every stage: calibrate -> rank search -> whitened group SVD -> write the checkpoint.
-        const nlohmann::json report = palu::pipeline::run_compress(params).report;
-        const nlohmann::json& palu = report.at("palu");  // also config.json's "palu" block
-        const nlohmann::json& kv = palu.at("kv_bytes_per_token");
-        std::printf("achieved ratio %.4f (target %.4f)\n",
-                    palu.at("rank_search").at("achieved_ratio").get<double>(), params.ratio);
+        const palu::pipeline::CompressResult r = palu::pipeline::run_compress(params);
+        const palu::formats::PaluBlock& palu = r.palu;  // also config.json's "palu" block
+        std::printf("achieved ratio %.4f (target %.4f)\n", palu.rank_search.achieved_ratio,
+                    params.rank.ratio);
         std::printf("KV cache bytes/token: original f16 %lld, compressed %lld (x%.3f)\n",
-                    kv.at("original_f16").get<long long>(), kv.at("compressed").get<long long>(),
-                    kv.at("ratio").get<double>());
+                    static_cast<long long>(palu.kv_bytes_per_token.original_f16),
+                    static_cast<long long>(palu.kv_bytes_per_token.compressed),
+                    palu.kv_bytes_per_token.ratio);
     } catch (const palu::Error& e) {
         // Typed errors carry the stage, the object and a hint; exit codes as the CLI's.
         std::fprintf(stderr, "E %s\n", e.what());

@@ -9,7 +9,7 @@ pkgs=(
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev libpcre2-dev
-  clang libclang-rt-dev python3
+  clang libclang-rt-dev clang-format python3
 )
 missing=()
 for p in "${pkgs[@]}"; do

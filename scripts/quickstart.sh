@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+# Only what the main job runs (tests and benchmarks are built by scripts/test.sh).
+cmake --build build -j"$(nproc)" --target palu-inspect palu-compress palu-eval
 model=${1:-}
 if [ -z "$model" ]; then
   scripts/get-smollm2.sh

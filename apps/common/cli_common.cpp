@@ -46,29 +46,61 @@ int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& b
     }
 }
 
+const std::map<std::string, calib::TextFormat>& text_formats() {
+    static const std::map<std::string, calib::TextFormat> m = {
+        {"auto", calib::TextFormat::Auto},
+        {"wikitext", calib::TextFormat::Wikitext},
+        {"jsonl", calib::TextFormat::Jsonl},
+        {"plain", calib::TextFormat::Plain}};
+    return m;
+}
+
+const std::map<std::string, compress::RankSearchMethod>& rank_search_methods() {
+    static const std::map<std::string, compress::RankSearchMethod> m = {
+        {"uniform", compress::RankSearchMethod::Uniform},
+        {"fisher", compress::RankSearchMethod::Fisher},
+        {"fisher_uniform", compress::RankSearchMethod::FisherUniform}};
+    return m;
+}
+
+const std::map<std::string, DType>& float_dtypes() {
+    static const std::map<std::string, DType> m = {
+        {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}};
+    return m;
+}
+
 void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c) {
-    auto* calib = app.add_option("--calib", c.calib_path,
+    static const std::map<std::string, calib::SamplerKind> samplers = {
+        {"random", calib::SamplerKind::Random},
+        {"contiguous", calib::SamplerKind::Contiguous},
+        {"offsets", calib::SamplerKind::Offsets}};
+    static const std::map<std::string, model::LabelShift> shifts = {
+        {"single", model::LabelShift::Single}, {"double", model::LabelShift::Double}};
+    auto* calib = app.add_option("--calib", c.text_path,
                                  "Calibration text (wikitext raw, .jsonl with \"text\", or plain)");
-    app.add_option("--calib-format", c.calib_format, "auto|wikitext|jsonl|plain")
-        ->check(CLI::IsMember({"auto", "wikitext", "jsonl", "plain"}));
-    app.add_option("--calib-tokens", c.calib_tokens, "Calibration token ids (raw int32 .i32)")
+    add_enum_option(app, "--calib-format", c.text_format, text_formats(),
+                    "auto|wikitext|jsonl|plain");
+    app.add_option("--calib-tokens", c.tokens_path, "Calibration token ids (raw int32 .i32)")
         ->excludes(calib);
-    app.add_option("--calib-samples", c.calib_samples, "Calibration windows")
-        ->check(CLI::Range(1, 1 << 20));
-    app.add_option("--calib-seqlen", c.calib_seqlen, "Tokens per calibration window")
-        ->check(CLI::Range(2, 1 << 20));
-    app.add_option("--sampler", c.calib_sampler,
-                   "random (reference: seeded random offsets, BOS first) | contiguous | offsets")
-        ->check(CLI::IsMember({"random", "contiguous", "offsets"}));
-    app.add_option("--offsets", c.calib_offsets, "Offsets file for --sampler offsets")
+    app.add_option("--calib-samples", c.n_samples, "Calibration windows")
+        ->check(CLI::Range(1, 1 << 20))
+        ->capture_default_str();
+    app.add_option("--calib-seqlen", c.seqlen, "Tokens per calibration window")
+        ->check(CLI::Range(2, 1 << 20))
+        ->capture_default_str();
+    add_enum_option(app, "--sampler", c.sampler, samplers,
+                    "random (reference: seeded random offsets, BOS first) | contiguous | offsets");
+    app.add_option("--offsets", c.offsets_path, "Offsets file for --sampler offsets")
         ->check(CLI::ExistingFile);
-    app.add_option("--seed", c.seed, "Sampling / rotation seed");
-    app.add_option("--fisher-shift", c.fisher_shift,
-                   "single (correct) | double (the reference's bug, for parity)")
-        ->check(CLI::IsMember({"single", "double"}));
+    app.add_option("--seed", c.seed, "Sampling / rotation seed")->capture_default_str();
+    add_enum_option(app, "--fisher-shift", c.fisher_shift, shifts,
+                    "single (correct) | double (the reference's bug, for parity)");
     app.add_option("--stats", c.stats_path,
-                   "Calibration statistics (HDF5): reused when model, data and settings match, "
-                   "written there otherwise; without --calib an existing file is used as is");
+                   "Keep the calibration statistics in this HDF5 file (reused when model, data "
+                   "and settings match, written there otherwise; without --calib an existing file "
+                   "is used as is). Without --stats they stay in memory");
+    app.add_flag("--overwrite-stats", c.overwrite_stats,
+                 "Replace a --stats file made from another model, data or settings");
 }
 
 }  // namespace palu::cli

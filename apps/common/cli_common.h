@@ -4,9 +4,13 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <map>
 #include <string>
 
-#include "palu/pipeline/compress.h"
+#include "palu/compress/rank_search.h"
+#include "palu/core/dtype.h"
+#include "palu/pipeline/calibrate.h"
+#include "palu/pipeline/eval.h"
 
 namespace palu::cli {
 
@@ -30,5 +34,17 @@ int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& b
 /// --calib-format, --calib-tokens, --calib-samples, --calib-seqlen, --sampler, --offsets, --seed,
 /// --fisher-shift, --stats).
 void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c);
+
+/// The value names of the enums the tools take (parsed here, once; stages get the enums).
+const std::map<std::string, calib::TextFormat>& text_formats();
+const std::map<std::string, compress::RankSearchMethod>& rank_search_methods();
+const std::map<std::string, DType>& float_dtypes();
+
+/// An option whose value is one of `names` (CLI11 rejects others with the list).
+template <class T>
+CLI::Option* add_enum_option(CLI::App& app, const std::string& flags, T& value,
+                             const std::map<std::string, T>& names, const std::string& help) {
+    return app.add_option(flags, value, help)->transform(CLI::CheckedTransformer(names));
+}
 
 }  // namespace palu::cli

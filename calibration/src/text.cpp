@@ -95,6 +95,16 @@ TextFormat parse_text_format(const std::string& s) {
                s.c_str());
 }
 
+const char* text_format_name(TextFormat f) {
+    switch (f) {
+        case TextFormat::Auto: return "auto";
+        case TextFormat::Wikitext: return "wikitext";
+        case TextFormat::Jsonl: return "jsonl";
+        case TextFormat::Plain: return "plain";
+    }
+    return "auto";
+}
+
 std::string load_text(const fs::path& path, TextFormat format) {
     const std::string name = path.filename().string();
     if (format == TextFormat::Auto) {

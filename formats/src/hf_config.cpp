@@ -250,4 +250,79 @@ HfConfig read_hf_config(const std::filesystem::path& config_json) {
     return parse_hf_config(read_hf_config_json(config_json), config_json.string());
 }
 
+HfArchNames hf_arch_names(const std::string& arch) {
+    if (arch == "llama") return {"LlamaForCausalLM", "palullama", "PaluLlamaForCausalLM"};
+    if (arch == "mistral") return {"MistralForCausalLM", "palumistral", "PaluMistralForCausalLM"};
+    if (arch == "qwen2") return {"Qwen2ForCausalLM", "paluqwen2", "PaluQwenForCausalLM"};
+    PALU_THROW(UsageError,
+               "config: architecture '%s' is not supported: expected llama, mistral or qwen2",
+               arch.c_str());
+}
+
+const char* torch_dtype_name(DType dt) {
+    return dt == DType::F16 ? "float16" : dt == DType::BF16 ? "bfloat16" : "float32";
+}
+
+json hf_config_json(const ModelConfig& c, const std::string& torch_dtype) {
+    const HfArchNames names = hf_arch_names(c.architecture);
+    // parse_hf_config derives the bias flags from model_type + attention_bias; refuse what it
+    // cannot express rather than write a config that reads back as another model.
+    if (c.architecture == "qwen2") {
+        PALU_CHECK(c.qkv_bias && !c.o_bias, UsageError,
+                   "config: qwen2 config with qkv_bias=%d, o_bias=%d: expected q/k/v biases "
+                   "and no o_proj bias (what config.json can express for qwen2)",
+                   c.qkv_bias, c.o_bias);
+    } else {
+        PALU_CHECK(c.qkv_bias == c.o_bias, UsageError,
+                   "config: %s config with qkv_bias=%d, o_bias=%d: expected both or neither "
+                   "(config.json attention_bias)",
+                   c.architecture.c_str(), c.qkv_bias, c.o_bias);
+    }
+    json j;
+    j["architectures"] = {names.base_class};
+    j["model_type"] = c.architecture;
+    j["hidden_size"] = c.d_model;
+    j["intermediate_size"] = c.d_ff;
+    j["num_hidden_layers"] = c.n_layers;
+    j["num_attention_heads"] = c.n_heads;
+    j["num_key_value_heads"] = c.n_kv_heads;
+    j["head_dim"] = c.d_head;
+    j["vocab_size"] = c.n_vocab;
+    j["max_position_embeddings"] = c.max_position_embeddings;
+    j["rms_norm_eps"] = c.rms_norm_eps;
+    j["rope_theta"] = c.rope_theta;
+    const RopeScaling& rs = c.rope_scaling;
+    if (rs.type == "none") {
+        j["rope_scaling"] = nullptr;
+    } else if (rs.type == "linear") {
+        j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rs.factor}};
+    } else if (rs.type == "llama3") {
+        j["rope_scaling"] = {
+            {"rope_type", "llama3"},
+            {"factor", rs.factor},
+            {"low_freq_factor", rs.low_freq_factor},
+            {"high_freq_factor", rs.high_freq_factor},
+            {"original_max_position_embeddings", rs.original_max_position_embeddings}};
+    } else {
+        PALU_THROW(UsageError,
+                   "config: rope scaling '%s' is not supported: expected none, "
+                   "linear or llama3",
+                   rs.type.c_str());
+    }
+    j["tie_word_embeddings"] = c.tie_word_embeddings;
+    if (c.architecture != "qwen2") j["attention_bias"] = c.qkv_bias;
+    j["mlp_bias"] = c.mlp_bias;
+    j["hidden_act"] = "silu";
+    j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
+    if (c.eos_token_ids.empty())
+        j["eos_token_id"] = nullptr;
+    else if (c.eos_token_ids.size() == 1)
+        j["eos_token_id"] = c.eos_token_ids[0];
+    else
+        j["eos_token_id"] = c.eos_token_ids;
+    j["torch_dtype"] = torch_dtype;
+    j["use_cache"] = true;
+    return j;
+}
+
 }  // namespace palu::formats

@@ -150,6 +150,12 @@ Tensor HfModel::load_f32(const std::string& name) const {
     return ckpt_.load_f32(name);
 }
 
+std::optional<RawTensorBytes> HfModel::raw_tensor(const std::string& name) const {
+    const auto* e = ckpt_.find(name);
+    if (e == nullptr) return std::nullopt;
+    return RawTensorBytes{e->info->dtype, e->info->shape, e->file->bytes(*e->info)};
+}
+
 std::unique_ptr<WeightSource> open_hf_model(const fs::path& dir_or_file) {
     return HfModel::open(dir_or_file);
 }

@@ -1,6 +1,8 @@
 // palu formats: dispatch on the kind of checkpoint path.
 #include "palu/formats/model_loader.h"
 
+#include <atomic>
+
 #include <cstring>
 #include <fstream>
 
@@ -8,8 +10,15 @@
 
 namespace palu::formats {
 
+namespace {
+std::atomic<int64_t> g_open_count{0};
+}  // namespace
+
+int64_t open_model_count() { return g_open_count.load(); }
+
 std::unique_ptr<WeightSource> open_model(const std::filesystem::path& path) {
     namespace fs = std::filesystem;
+    ++g_open_count;
     PALU_CHECK(fs::exists(path), IoError, "formats: %s: no such file or directory",
                path.string().c_str());
     if (fs::is_directory(path)) return open_hf_model(path);

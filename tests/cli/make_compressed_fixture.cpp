@@ -9,7 +9,8 @@
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/formats/model_loader.h"
-#include "palu/pipeline/checkpoint.h"
+#include "palu/formats/palu_checkpoint.h"
+#include "palu/pipeline/write.h"
 
 int main(int argc, char** argv) {
     if (argc != 5) {
@@ -27,20 +28,25 @@ int main(int argc, char** argv) {
         std::vector<palu::pipeline::CompressedLayer> layers(static_cast<size_t>(c.n_layers));
         for (int64_t l = 0; l < c.n_layers; ++l) {
             for (char which : {'k', 'v'}) {
-                const std::string p = palu::strfmt("model.layers.%lld.self_attn.%c_proj",
-                                                   static_cast<long long>(l), which);
-                const palu::Tensor w = src->load_f32(p + ".weight");  // [n_kv·d_head, d_model]
+                const auto proj = which == 'k' ? palu::formats::KvProj::K : palu::formats::KvProj::V;
+                const std::string p = palu::formats::kv_proj_prefix(l, proj);
+                const palu::Tensor w = src->load_f32(palu::formats::kv_dense_weight_name(l, proj));
                 palu::RowMatrixXf wm =
                     Eigen::Map<const palu::RowMatrixXf>(w.data(), w.dim(0), w.dim(1));
                 palu::Tensor b;
-                if (src->has_tensor(p + ".bias")) b = src->load_f32(p + ".bias");
+                const std::string bias = palu::formats::kv_dense_bias_name(l, proj);
+                if (src->has_tensor(bias)) b = src->load_f32(bias);
                 auto kv = palu::compress::decompose_projection(
                     wm, b.span(), ranks, c.d_head, s, palu::compress::DecomposeMethod::Plain,
                     nullptr, p);
                 (which == 'k' ? layers[l].k : layers[l].v) = std::move(kv);
             }
         }
-        palu::pipeline::write_compressed_checkpoint(*src, layers, {{"group_size", s}}, argv[2]);
+        palu::formats::PaluBlock block;
+        block.group_size = s;
+        block.rank_search.method = "fixed";
+        block.decompose.method = "plain";
+        palu::pipeline::write_compressed_checkpoint(*src, layers, block, argv[2]);
     } catch (const palu::Error& e) {
         std::fprintf(stderr, "E %s\n", e.what());
         return e.exit_code();

@@ -15,16 +15,16 @@ inline pipeline::CompressParams stories260k_reference_params(const std::filesyst
                                                              const std::filesystem::path& offsets) {
     pipeline::CompressParams p;
     p.model_path = model.string();
-    p.calib.calib_tokens = tokens.string();
-    p.calib.calib_sampler = "offsets";
-    p.calib.calib_offsets = offsets.string();
-    p.calib.calib_samples = 256;
-    p.calib.calib_seqlen = 256;
-    p.calib.fisher_shift = "double";
-    p.round_to = 4;
-    p.ratio = 0.5;
-    p.n_threads = 1;
-    p.progress = false;
+    p.calib.tokens_path = tokens.string();
+    p.calib.sampler = calib::SamplerKind::Offsets;
+    p.calib.offsets_path = offsets.string();
+    p.calib.n_samples = 256;
+    p.calib.seqlen = 256;
+    p.calib.fisher_shift = model::LabelShift::Double;
+    p.rank.round_to = 4;
+    p.rank.ratio = 0.5;
+    p.run.n_threads = 1;
+    p.run.progress = false;
     return p;
 }
 

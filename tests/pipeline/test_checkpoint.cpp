@@ -26,7 +26,9 @@
 #include "palu/formats/hf_model.h"
 #include "palu/formats/model_loader.h"
 #include "palu/formats/safetensors.h"
-#include "palu/pipeline/checkpoint.h"
+#include "palu/formats/palu_checkpoint.h"
+#include "palu/pipeline/export.h"
+#include "palu/pipeline/write.h"
 #include "test_data.h"
 #include "tiny_model.h"
 
@@ -36,6 +38,23 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using pipeline::CompressedLayer;
+
+// Palu blocks that tell runs apart (by their source path) or set one field.
+formats::PaluBlock run_block(int run) {
+    formats::PaluBlock b;
+    b.source_model.path = "run " + std::to_string(run);
+    return b;
+}
+formats::PaluBlock group_block(int64_t s) {
+    formats::PaluBlock b;
+    b.group_size = s;
+    return b;
+}
+formats::PaluBlock block_with_version(int v) {
+    formats::PaluBlock b;
+    b.format_version = v;
+    return b;
+}
 
 std::string kv_prefix(int64_t l, char which) {
     return strfmt("model.layers.%lld.self_attn.%c_proj", static_cast<long long>(l), which);
@@ -156,7 +175,7 @@ const char* kSample = "Once upon a time, there was a little girl named Lily. She
 TEST(ConfigJsonFor, RoundTripsStories260K_Data) {
     PALU_REQUIRE_DATA(bin, "models/stories260K/stories260K.bin");
     auto src = formats::open_model(bin);
-    const json j = pipeline::config_json_for(src->config(), "float32");
+    const json j = formats::hf_config_json(src->config(), "float32");
     expect_same_config(formats::parse_hf_config(j, "generated").model, src->config());
     EXPECT_EQ(j["model_type"], "llama");
     EXPECT_EQ(j["architectures"], json::array({"LlamaForCausalLM"}));
@@ -194,7 +213,7 @@ TEST(ConfigJsonFor, RoundTripsQwen2WithBiasesAndLlama3Rope) {
     c.bos_token_id = 151643;
     c.eos_token_ids = {151645, 151643};
     c.validate("test");
-    const json j = pipeline::config_json_for(c, "bfloat16");
+    const json j = formats::hf_config_json(c, "bfloat16");
     expect_same_config(formats::parse_hf_config(std::string_view(j.dump()), "generated").model, c);
     EXPECT_EQ(j["architectures"], json::array({"Qwen2ForCausalLM"}));
     EXPECT_EQ(j["rope_scaling"]["rope_type"], "llama3");
@@ -209,7 +228,7 @@ TEST(ConfigJsonFor, RoundTripsQwen2WithBiasesAndLlama3Rope) {
     c.rope_scaling.factor = 2.0;
     c.bos_token_id = -1;
     c.eos_token_ids = {};
-    const json m = pipeline::config_json_for(c, "float16");
+    const json m = formats::hf_config_json(c, "float16");
     EXPECT_EQ(m["architectures"], json::array({"MistralForCausalLM"}));
     expect_same_config(formats::parse_hf_config(m, "generated").model, c);
 }
@@ -221,7 +240,7 @@ TEST(ConfigJsonFor, UnrepresentableBiases_UsageError) {
     c.d_ff = 128, c.n_vocab = 32;
     c.qkv_bias = true;  // attention_bias would also give an o_proj bias
     try {
-        pipeline::config_json_for(c, "float32");
+        formats::hf_config_json(c, "float32");
         FAIL() << "expected UsageError";
     } catch (const UsageError& e) {
         EXPECT_NE(std::string(e.what()).find("qkv_bias=1, o_bias=0"), std::string::npos)
@@ -232,7 +251,7 @@ TEST(ConfigJsonFor, UnrepresentableBiases_UsageError) {
 TEST(ConfigJsonFor, RoundTripsSmolLM2Gguf_Data) {
     PALU_REQUIRE_SMOLLM2(gguf);
     auto src = formats::open_model(gguf);
-    const json j = pipeline::config_json_for(src->config(), "float32");
+    const json j = formats::hf_config_json(src->config(), "float32");
     expect_same_config(formats::parse_hf_config(j, "generated").model, src->config());
 }
 
@@ -245,7 +264,9 @@ TEST(Checkpoint, Stories260K_LayoutConfigCopiesFactorsTokenizer_Data) {
     const fs::path root = make_temp_dir("ckpt_stories");
     RemoveAtExit cleanup{root};
     const fs::path out = root / "stories-palu";
-    const json block = {{"group_size", 2}, {"decompose", "plain"}};
+    formats::PaluBlock block;
+    block.group_size = 2;
+    block.decompose.method = "plain";
     pipeline::write_compressed_checkpoint(*src, layers, block, out);
 
     EXPECT_EQ(listing(out),
@@ -260,7 +281,7 @@ TEST(Checkpoint, Stories260K_LayoutConfigCopiesFactorsTokenizer_Data) {
     expect_same_config(cfg.model, src->config());
     EXPECT_EQ(cfg.raw["palu"]["format_version"], 1);
     EXPECT_EQ(cfg.raw["palu"]["group_size"], 2);
-    EXPECT_EQ(cfg.raw["palu"]["decompose"], "plain");
+    EXPECT_EQ(cfg.raw["palu"]["decompose"]["method"], "plain");
     EXPECT_EQ(cfg.raw["mlp_bias"], false);  // a source-only key, kept verbatim
     const json& hw = cfg.raw["head_wise_ranks"];
     EXPECT_EQ(hw.size(), 10u);
@@ -282,8 +303,8 @@ TEST(Checkpoint, Stories260K_LayoutConfigCopiesFactorsTokenizer_Data) {
     EXPECT_EQ(n_checked, 2u + 1u + 5u * 7u);  // embed, norm, lm_head + 7 per layer
     EXPECT_EQ(out_ckpt.metadata().at("format"), "pt");
     auto out_src = formats::open_model(out);
-    EXPECT_TRUE(pipeline::is_compressed_checkpoint(*out_src));
-    EXPECT_FALSE(pipeline::is_compressed_checkpoint(*src));
+    EXPECT_TRUE(formats::is_palu_checkpoint(*out_src));
+    EXPECT_FALSE(formats::is_palu_checkpoint(*src));
     for (int64_t l = 0; l < 5; ++l) {
         for (char which : {'k', 'v'}) {
             const auto& kv = which == 'k' ? layers[l].k : layers[l].v;
@@ -314,7 +335,7 @@ TEST(Checkpoint, Stories260K_LayoutConfigCopiesFactorsTokenizer_Data) {
     EXPECT_EQ(listing(dense),
               (std::vector<std::string>{"config.json", "model.safetensors", "tok512.bin"}));
     auto dsrc = formats::open_model(dense);
-    EXPECT_FALSE(pipeline::is_compressed_checkpoint(*dsrc));
+    EXPECT_FALSE(formats::is_palu_checkpoint(*dsrc));
     const auto dcfg = formats::read_hf_config(dense / "config.json");
     EXPECT_FALSE(dcfg.palu_compressed);
     EXPECT_EQ(dcfg.model_type, "llama");
@@ -357,7 +378,7 @@ TEST(Checkpoint, Stories260KLlama2cBin_F32CopiesAndGeneratedConfig_Data) {
     const auto layers = make_factors(*src, 4, 12);
     const fs::path out = make_temp_dir("ckpt_l2c") / "out";
     RemoveAtExit cleanup{out.parent_path()};
-    pipeline::write_compressed_checkpoint(*src, layers, json::object(), out);
+    pipeline::write_compressed_checkpoint(*src, layers, formats::PaluBlock{}, out);
     EXPECT_EQ(listing(out),
               (std::vector<std::string>{"config.json", "model.safetensors", "tok512.bin"}));
     const auto cfg = formats::read_hf_config(out / "config.json");
@@ -387,7 +408,7 @@ TEST(Checkpoint, TinyQwen2F16_BiasesAutoDtypeAndDenseExport) {
     const ModelConfig mc = write_tiny_checkpoint(root / "src", tc);
     auto src = formats::open_model(root / "src");
     const auto layers = make_factors(*src, 1, 9);  // 2 groups of one KV head, width 16
-    pipeline::write_compressed_checkpoint(*src, layers, {{"group_size", 1}}, root / "out");
+    pipeline::write_compressed_checkpoint(*src, layers, group_block(1), root / "out");
 
     const auto cfg = formats::read_hf_config(root / "out/config.json");
     EXPECT_EQ(cfg.model_type, "paluqwen2");
@@ -443,13 +464,13 @@ TEST(Checkpoint, TinyQwen2F16_BiasesAutoDtypeAndDenseExport) {
     }
     // --dtype bf16 stores k/v in bf16.
     pipeline::DenseExportOptions bf;
-    bf.dtype = "bf16";
+    bf.dtype = DType::BF16;
     pipeline::export_dense(*o, root / "dense_bf16", bf);
     EXPECT_EQ(formats::SafetensorsCheckpoint::open(root / "dense_bf16")
                   .at("model.layers.0.self_attn.k_proj.weight")
                   .info->dtype,
               DType::BF16);
-    bf.dtype = "int8";
+    bf.dtype = DType::I8;
     EXPECT_THROW(pipeline::export_dense(*o, root / "dense_bad", bf), UsageError);
     EXPECT_FALSE(fs::exists(root / "dense_bad"));
 }
@@ -460,10 +481,10 @@ TEST(Checkpoint, ShardedOutputAndExplicitFactorDtype) {
     write_tiny_checkpoint(root / "src", TinyConfig{});
     auto src = formats::open_model(root / "src");
     const auto layers = make_factors(*src, 2, 6);
-    pipeline::CheckpointWriteOptions opt;
-    opt.factor_dtype = "bf16";
+    formats::PaluWriteOptions opt;
+    opt.factor_dtype = DType::BF16;
     opt.max_shard_bytes = 16 * 1024;
-    pipeline::write_compressed_checkpoint(*src, layers, json::object(), root / "out", opt);
+    pipeline::write_compressed_checkpoint(*src, layers, formats::PaluBlock{}, root / "out", opt);
     EXPECT_TRUE(fs::exists(root / "out/model.safetensors.index.json"));
     const auto ck = formats::SafetensorsCheckpoint::open(root / "out");
     EXPECT_TRUE(ck.sharded());
@@ -507,29 +528,29 @@ TEST(Checkpoint, BadFactors_UsageErrorNamingLayer_NothingWritten) {
     auto bad = t.layers;
     bad[1].v.u[0] = RowMatrixXf::Zero(16, 3);  // rank 4 declared
     std::string msg = error_of<UsageError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, json::object(), out); });
+        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, formats::PaluBlock{}, out); });
     EXPECT_NE(msg.find("layer 1 v_proj factors: U.0 has wrong shape; expected [16,4]"),
               std::string::npos)
         << msg;
     bad = t.layers;
     bad.pop_back();
     msg = error_of<UsageError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, json::object(), out); });
+        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, formats::PaluBlock{}, out); });
     EXPECT_NE(msg.find("expected factors for 2 layers (num_hidden_layers), got 1"),
               std::string::npos)
         << msg;
     bad = t.layers;
     bad[0].k.bias.assign(2, std::vector<float>(16, 0.f));  // source has no k bias
     msg = error_of<UsageError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, json::object(), out); });
+        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, formats::PaluBlock{}, out); });
     EXPECT_NE(msg.find("layer 0 k_proj factors: the source has no k_proj bias"), std::string::npos)
         << msg;
     EXPECT_THROW(
-        pipeline::write_compressed_checkpoint(*t.src, t.layers, json{{"format_version", 2}}, out),
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, block_with_version(2), out),
         UsageError);
-    pipeline::CheckpointWriteOptions o;
-    o.factor_dtype = "q4";
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, out, o), UsageError);
+    formats::PaluWriteOptions o;
+    o.factor_dtype = DType::I8;
+    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, out, o), UsageError);
     EXPECT_FALSE(fs::exists(out));
     EXPECT_EQ(listing(t.root), std::vector<std::string>{"src"});
 }
@@ -540,17 +561,17 @@ TEST(Checkpoint, FailureMidWrite_OutDirUntouchedAndStagingRemoved) {
     auto bad = t.layers;
     bad[1].k.vt(2, 3) = std::nanf("");  // found while the tensors are being prepared
     const std::string msg = error_of<NumericalError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, json::object(), out); });
+        [&] { pipeline::write_compressed_checkpoint(*t.src, bad, formats::PaluBlock{}, out); });
     EXPECT_NE(msg.find("model.layers.1.self_attn.k_proj.VT.weight"), std::string::npos) << msg;
     EXPECT_EQ(listing(t.root), std::vector<std::string>{"src"});
 
     // An existing checkpoint survives a failed --overwrite unchanged.
-    pipeline::write_compressed_checkpoint(*t.src, t.layers, json{{"run", 1}}, out);
+    pipeline::write_compressed_checkpoint(*t.src, t.layers, run_block(1), out);
     const std::string before = read_file(out / "config.json");
     const std::string before_w = read_file(out / "model.safetensors");
-    pipeline::CheckpointWriteOptions ow;
+    formats::PaluWriteOptions ow;
     ow.overwrite = true;
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, bad, json{{"run", 2}}, out, ow),
+    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, bad, run_block(2), out, ow),
                  NumericalError);
     EXPECT_EQ(read_file(out / "config.json"), before);
     EXPECT_EQ(read_file(out / "model.safetensors"), before_w);
@@ -559,10 +580,10 @@ TEST(Checkpoint, FailureMidWrite_OutDirUntouchedAndStagingRemoved) {
     // f16 overflow of a factor is refused, not written as inf.
     auto big = t.layers;
     big[0].v.u[1](0, 0) = 1e6f;
-    pipeline::CheckpointWriteOptions f16;
-    f16.factor_dtype = "f16";
+    formats::PaluWriteOptions f16;
+    f16.factor_dtype = DType::F16;
     const std::string m2 = error_of<NumericalError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, big, {}, t.root / "out16", f16); });
+        [&] { pipeline::write_compressed_checkpoint(*t.src, big, formats::PaluBlock{}, t.root / "out16", f16); });
     EXPECT_NE(m2.find("overflows F16; hint: store it as f32"), std::string::npos) << m2;
     EXPECT_FALSE(fs::exists(t.root / "out16"));
 }
@@ -571,36 +592,36 @@ TEST(Checkpoint, NonEmptyOutDir_RefusedUnlessOverwrite) {
     TinyFixture t;
     const fs::path out = t.root / "out";
     fs::create_directories(out);  // an empty directory is fine
-    pipeline::write_compressed_checkpoint(*t.src, t.layers, json{{"run", 1}}, out);
+    pipeline::write_compressed_checkpoint(*t.src, t.layers, run_block(1), out);
     const std::string msg = error_of<UsageError>([&] {
-        pipeline::write_compressed_checkpoint(*t.src, t.layers, json{{"run", 2}}, out);
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, run_block(2), out);
     });
     EXPECT_NE(msg.find("exists and is not empty; hint: pass --overwrite"), std::string::npos)
         << msg;
-    EXPECT_EQ(formats::read_hf_config(out / "config.json").raw["palu"]["run"], 1);
+    EXPECT_EQ(formats::read_hf_config(out / "config.json").raw["palu"]["source_model"]["path"], "run 1");
 
     std::ofstream(out / "stale.txt") << "old";
     auto other = make_factors(*t.src, 2, 5);
-    pipeline::CheckpointWriteOptions ow;
+    formats::PaluWriteOptions ow;
     ow.overwrite = true;
-    pipeline::write_compressed_checkpoint(*t.src, other, json{{"run", 2}}, out, ow);
+    pipeline::write_compressed_checkpoint(*t.src, other, run_block(2), out, ow);
     const auto cfg = formats::read_hf_config(out / "config.json");
-    EXPECT_EQ(cfg.raw["palu"]["run"], 2);
+    EXPECT_EQ(cfg.raw["palu"]["source_model"]["path"], "run 2");
     EXPECT_EQ(cfg.raw["head_wise_ranks"]["model.layers.0.self_attn.k_proj"], json::array({5}));
     EXPECT_FALSE(fs::exists(out / "stale.txt"));  // replaced, not merged
     EXPECT_EQ(listing(t.root), (std::vector<std::string>{"out", "src"}));
 
     // Writing over the source directory, or a directory holding it, is refused even with
     // --overwrite.
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root / "src", ow),
+    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root / "src", ow),
                  UsageError);
     const std::string m2 = error_of<UsageError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root, ow); });
+        [&] { pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root, ow); });
     EXPECT_NE(m2.find("contains the source model"), std::string::npos) << m2;
     EXPECT_TRUE(fs::exists(t.root / "src/config.json"));
     // A compressed checkpoint is not compressed again.
     auto c = formats::open_model(out);
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*c, t.layers, {}, t.root / "again"),
+    EXPECT_THROW(pipeline::write_compressed_checkpoint(*c, t.layers, formats::PaluBlock{}, t.root / "again"),
                  UsageError);
     // Dense export follows the same rules.
     pipeline::export_dense(*c, t.root / "dense");
@@ -614,18 +635,18 @@ TEST(Checkpoint, UnwritableDir_IoErrorWithHint) {
     TinyFixture t;
     std::ofstream(t.root / "a_file") << "x";
     std::string msg = error_of<IoError>([&] {
-        pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root / "a_file/sub/out");
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root / "a_file/sub/out");
     });
     EXPECT_NE(msg.find("hint: choose another --out"), std::string::npos) << msg;
     msg = error_of<IoError>([&] {
-        pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, "/proc/palu-no-such/out");
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, "/proc/palu-no-such/out");
     });
     EXPECT_NE(msg.find("hint: choose another --out"), std::string::npos) << msg;
     if (geteuid() != 0) {
         fs::create_directories(t.root / "ro");
         ::chmod((t.root / "ro").c_str(), 0555);
         msg = error_of<IoError>([&] {
-            pipeline::write_compressed_checkpoint(*t.src, t.layers, {}, t.root / "ro/out");
+            pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root / "ro/out");
         });
         EXPECT_NE(msg.find("hint: choose another --out"), std::string::npos) << msg;
         ::chmod((t.root / "ro").c_str(), 0755);
@@ -694,7 +715,7 @@ TEST(Checkpoint, TinyGguf_F32CopiesGeneratedConfigAndTokenizerGguf) {
     const fs::path gguf = write_tiny_gguf(root / "tiny.gguf");
     auto src = formats::open_model(gguf);
     const auto layers = make_factors(*src, 1, 5);
-    pipeline::write_compressed_checkpoint(*src, layers, json::object(), root / "out");
+    pipeline::write_compressed_checkpoint(*src, layers, formats::PaluBlock{}, root / "out");
     EXPECT_EQ(listing(root / "out"),
               (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.gguf"}));
     const auto cfg = formats::read_hf_config(root / "out/config.json");
@@ -746,7 +767,7 @@ TEST(Checkpoint, SmolLM2Gguf_F32CopiesAndTokenizerGguf_Slow) {
     const auto layers = make_factors(*src, 3, 48);  // J-LRD: one group of the 3 KV heads
     const fs::path root = make_temp_dir("ckpt_smol");
     RemoveAtExit cleanup{root};
-    pipeline::write_compressed_checkpoint(*src, layers, json{{"group_size", 3}}, root / "out");
+    pipeline::write_compressed_checkpoint(*src, layers, group_block(3), root / "out");
     EXPECT_EQ(listing(root / "out"),
               (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.gguf"}));
     auto o = formats::open_model(root / "out");

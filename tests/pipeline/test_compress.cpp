@@ -50,8 +50,8 @@ pipeline::CompressParams reference_params(const fs::path& model, const fs::path&
                                           const fs::path& offsets, const fs::path& stats) {
     pipeline::CompressParams p = stories260k_reference_params(model, tokens, offsets);
     p.calib.stats_path = stats.string();
-    p.eval_tokens = tokens.string();
-    p.eval_seqlen = 256;
+    p.eval.emplace().tokens_path = tokens.string();
+    p.eval->seqlen = 256;
     return p;
 }
 
@@ -90,10 +90,10 @@ TEST(CompressParity, Stories260KReference_Data) {
         pipeline::CompressParams p =
             reference_params(model_dir, tokens, offsets, tmp.path / "stats.h5");
         p.out_dir = (tmp.path / c.name).string();
-        p.group_size = c.group_size;
-        p.rank_search = c.method;
-        p.factor_dtype = "f32";
-        const json r = pipeline::run_compress(p).report;
+        p.rank.group_size = c.group_size;
+        p.rank.method = *compress::parse_rank_search_method(c.method);
+        p.write.factor_dtype = DType::F32;
+        const json r = pipeline::run_compress(p).to_json();
         EXPECT_EQ(layer_ranks(r, "k"), c.k) << c.name;
         EXPECT_EQ(layer_ranks(r, "v"), c.v) << c.name;
         ASSERT_FALSE(r["eval"].is_null());
@@ -123,20 +123,20 @@ TEST(CompressProperties, WhitenedErrorNotAbovePlain_Data) {
     TempDir tmp("whiten");
     pipeline::CompressParams p;
     p.model_path = model_dir.string();
-    p.calib.calib_tokens = tokens.string();
-    p.calib.calib_samples = 16;
-    p.calib.calib_seqlen = 128;
-    p.rank_search = "uniform";
-    p.ratio = 0.5;
-    p.group_size = 2;
+    p.calib.tokens_path = tokens.string();
+    p.calib.n_samples = 16;
+    p.calib.seqlen = 128;
+    p.rank.method = compress::RankSearchMethod::Uniform;
+    p.rank.ratio = 0.5;
+    p.rank.group_size = 2;
     p.calib.stats_path = (tmp.path / "stats.h5").string();
-    p.n_threads = 1;
-    p.progress = false;
+    p.run.n_threads = 1;
+    p.run.progress = false;
     p.out_dir = (tmp.path / "w").string();
-    const json w = pipeline::run_compress(p).report;
-    p.whiten = false;
+    const json w = pipeline::run_compress(p).to_json();
+    p.decompose.method = compress::DecomposeMethod::Plain;
     p.out_dir = (tmp.path / "p").string();
-    const json pl = pipeline::run_compress(p).report;
+    const json pl = pipeline::run_compress(p).to_json();
     int n = 0;
     for (size_t l = 0; l < w["layers"].size(); ++l)
         for (const char* which : {"k", "v"}) {
@@ -158,15 +158,15 @@ TEST(CompressProperties, RankDeficientGramFallbackCounted_Data) {
     TempDir tmp("fallback");
     pipeline::CompressParams p;
     p.model_path = model_dir.string();
-    p.calib.calib_tokens = tokens.string();
-    p.calib.calib_samples = 2;
-    p.calib.calib_seqlen = 8;
-    p.rank_search = "uniform";
-    p.ratio = 0.5;
-    p.n_threads = 1;
-    p.progress = false;
+    p.calib.tokens_path = tokens.string();
+    p.calib.n_samples = 2;
+    p.calib.seqlen = 8;
+    p.rank.method = compress::RankSearchMethod::Uniform;
+    p.rank.ratio = 0.5;
+    p.run.n_threads = 1;
+    p.run.progress = false;
     p.out_dir = (tmp.path / "out").string();
-    const json r = pipeline::run_compress(p).report;
+    const json r = pipeline::run_compress(p).to_json();
     EXPECT_EQ(r["palu"]["decompose"]["gram_fallbacks"].get<int64_t>(), 5);
     EXPECT_GT(r["palu"]["decompose"]["max_gram_shift"].get<double>(), 0.0);
     for (const auto& l : r["layers"]) EXPECT_TRUE(l["gram_fallback"].get<bool>());
@@ -189,13 +189,13 @@ TEST(CompressBadInput, OneClearErrorNothingWritten_Data) {
         std::ofstream(tmp.path / "file") << "x";
     }
     const std::vector<BadCase> cases = {
-        {"ratio 0", [](auto& p, auto&) { p.ratio = 0.0; }, "--ratio must be in (0, 1]"},
-        {"ratio 1.5", [](auto& p, auto&) { p.ratio = 1.5; }, "--ratio must be in (0, 1]"},
-        {"group size 3", [](auto& p, auto&) { p.group_size = 3; }, "does not divide the 4 KV heads"},
-        {"no calibration", [](auto& p, auto&) { p.calib.calib_tokens.clear(); }, "needs calibration statistics"},
-        {"missing calibration", [](auto& p, auto& d) { p.calib.calib_tokens.clear(); p.calib.calib_path = (d / "nope.txt").string(); },
+        {"ratio 0", [](auto& p, auto&) { p.rank.ratio = 0.0; }, "--ratio must be in (0, 1]"},
+        {"ratio 1.5", [](auto& p, auto&) { p.rank.ratio = 1.5; }, "--ratio must be in (0, 1]"},
+        {"group size 3", [](auto& p, auto&) { p.rank.group_size = 3; }, "does not divide the 4 KV heads"},
+        {"no calibration", [](auto& p, auto&) { p.calib.tokens_path.clear(); }, "needs calibration statistics"},
+        {"missing calibration", [](auto& p, auto& d) { p.calib.tokens_path.clear(); p.calib.text_path = (d / "nope.txt").string(); },
          "does not exist"},
-        {"empty calibration", [](auto& p, auto& d) { p.calib.calib_tokens.clear(); p.calib.calib_path = (d / "empty.txt").string(); },
+        {"empty calibration", [](auto& p, auto& d) { p.calib.tokens_path.clear(); p.calib.text_path = (d / "empty.txt").string(); },
          "is empty"},
         {"unwritable out", [](auto& p, auto& d) { p.out_dir = (d / "file" / "out").string(); }, "cannot write"},
         {"out not empty", [](auto& p, auto& d) { p.out_dir = d.string(); }, "is not empty"},
@@ -204,10 +204,10 @@ TEST(CompressBadInput, OneClearErrorNothingWritten_Data) {
     for (const BadCase& c : cases) {
         pipeline::CompressParams p;
         p.model_path = model_dir.string();
-        p.calib.calib_tokens = tokens.string();
-        p.calib.calib_samples = 2;
-        p.calib.calib_seqlen = 16;
-        p.progress = false;
+        p.calib.tokens_path = tokens.string();
+        p.calib.n_samples = 2;
+        p.calib.seqlen = 16;
+        p.run.progress = false;
         p.out_dir = (tmp.path / "out").string();
         c.edit(p, tmp.path);
         try {
@@ -235,17 +235,17 @@ TEST(CompressBadInput, StatsOfAnotherModelRefused_Data) {
     }
     pipeline::CalibrateParams cp;
     cp.model_path = (tmp.path / "tiny").string();
-    cp.tokens_path = (tmp.path / "ids.i32").string();
-    cp.n_samples = 4;
-    cp.seqlen = 64;
-    cp.out_path = (tmp.path / "tiny.h5").string();
-    cp.progress = false;
+    cp.calib.tokens_path = (tmp.path / "ids.i32").string();
+    cp.calib.n_samples = 4;
+    cp.calib.seqlen = 64;
+    cp.calib.stats_path = (tmp.path / "tiny.h5").string();
+    cp.run.progress = false;
     pipeline::run_calibrate(cp);
     pipeline::CompressParams p;
     p.model_path = model_dir.string();
-    p.calib.stats_path = cp.out_path;
+    p.calib.stats_path = cp.calib.stats_path;
     p.out_dir = (tmp.path / "out").string();
-    p.progress = false;
+    p.run.progress = false;
     try {
         pipeline::run_compress(p);
         ADD_FAILURE() << "no error";

@@ -21,6 +21,7 @@
 #include "palu/core/format.h"
 #include "palu/formats/model_loader.h"
 #include "palu/model/weights.h"
+#include "palu/formats/palu_checkpoint.h"
 #include "palu/pipeline/compress.h"
 #include "palu/pipeline/eval.h"
 #include "test_data.h"
@@ -98,16 +99,16 @@ pipeline::CompressParams e2e_params(const fs::path& model, const fs::path& calib
     pipeline::CompressParams p;
     p.model_path = model.string();
     p.out_dir = out.string();
-    p.ratio = ratio;
-    p.rank_search = "fisher_uniform";
-    p.whiten = true;
-    p.calib.calib_tokens = calib.string();
-    p.calib.calib_samples = 8;
-    p.calib.calib_seqlen = 32;
-    p.eval_tokens = eval.string();
-    p.eval_seqlen = kEvalSeqlen;
-    p.n_threads = kThreads;
-    p.progress = false;
+    p.rank.ratio = ratio;
+    p.rank.method = compress::RankSearchMethod::FisherUniform;
+    p.decompose.method = compress::DecomposeMethod::Whitened;
+    p.calib.tokens_path = calib.string();
+    p.calib.n_samples = 8;
+    p.calib.seqlen = 32;
+    p.eval.emplace().tokens_path = eval.string();
+    p.eval->seqlen = kEvalSeqlen;
+    p.run.n_threads = kThreads;
+    p.run.progress = false;
     return p;
 }
 
@@ -121,7 +122,7 @@ TEST_F(CompressE2e, HalfRatio_CheckpointReportAndEvalAgree) {
     const fs::path out = out_dir("ratio_0.5");
     const json returned =
         pipeline::run_compress(e2e_params(model_dir(), calib_tokens(), eval_tokens(), out, 0.5))
-            .report;
+            .to_json();
 
     // report.json on disk is the report run_compress returned.
     ASSERT_TRUE(fs::exists(out / "report.json"));
@@ -131,7 +132,7 @@ TEST_F(CompressE2e, HalfRatio_CheckpointReportAndEvalAgree) {
     // The output is a loadable compressed checkpoint of the same architecture.
     const auto src = formats::open_model(model_dir());
     const auto ckpt = formats::open_model(out);
-    EXPECT_TRUE(model::has_low_rank_kv(*ckpt));
+    EXPECT_TRUE(formats::is_palu_checkpoint(*ckpt));
     EXPECT_EQ(ckpt->config().n_layers, 2);
     EXPECT_EQ(ckpt->config().d_model, src->config().d_model);
     EXPECT_EQ(ckpt->config().n_kv_heads, src->config().n_kv_heads);
@@ -196,10 +197,10 @@ TEST_F(CompressE2e, HalfRatio_CheckpointReportAndEvalAgree) {
     // (run_eval_ppl) as the report's evaluation, so the same perplexity to rounding of the sum.
     pipeline::EvalPplParams e;
     e.model_path = out.string();
-    e.tokens_path = eval_tokens().string();
-    e.seqlen = kEvalSeqlen;
-    e.n_threads = kThreads;
-    e.progress = false;
+    e.eval.tokens_path = eval_tokens().string();
+    e.eval.seqlen = kEvalSeqlen;
+    e.run.n_threads = kThreads;
+    e.run.progress = false;
     const pipeline::EvalPplResult again = pipeline::run_eval_ppl(e);
     EXPECT_EQ(again.n_windows, 8);
     EXPECT_NEAR(again.ppl / ppl_compressed, 1.0, 1e-9) << again.ppl << " vs " << ppl_compressed;
@@ -215,7 +216,7 @@ TEST_F(CompressE2e, FullRankWhitened_PerplexityUnchanged) {
     const fs::path out = out_dir("ratio_1");
     const json r =
         pipeline::run_compress(e2e_params(model_dir(), calib_tokens(), eval_tokens(), out, 1.0))
-            .report;
+            .to_json();
     EXPECT_EQ(r["palu"]["rank_search"]["kept_dims"].get<int64_t>(),
               r["palu"]["rank_search"]["full_dims"].get<int64_t>());
     const double ppl_original = r["eval"]["ppl_original"].get<double>();
@@ -236,6 +237,45 @@ TEST_F(CompressE2e, RatioAboveOne_UsageErrorNothingWritten) {
             << e.what();
     }
     EXPECT_FALSE(fs::exists(out));
+}
+
+// One palu-compress --eval run opens the model once (calibration, rank search, decomposition,
+// writing and both evaluations share that WeightSource) and, without --stats, keeps the
+// calibration statistics in memory: no HDF5 file appears anywhere beside the output.
+TEST_F(CompressE2e, OneRun_OpensModelOnce_NoStatsFileWithoutStats) {
+    const fs::path out = out_dir("open_once");
+    auto h5_files = [&] {
+        std::vector<std::string> found;
+        for (const auto& e : fs::recursive_directory_iterator(out.parent_path()))
+            if (e.path().extension() == ".h5") found.push_back(e.path().string());
+        return found;
+    };
+    const std::vector<std::string> before_h5 = h5_files();
+    const int64_t opens = formats::open_model_count();
+    const pipeline::CompressResult r =
+        pipeline::run_compress(e2e_params(model_dir(), calib_tokens(), eval_tokens(), out, 0.5));
+    EXPECT_EQ(formats::open_model_count() - opens, 1);
+    ASSERT_TRUE(r.eval.has_value());
+    EXPECT_EQ(h5_files(), before_h5);
+    EXPECT_TRUE(r.palu.calibration.has_value());
+    EXPECT_TRUE(r.palu.calibration->stats_path.empty());
+
+    // With --stats the same run keeps them, and a second run reuses the file (still one open).
+    pipeline::CompressParams p = e2e_params(model_dir(), calib_tokens(), eval_tokens(),
+                                            out_dir("with_stats"), 0.5);
+    p.calib.stats_path = (out.parent_path() / "kept.calib.h5").string();
+    const pipeline::CompressResult first = pipeline::run_compress(p);
+    ASSERT_TRUE(fs::exists(p.calib.stats_path));
+    EXPECT_FALSE(first.palu.calibration->stats_reused);
+    p.out_dir = out_dir("with_stats_again").string();
+    const int64_t opens2 = formats::open_model_count();
+    const pipeline::CompressResult second = pipeline::run_compress(p);
+    EXPECT_EQ(formats::open_model_count() - opens2, 1);
+    EXPECT_TRUE(second.palu.calibration->stats_reused);
+    // Same statistics, same ranks and perplexity as the in-memory run.
+    EXPECT_EQ(second.plan.k_ranks, r.plan.k_ranks);
+    EXPECT_EQ(second.plan.v_ranks, r.plan.v_ranks);
+    EXPECT_NEAR(second.eval->compressed.ppl, r.eval->compressed.ppl, 1e-9 * r.eval->compressed.ppl);
 }
 
 }  // namespace

@@ -65,16 +65,16 @@ TEST(DenseExportHf, Stories260KMatchesTransformers_Data) {
     TempDir tmp("stories");
     pipeline::CompressParams p = stories260k_reference_params(model_dir, tokens, offsets);
     p.out_dir = (tmp.path / "ckpt").string();
-    p.group_size = 4;
-    p.factor_dtype = "f32";
+    p.rank.group_size = 4;
+    p.write.factor_dtype = DType::F32;
     pipeline::run_compress(p);
     pipeline::EvalPplParams e;
     e.model_path = p.out_dir;
-    e.tokens_path = tokens.string();
-    e.seqlen = 256;
-    e.latent_bits = 32;
-    e.n_threads = 1;
-    e.progress = false;
+    e.eval.tokens_path = tokens.string();
+    e.eval.seqlen = 256;
+    e.eval.latent_bits = 32;
+    e.run.n_threads = 1;
+    e.run.progress = false;
     expect_matches_hf(pipeline::run_eval_ppl(e), read_reference("stories260K_dense_export_hf_ppl.json"));
 }
 
@@ -88,12 +88,12 @@ TEST(DenseExportHf, SmolLM2MatchesTransformers_Slow) {
     pipeline::CompressParams p;
     p.model_path = gguf.string();
     p.out_dir = (tmp.path / "ckpt").string();
-    p.ratio = 0.5;
-    p.rank_search = "uniform";
-    p.calib.calib_path = c4.string();
-    p.calib.calib_samples = 8;
-    p.calib.calib_seqlen = 512;
-    p.progress = false;
+    p.rank.ratio = 0.5;
+    p.rank.method = compress::RankSearchMethod::Uniform;
+    p.calib.text_path = c4.string();
+    p.calib.n_samples = 8;
+    p.calib.seqlen = 512;
+    p.run.progress = false;
     pipeline::run_compress(p);
     // The reference scored the first 4 × 1024 ids of WikiText-2 test (palu's tokenizer = the
     // reference script's ids over that prefix, see smollm2_tokens.h).
@@ -105,10 +105,10 @@ TEST(DenseExportHf, SmolLM2MatchesTransformers_Slow) {
         .write(reinterpret_cast<const char*>(ids.data()), 4096 * sizeof(int32_t));
     pipeline::EvalPplParams e;
     e.model_path = p.out_dir;
-    e.tokens_path = ids_path.string();
-    e.seqlen = 1024;
-    e.latent_bits = 32;
-    e.progress = false;
+    e.eval.tokens_path = ids_path.string();
+    e.eval.seqlen = 1024;
+    e.eval.latent_bits = 32;
+    e.run.progress = false;
     expect_matches_hf(pipeline::run_eval_ppl(e), read_reference("smollm2_dense_export_hf_ppl.json"));
 }
 

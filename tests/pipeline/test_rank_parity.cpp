@@ -20,6 +20,7 @@
 #include "palu/formats/stats_store.h"
 #include "palu/model/transformer.h"
 #include "palu/pipeline/calibrate.h"
+#include "palu/pipeline/rank_search.h"
 #include "test_data.h"
 
 namespace palu::test {
@@ -135,21 +136,21 @@ TEST(RankParity, Stories260KReference_Data) {
     TempDir tmp;
     pipeline::CalibrateParams cp;
     cp.model_path = model_dir.string();
-    cp.tokens_path = tokens.string();
-    cp.sampler = "offsets";
-    cp.offsets_path = offsets.string();
-    cp.n_samples = 256;
-    cp.seqlen = 256;
-    cp.fisher_shift = "double";
-    cp.out_path = (tmp.path / "stats.h5").string();
-    cp.progress = false;
-    cp.n_threads = 1;  // the fastest on a loaded 2-core machine (spinning threads oversubscribe it)
+    cp.calib.tokens_path = tokens.string();
+    cp.calib.sampler = calib::SamplerKind::Offsets;
+    cp.calib.offsets_path = offsets.string();
+    cp.calib.n_samples = 256;
+    cp.calib.seqlen = 256;
+    cp.calib.fisher_shift = model::LabelShift::Double;
+    cp.calib.stats_path = (tmp.path / "stats.h5").string();
+    cp.run.progress = false;
+    cp.run.n_threads = 1;  // the fastest on a loaded 2-core machine (spinning threads oversubscribe it)
     const pipeline::CalibrateResult r = pipeline::run_calibrate(cp);
     EXPECT_FALSE(r.reused);
     EXPECT_EQ(r.n_samples, 256);
     EXPECT_EQ(r.n_tokens, 256 * 256);
 
-    const auto stats = formats::StatsStore::open(cp.out_path);
+    const auto stats = formats::StatsStore::open(cp.calib.stats_path);
     for (int l = 0; l < 5; ++l) {
         EXPECT_TRUE(stats.has(strfmt("gram/layer_%d", l)));
         EXPECT_TRUE(stats.has(strfmt("fisher/k/layer_%d", l)));
@@ -157,7 +158,10 @@ TEST(RankParity, Stories260KReference_Data) {
     }
     EXPECT_EQ(stats.read("fisher/n_samples").values.at(0), 256.0);
     const compress::KvShape shape{5, 4, 8};
-    const compress::FisherScalars fisher = pipeline::fisher_scalars_from_stats(stats, shape, 4);
+    const pipeline::CalibrationStats loaded = pipeline::load_stats(
+        cp.calib.stats_path, "", formats::open_model(model_dir)->config(), /*with_gram=*/false);
+    ASSERT_TRUE(loaded.fisher.has_value());
+    const compress::FisherScalars fisher = pipeline::fisher_scalars(*loaded.fisher, shape, 4);
     for (int l = 0; l < 5; ++l)
         std::printf("fisher layer %d: k %.9g v %.9g\n", l, fisher.k[static_cast<size_t>(l)],
                     fisher.v[static_cast<size_t>(l)]);
@@ -165,11 +169,11 @@ TEST(RankParity, Stories260KReference_Data) {
 
     // The same through the stage driver (ranks.json written).
     pipeline::RankSearchParams rp;
-    rp.stats_path = cp.out_path;
+    rp.stats_path = cp.calib.stats_path;
     rp.model_path = cp.model_path;
-    rp.ratio = 0.5;
-    rp.round_to = 4;
-    rp.group_size = 2;
+    rp.rank.ratio = 0.5;
+    rp.rank.round_to = 4;
+    rp.rank.group_size = 2;
     rp.out_path = (tmp.path / "ranks.json").string();
     const auto rs = pipeline::run_rank_search(rp);
     EXPECT_EQ(rs.plan.k_ranks, (Ranks(5, {4, 4})));
@@ -181,7 +185,7 @@ TEST(RankParity, Stories260KReference_Data) {
     EXPECT_TRUE(pipeline::run_calibrate(cp).reused);
     // Other settings: refused, file untouched.
     pipeline::CalibrateParams other = cp;
-    other.fisher_shift = "single";
+    other.calib.fisher_shift = model::LabelShift::Single;
     EXPECT_THROW(pipeline::run_calibrate(other), UsageError);
     EXPECT_TRUE(pipeline::run_calibrate(cp).reused);
 }

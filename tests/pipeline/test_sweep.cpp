@@ -44,20 +44,20 @@ TEST(Sweep, SmallGridOnStories260K_Data) {
 
     pipeline::SweepParams p;
     p.model_path = model.string();
-    p.calib.calib_tokens = tokens.string();
-    p.calib.calib_samples = 32;
-    p.calib.calib_seqlen = 256;
-    p.eval_tokens = tokens.string();
-    p.eval_seqlen = 256;
-    p.eval_max_windows = 4;
-    p.methods = {"uniform", "fisher_uniform"};
+    p.calib.tokens_path = tokens.string();
+    p.calib.n_samples = 32;
+    p.calib.seqlen = 256;
+    p.eval.tokens_path = tokens.string();
+    p.eval.seqlen = 256;
+    p.eval.max_windows = 4;
+    p.methods = {compress::RankSearchMethod::Uniform, compress::RankSearchMethod::FisherUniform};
     p.group_sizes = {2};
     p.ratios = {1.0, 0.7, 0.3};
     p.latents = {{32, false}, {16, false}, {4, false}, {3, true}};
     p.out_table = (dir / "table.md").string();
     p.out_json = (dir / "rows.jsonl").string();
-    p.n_threads = 1;
-    p.progress = false;
+    p.run.n_threads = 1;
+    p.run.progress = false;
     const pipeline::SweepResult res = pipeline::run_sweep(p);
 
     ASSERT_EQ(res.rows.size(), 1u + 2 * 1 * 3 * 4);

@@ -1,6 +1,8 @@
 // palu model: forward pass of a Llama-family decoder (HF LlamaModel semantics), f32 + BLAS.
 #include "palu/model/transformer.h"
 
+#include "palu/formats/palu_checkpoint.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,7 +27,7 @@ Transformer::Transformer(const WeightSource& src, Residency residency)
     : weights_(src, residency), rope_(weights_.config()) {
     set_threads(0);
     // A compressed checkpoint runs with a real latent cache by default (f32 latents: exact).
-    if (has_low_rank_kv(src)) cache_factory_ = latent_cache_factory(weights_, LatentCacheOptions{});
+    if (formats::is_palu_checkpoint(src)) cache_factory_ = latent_cache_factory(weights_, LatentCacheOptions{});
 }
 
 Transformer::~Transformer() = default;

@@ -3,6 +3,7 @@
 
 #include "palu/core/error.h"
 #include "palu/core/format.h"
+#include "palu/formats/palu_checkpoint.h"
 
 namespace palu::model {
 
@@ -23,19 +24,19 @@ Tensor load_optional(const WeightSource& src, const std::string& name,
     return load_checked(src, name, expected);
 }
 
-LowRankWeights load_low_rank(const WeightSource& src, const ModelConfig& c, const std::string& p,
-                             bool with_bias) {
+LowRankWeights load_low_rank(const WeightSource& src, const ModelConfig& c, int64_t layer,
+                             formats::KvProj which, bool with_bias) {
     LowRankWeights lr;
-    const std::string vt_name = p + ".VT.weight";
+    const std::string p = formats::kv_proj_prefix(layer, which);
+    const std::string vt_name = formats::kv_vt_name(layer, which);
     lr.vt = src.load_f32(vt_name);
     PALU_CHECK(lr.vt.ndim() == 2 && lr.vt.dim(1) == c.d_model && lr.vt.dim(0) > 0, ShapeError,
                "model: %s: tensor '%s' has wrong shape; expected [sum of ranks, %lld], got %s",
                src.path().c_str(), vt_name.c_str(), static_cast<long long>(c.d_model),
                shape_str(lr.vt.shape()).c_str());
     int64_t total = 0;
-    for (int64_t g = 0; src.has_tensor(strfmt("%s.U.%lld.weight", p.c_str(), static_cast<long long>(g)));
-         ++g) {
-        const std::string un = strfmt("%s.U.%lld.weight", p.c_str(), static_cast<long long>(g));
+    for (int64_t g = 0; src.has_tensor(formats::kv_u_name(layer, which, g)); ++g) {
+        const std::string un = formats::kv_u_name(layer, which, g);
         Tensor u = src.load_f32(un);
         PALU_CHECK(u.ndim() == 2 && u.dim(1) > 0, ShapeError,
                    "model: %s: tensor '%s' has wrong shape; expected [s*d_head, r_g], got %s",
@@ -48,7 +49,7 @@ LowRankWeights load_low_rank(const WeightSource& src, const ModelConfig& c, cons
                        static_cast<long long>(lr.u[0].dim(0)));
         lr.ranks.push_back(u.dim(1));
         total += u.dim(1);
-        const std::string bn = strfmt("%s.U.%lld.bias", p.c_str(), static_cast<long long>(g));
+        const std::string bn = formats::kv_u_bias_name(layer, which, g);
         lr.bias.push_back(load_optional(src, bn, {u.dim(0)}, with_bias));
         lr.u.push_back(std::move(u));
     }
@@ -83,10 +84,6 @@ int64_t LowRankWeights::rank_offset(int64_t g) const {
     return n;
 }
 
-bool has_low_rank_kv(const WeightSource& src) {
-    return src.has_tensor("model.layers.0.self_attn.k_proj.VT.weight");
-}
-
 int64_t LayerWeights::n_bytes() const {
     int64_t n = 0;
     for (const Tensor* t :
@@ -107,9 +104,9 @@ LayerWeights load_layer(const WeightSource& src, int64_t l) {
     LayerWeights w;
     w.attn_norm = load_checked(src, p + "input_layernorm.weight", {d});
     w.wq = load_checked(src, p + "self_attn.q_proj.weight", {dq, d});
-    if (src.has_tensor(p + "self_attn.k_proj.VT.weight")) {
-        w.lk = load_low_rank(src, c, p + "self_attn.k_proj", c.qkv_bias);
-        w.lv = load_low_rank(src, c, p + "self_attn.v_proj", c.qkv_bias);
+    if (src.has_tensor(formats::kv_vt_name(l, formats::KvProj::K))) {
+        w.lk = load_low_rank(src, c, l, formats::KvProj::K, c.qkv_bias);
+        w.lv = load_low_rank(src, c, l, formats::KvProj::V, c.qkv_bias);
     } else {
         w.wk = load_checked(src, p + "self_attn.k_proj.weight", {dkv, d});
         w.wv = load_checked(src, p + "self_attn.v_proj.weight", {dkv, d});

@@ -1,74 +1,45 @@
-// palu pipeline: eval stage driver (perplexity, greedy generation).
+// palu pipeline: the eval stage (eval.h).
 #include "palu/pipeline/eval.h"
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 
-#include "palu/calib/text.h"
 #include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
 #include "palu/core/log.h"
 #include "palu/core/progress.h"
 #include "palu/formats/model_loader.h"
-#include "palu/formats/hf_model.h"
+#include "palu/formats/palu_checkpoint.h"
 #include "palu/model/blas.h"
 #include "palu/model/latent_cache.h"
-#include "palu/model/weights.h"
 #include "palu/model/perplexity.h"
 #include "palu/model/transformer.h"
 
 namespace palu::pipeline {
 
-namespace {
-
-std::vector<int32_t> read_token_file(const std::string& path) {
-    return calib::load_token_file(path);
-}
-
-}  // namespace
-
-std::vector<int32_t> load_eval_tokens(const EvalPplParams& p, const WeightSource& src) {
-    PALU_CHECK(p.text_path.empty() != p.tokens_path.empty(), UsageError,
+std::vector<int32_t> load_eval_tokens(const EvalOptions& e, const WeightSource& src) {
+    PALU_CHECK(e.text_path.empty() != e.tokens_path.empty(), UsageError,
                "eval: give exactly one of --text FILE or --tokens FILE.i32");
-    if (!p.tokens_path.empty()) return read_token_file(p.tokens_path);
-    auto tok = calib::find_tokenizer_for_model(
-        p.model_path, src.config().n_vocab);
-    const std::string text = calib::load_text(p.text_path, calib::parse_text_format(p.text_format));
+    if (!e.tokens_path.empty()) return calib::load_token_file(e.tokens_path);
+    auto tok = calib::find_tokenizer_for_model(src.path(), src.config().n_vocab);
+    const std::string text = calib::load_text(e.text_path, e.text_format);
     // The literature's convention: the whole corpus tokenized once, BOS only at its start.
     auto ids = tok->encode(text, /*add_bos=*/true);
-    PALU_LOG_INFO("eval", "%s: %zu bytes -> %zu tokens (%s tokenizer)", p.text_path.c_str(),
+    PALU_LOG_INFO("eval", "%s: %zu bytes -> %zu tokens (%s tokenizer)", e.text_path.c_str(),
                   text.size(), ids.size(), tok->kind().c_str());
     return ids;
 }
 
 int configure_latent_cache(model::Transformer& engine, const WeightSource& src, int latent_bits) {
-    if (!model::has_low_rank_kv(src)) {
+    if (!formats::is_palu_checkpoint(src)) {
         PALU_CHECK(latent_bits == 0, UsageError,
                    "eval: --latent-bits applies to compressed palu checkpoints; %s is dense",
                    src.path().c_str());
         return 0;
     }
     model::LatentCacheOptions opts;
-    opts.bits = 16;
-    if (const auto* hf = dynamic_cast<const formats::HfModel*>(&src)) {
-        const nlohmann::json& raw = hf->raw_config();
-        const auto it = raw.find("palu");
-        if (it != raw.end() && it->is_object() && it->contains("latent_quant")) {
-            const nlohmann::json& q = (*it)["latent_quant"];
-            try {
-                opts.bits = q.value("bits", 16);
-                opts.quant.group_size = q.value("group_size", int64_t{0});
-                opts.quant.symmetric = q.value("symmetric", false);
-                opts.quant.clip_ratio = q.value("clip_ratio", 1.0);
-                opts.quant.include_zero = q.value("include_zero", false);
-            } catch (const nlohmann::json::exception& e) {
-                PALU_THROW(FormatError, "eval: %s: config.json palu.latent_quant: %s",
-                           src.path().c_str(), e.what());
-            }
-        }
-    }
+    opts.quant = formats::read_palu_checkpoint(src).block.latent_quant;
+    opts.bits = opts.quant.bits;
     if (latent_bits != 0) opts.bits = latent_bits;
     PALU_CHECK(opts.bits == 2 || opts.bits == 3 || opts.bits == 4 || opts.bits == 8 ||
                    opts.bits == 16 || opts.bits == 32,
@@ -77,30 +48,26 @@ int configure_latent_cache(model::Transformer& engine, const WeightSource& src, 
     return opts.bits;
 }
 
-EvalPplResult run_eval_ppl(const EvalPplParams& p) {
-    auto src = formats::open_model(p.model_path);
-    std::vector<int32_t> loaded;
-    if (!p.tokens) loaded = load_eval_tokens(p, *src);
-    const std::vector<int32_t>& tokens = p.tokens ? *p.tokens : loaded;
+EvalPplResult eval_ppl(const WeightSource& src, const std::vector<int32_t>& tokens,
+                       const EvalOptions& e, const RunOptions& run) {
     const auto t_load = std::chrono::steady_clock::now();
-    model::Transformer engine(
-        *src, p.streaming ? model::Residency::Streaming : model::Residency::Resident);
-    engine.set_threads(p.n_threads);
-    const int latent_bits = configure_latent_cache(engine, *src, p.latent_bits);
+    model::Transformer engine(src, e.streaming ? model::Residency::Streaming
+                                               : model::Residency::Resident);
+    engine.set_threads(run.n_threads);
+    const int latent_bits = configure_latent_cache(engine, src, e.latent_bits);
     PALU_LOG_INFO("eval", "%s (%s): weights converted in %.1f s; %d threads, BLAS kernels %s",
-                  p.model_path.c_str(), src->format_name().c_str(),
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count(),
+                  src.path().c_str(), src.format_name().c_str(), seconds_since(t_load),
                   engine.n_threads(), model::blas_core_name().c_str());
-    const int64_t n_avail = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(p.seqlen, 1);
-    const int64_t n_windows = p.max_windows > 0 ? std::min(p.max_windows, n_avail) : n_avail;
+    const int64_t n_avail = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(e.seqlen, 1);
+    const int64_t n_windows = e.max_windows > 0 ? std::min(e.max_windows, n_avail) : n_avail;
     Progress progress("eval", "window", std::max<int64_t>(n_windows, 1));
-    auto r = model::compute_perplexity(engine, tokens, p.seqlen, p.max_windows, p.n_batch,
+    auto r = model::compute_perplexity(engine, tokens, e.seqlen, e.max_windows, e.n_batch,
                                        [&](int64_t done, int64_t) {
-            if (p.progress) progress.update(done);
-        });
+                                           if (run.progress) progress.update(done);
+                                       });
     EvalPplResult out;
-    out.model_path = p.model_path;
-    out.format = src->format_name();
+    out.model_path = src.path();
+    out.format = src.format_name();
     out.nll = r.nll;
     out.ppl = r.ppl;
     out.n_windows = r.n_windows;
@@ -116,21 +83,29 @@ EvalPplResult run_eval_ppl(const EvalPplParams& p) {
     return out;
 }
 
-nlohmann::json to_json(const EvalPplResult& r) {
-    return nlohmann::json{{"model", r.model_path},
-                          {"format", r.format},
-                          {"nll", r.nll},
-                          {"ppl", r.ppl},
-                          {"n_windows", r.n_windows},
-                          {"n_tokens", r.n_tokens},
-                          {"n_tokens_source", r.n_tokens_source},
-                          {"seqlen", r.seqlen},
-                          {"seconds", r.seconds},
-                          {"tokens_per_s", r.tokens_per_s},
-                          {"kv_bytes_per_token", r.kv_bytes_per_token},
-                          {"latent_bits", r.latent_bits},
-                          {"n_threads", r.n_threads},
-                          {"window_nll", r.window_nll}};
+EvalPplResult run_eval_ppl(const EvalPplParams& p) {
+    auto src = formats::open_model(p.model_path);
+    const std::vector<int32_t> tokens = load_eval_tokens(p.eval, *src);
+    EvalPplResult r = eval_ppl(*src, tokens, p.eval, p.run);
+    r.model_path = p.model_path;
+    return r;
+}
+
+nlohmann::json EvalPplResult::to_json() const {
+    return nlohmann::json{{"model", model_path},
+                          {"format", format},
+                          {"nll", nll},
+                          {"ppl", ppl},
+                          {"n_windows", n_windows},
+                          {"n_tokens", n_tokens},
+                          {"n_tokens_source", n_tokens_source},
+                          {"seqlen", seqlen},
+                          {"seconds", seconds},
+                          {"tokens_per_s", tokens_per_s},
+                          {"kv_bytes_per_token", kv_bytes_per_token},
+                          {"latent_bits", latent_bits},
+                          {"n_threads", n_threads},
+                          {"window_nll", window_nll}};
 }
 
 GenerateResult run_generate(const GenerateParams& p) {
@@ -139,7 +114,7 @@ GenerateResult run_generate(const GenerateParams& p) {
     auto src = formats::open_model(p.model_path);
     auto tok = calib::find_tokenizer_for_model(p.model_path, src->config().n_vocab);
     model::Transformer engine(*src);
-    engine.set_threads(p.n_threads);
+    engine.set_threads(p.run.n_threads);
     configure_latent_cache(engine, *src, p.latent_bits);
     GenerateResult out;
     out.tokens = tok->encode(p.prompt, /*add_bos=*/true);
@@ -164,8 +139,9 @@ GenerateResult run_generate(const GenerateParams& p) {
         if (p.on_text) p.on_text(piece);
         if (i + 1 < p.max_new) logits = engine.forward(&out.tokens.back(), 1, 1, *cache);
     }
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    out.decode_tokens_per_s = dt > 0 ? static_cast<double>(out.n_generated) / dt : 0.0;
+    out.decode_tokens_per_s = seconds_since(t1) > 0
+                                  ? static_cast<double>(out.n_generated) / seconds_since(t1)
+                                  : 0.0;
     return out;
 }
 

@@ -19,12 +19,13 @@
 #include "palu/core/progress.h"
 #include "palu/formats/fingerprint.h"
 #include "palu/formats/model_loader.h"
-#include "palu/formats/stats_store.h"
+#include "palu/formats/palu_checkpoint.h"
+#include "palu/formats/staging.h"
 #include "palu/model/perplexity.h"
 #include "palu/model/transformer.h"
-#include "palu/model/weights.h"
 #include "palu/pipeline/calibrate.h"
 #include "palu/pipeline/eval.h"
+#include "palu/pipeline/overlay.h"
 
 namespace palu::pipeline {
 
@@ -34,10 +35,6 @@ using json = nlohmann::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // Splits "a,b,c" into trimmed items; an empty list or item is a usage error.
 std::vector<std::string> split_list(const std::string& list, const std::string& option) {
@@ -70,18 +67,6 @@ void check_unique(const std::vector<T>& v, const std::vector<std::string>& items
         for (size_t j = 0; j < i; ++j)
             PALU_CHECK(!(v[i] == v[j]), UsageError, "sweep: %s: '%s' given twice", option.c_str(),
                        items[i].c_str());
-}
-
-// Writes `text` to `path` through a temporary file (a reader never sees half a table).
-void write_atomically(const std::string& path, const std::string& text) {
-    const fs::path tmp = fs::path(path).string() + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        f << text;
-        PALU_CHECK(f.good(), IoError, "sweep: cannot write %s; hint: choose another output path",
-                   tmp.c_str());
-    }
-    fs::rename(tmp, path);
 }
 
 void check_writable(const std::string& path, const char* option) {
@@ -138,14 +123,19 @@ std::vector<int64_t> parse_group_size_list(const std::string& list, const std::s
     return out;
 }
 
-std::vector<std::string> parse_method_list(const std::string& list, const std::string& option) {
+std::vector<compress::RankSearchMethod> parse_method_list(const std::string& list,
+                                                         const std::string& option) {
     const auto items = split_list(list, option);
-    for (const auto& it : items)
-        PALU_CHECK(compress::parse_rank_search_method(it).has_value(), UsageError,
+    std::vector<compress::RankSearchMethod> out;
+    for (const auto& it : items) {
+        const auto m = compress::parse_rank_search_method(it);
+        PALU_CHECK(m.has_value(), UsageError,
                    "sweep: %s: item '%s': expected uniform, fisher or fisher_uniform",
                    option.c_str(), it.c_str());
-    check_unique(items, items, option);
-    return items;
+        out.push_back(*m);
+    }
+    check_unique(out, items, option);
+    return out;
 }
 
 std::vector<LatentSetting> parse_latent_list(const std::string& list, const std::string& option) {
@@ -198,7 +188,7 @@ std::string sweep_markdown(const SweepResult& res, const SweepParams& p) {
     std::string s;
     s += strfmt("Model `%s`; evaluation `%s`: %lld windows of %lld tokens (of %lld tokens); "
                 "calibration + whitening factors + Fisher scalars %.1f s (once).\n\n",
-                p.model_path.c_str(), (p.eval_path.empty() ? p.eval_tokens : p.eval_path).c_str(),
+                p.model_path.c_str(), p.eval.source().c_str(),
                 static_cast<long long>(res.n_windows), static_cast<long long>(res.seqlen),
                 static_cast<long long>(res.n_eval_tokens), res.calibration_s);
     s += "| method | group size | ratio | achieved ratio | latents | KV bytes/token | x smaller "
@@ -227,19 +217,12 @@ std::string sweep_markdown(const SweepResult& res, const SweepParams& p) {
     return s;
 }
 
-SweepResult run_sweep(const SweepParams& p) {
-    // ---- inputs, checked before any long work ----
+namespace {
+
+// Everything checked before any long work (the model is checked by the caller).
+void check_grid(const SweepParams& p) {
     PALU_CHECK(!p.methods.empty() && !p.ratios.empty() && !p.latents.empty(), UsageError,
                "sweep: empty grid: expected at least one method, ratio and latent format");
-    std::vector<compress::RankSearchMethod> methods;
-    bool need_fisher = false;
-    for (const auto& m : p.methods) {
-        const auto rm = compress::parse_rank_search_method(m);
-        PALU_CHECK(rm.has_value(), UsageError,
-                   "sweep: --methods: '%s': expected uniform, fisher or fisher_uniform", m.c_str());
-        methods.push_back(*rm);
-        need_fisher = need_fisher || *rm != compress::RankSearchMethod::Uniform;
-    }
     for (double r : p.ratios)
         PALU_CHECK(std::isfinite(r) && r > 0.0 && r <= 1.0, UsageError,
                    "sweep: --ratios: %g: expected a kept ratio in (0, 1]", r);
@@ -247,16 +230,25 @@ SweepResult run_sweep(const SweepParams& p) {
         PALU_CHECK(l.bits == 32 || l.bits == 16 || l.bits == 8 || l.bits == 4 || l.bits == 3 ||
                        l.bits == 2,
                    UsageError, "sweep: --latents: %d bits: expected 32, 16, 8, 4, 3 or 2", l.bits);
-    PALU_CHECK(p.eval_path.empty() != p.eval_tokens.empty(), UsageError,
+    PALU_CHECK(p.eval.text_path.empty() != p.eval.tokens_path.empty(), UsageError,
                "sweep: give exactly one of --eval TEXT or --eval-tokens FILE.i32");
-    for (const std::string& f : {p.eval_path, p.eval_tokens})
-        PALU_CHECK(f.empty() || fs::is_regular_file(f), IoError,
-                   "sweep: evaluation file %s does not exist", f.c_str());
+    PALU_CHECK(fs::is_regular_file(p.eval.source()), IoError,
+               "sweep: evaluation file %s does not exist", p.eval.source().c_str());
     check_writable(p.out_table, "--out");
     check_writable(p.out_json, "--json");
+    check_calibration_inputs(p.calib, /*need_stats=*/true, "sweep", "the whitened decomposition");
+}
+
+}  // namespace
+
+SweepResult run_sweep(const SweepParams& p) {
+    check_grid(p);
+    const bool need_fisher =
+        std::any_of(p.methods.begin(), p.methods.end(),
+                    [](compress::RankSearchMethod m) { return m != compress::RankSearchMethod::Uniform; });
     auto src = formats::open_model(p.model_path);
     const ModelConfig& cfg = src->config();
-    PALU_CHECK(!model::has_low_rank_kv(*src), UsageError,
+    PALU_CHECK(!formats::is_palu_checkpoint(*src), UsageError,
                "sweep: %s is already a compressed palu checkpoint; hint: sweep the original model",
                p.model_path.c_str());
     std::vector<int64_t> group_sizes = p.group_sizes;
@@ -267,47 +259,38 @@ SweepResult run_sweep(const SweepParams& p) {
                    "divisors of %lld",
                    static_cast<long long>(g), static_cast<long long>(cfg.n_kv_heads),
                    p.model_path.c_str(), static_cast<long long>(cfg.n_kv_heads));
-    check_calibration_inputs(p.calib, /*need_stats=*/true, "sweep", "the whitened decomposition");
     const compress::KvShape shape{cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
 
-    EvalPplParams ep;
-    ep.model_path = p.model_path;
-    ep.text_path = p.eval_path;
-    ep.text_format = p.eval_format;
-    ep.tokens_path = p.eval_tokens;
-    const std::vector<int32_t> tokens = load_eval_tokens(ep, *src);
-    const int64_t n_avail = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(p.eval_seqlen, 2);
+    const std::vector<int32_t> tokens = load_eval_tokens(p.eval, *src);
+    const int64_t n_avail = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(p.eval.seqlen, 2);
     PALU_CHECK(n_avail >= 1, UsageError,
                "sweep: the %zu evaluation tokens do not fill one window of %lld; hint: lower "
                "--eval-seqlen",
-               tokens.size(), static_cast<long long>(p.eval_seqlen));
+               tokens.size(), static_cast<long long>(p.eval.seqlen));
 
     SweepResult res;
-    res.seqlen = p.eval_seqlen;
+    res.seqlen = p.eval.seqlen;
     res.n_eval_tokens = static_cast<int64_t>(tokens.size());
     std::string json_lines;
     auto emit = [&](const SweepRow& row) {
         res.rows.push_back(row);
         json_lines += to_json(row).dump() + "\n";
-        if (!p.out_json.empty()) write_atomically(p.out_json, json_lines);
-        if (!p.out_table.empty()) write_atomically(p.out_table, sweep_markdown(res, p));
+        if (!p.out_json.empty()) formats::write_file_atomically(p.out_json, json_lines, "sweep");
+        if (!p.out_table.empty())
+            formats::write_file_atomically(p.out_table, sweep_markdown(res, p), "sweep");
     };
 
     // ---- calibration (once), whitening factors and Fisher scalars (once per group size) ----
     const auto t_calib = Clock::now();
     const std::string model_fp = formats::fingerprint_model(*src);
-    const std::string temp_dir =
-        fs::absolute(p.out_json.empty() ? (p.out_table.empty() ? "." : p.out_table) : p.out_json)
-            .parent_path()
-            .string();
-    const CalibrationStats cs = obtain_calibration_stats(p.model_path, model_fp, p.calib,
-                                                         need_fisher, /*need_stats=*/true, temp_dir,
-                                                         p.n_threads, p.progress);
-    Whitening whitening(*cs.stats, cfg, p.damp, /*keep=*/true);
+    const CalibrationStats cs =
+        calibrate(*src, model_fp, p.calib,
+                  need_fisher ? FisherNeed::Required : FisherNeed::IfInStatsFile, p.run);
+    Whitening whitening(cs.gram, p.damp, /*keep=*/true);
     for (int64_t l = 0; l < cfg.n_layers; ++l) whitening.factor(l);
     std::map<int64_t, compress::FisherScalars> fisher;
     if (need_fisher)
-        for (int64_t g : group_sizes) fisher[g] = fisher_scalars_from_stats(*cs.stats, shape, g);
+        for (int64_t g : group_sizes) fisher[g] = fisher_scalars(*cs.fisher, shape, g);
     res.calibration_s = seconds_since(t_calib);
     PALU_LOG_INFO("sweep", "calibration statistics ready in %.1f s (%lld Gram fallbacks)",
                   res.calibration_s, static_cast<long long>(whitening.n_fallbacks()));
@@ -316,8 +299,8 @@ SweepResult run_sweep(const SweepParams& p) {
     const int64_t kv_orig = compress::original_kv_bytes_per_token(shape);
     {
         model::Transformer engine(*src, model::Residency::Resident);
-        engine.set_threads(p.n_threads);
-        const auto r = model::compute_perplexity(engine, tokens, p.eval_seqlen, p.eval_max_windows,
+        engine.set_threads(p.run.n_threads);
+        const auto r = model::compute_perplexity(engine, tokens, p.eval.seqlen, p.eval.max_windows,
                                                  /*n_batch=*/1);
         res.ppl_original = r.ppl;
         res.n_windows = r.n_windows;
@@ -333,28 +316,29 @@ SweepResult run_sweep(const SweepParams& p) {
         emit(row);
         PALU_LOG_INFO("sweep", "original: ppl %.4f over %lld windows of %lld in %.1f s",
                       r.ppl, static_cast<long long>(r.n_windows),
-                      static_cast<long long>(p.eval_seqlen), r.seconds);
+                      static_cast<long long>(p.eval.seqlen), r.seconds);
     }
 
     // ---- the grid ----
     const bool any_hadamard =
         std::any_of(p.latents.begin(), p.latents.end(), [](const LatentSetting& l) { return l.hadamard; });
-    const int64_t n_points = static_cast<int64_t>(methods.size() * group_sizes.size() *
+    const int64_t n_points = static_cast<int64_t>(p.methods.size() * group_sizes.size() *
                                                   p.ratios.size() * p.latents.size());
     Progress progress("sweep", "row", n_points, /*min_interval_s=*/0.0);
+    const bool show = p.run.progress;
     int64_t n_done = 0;
     std::map<std::string, std::vector<SweepRow>> measured;  // plan → its rows
-    for (size_t mi = 0; mi < methods.size(); ++mi)
+    for (size_t mi = 0; mi < p.methods.size(); ++mi)
         for (int64_t g : group_sizes)
             for (double ratio : p.ratios) {
                 const auto t0 = Clock::now();
                 compress::RankSearchParams rp;
-                rp.method = methods[mi];
+                rp.method = p.methods[mi];
                 rp.group_size = g;
                 rp.ratio = ratio;
                 rp.rank_multiple = p.round_to;
                 const compress::RankPlan plan = compress::search_ranks(
-                    shape, need_fisher && methods[mi] != compress::RankSearchMethod::Uniform
+                    shape, need_fisher && p.methods[mi] != compress::RankSearchMethod::Uniform
                                ? &fisher.at(g)
                                : nullptr,
                     rp);
@@ -366,13 +350,13 @@ SweepResult run_sweep(const SweepParams& p) {
                 const auto same = measured.find(plan_key);
                 if (same != measured.end()) {
                     for (SweepRow row : same->second) {
-                        row.method = compress::rank_search_method_name(methods[mi]);
+                        row.method = compress::rank_search_method_name(p.methods[mi]);
                         row.target_ratio = ratio;
                         row.same_plan_as = same->second.front().method;
                         row.compression_s = t_search;
                         emit(row);
                         ++n_done;
-                        if (p.progress)
+                        if (show)
                             progress.update(n_done, strfmt("%s s=%lld ratio %.2f %s: same ranks as "
                                                            "%s",
                                                            row.method.c_str(),
@@ -383,10 +367,9 @@ SweepResult run_sweep(const SweepParams& p) {
                     continue;
                 }
                 DecomposeOptions dopt;
-                dopt.method = compress::DecomposeMethod::Whitened;
-                dopt.progress = false;
+                dopt.damp = p.damp;
                 const std::vector<CompressedLayer> layers =
-                    decompose_model(*src, plan, &whitening, dopt);
+                    decompose_model(*src, plan, &whitening, dopt, /*progress=*/false).layers;
                 const double t_compress = seconds_since(t0);
                 std::vector<CompressedLayer> layers_h;
                 double t_hadamard = 0.0;
@@ -408,11 +391,11 @@ SweepResult run_sweep(const SweepParams& p) {
                     std::unique_ptr<model::Transformer>& e = lat.hadamard ? engine_h : engine;
                     if (!e) {
                         e = std::make_unique<model::Transformer>(ov, model::Residency::Resident);
-                        e->set_threads(p.n_threads);
+                        e->set_threads(p.run.n_threads);
                     }
                     configure_latent_cache(*e, ov, lat.bits);
-                    const auto r = model::compute_perplexity(*e, tokens, p.eval_seqlen,
-                                                             p.eval_max_windows, /*n_batch=*/1);
+                    const auto r = model::compute_perplexity(*e, tokens, p.eval.seqlen,
+                                                             p.eval.max_windows, /*n_batch=*/1);
                     quant::LatentQuantSpec q;
                     q.bits = lat.bits >= 16 ? 16 : lat.bits;
                     // f32 latents: twice the f16 bytes (4 per latent, no scales).
@@ -423,7 +406,7 @@ SweepResult run_sweep(const SweepParams& p) {
                                 static_cast<long long>(formula),
                                 static_cast<long long>(r.kv_bytes_per_token));
                     SweepRow row;
-                    row.method = compress::rank_search_method_name(methods[mi]);
+                    row.method = compress::rank_search_method_name(p.methods[mi]);
                     row.group_size = g;
                     row.target_ratio = ratio;
                     row.achieved_ratio = plan.achieved_ratio();
@@ -438,7 +421,7 @@ SweepResult run_sweep(const SweepParams& p) {
                     emit(row);
                     point_rows.push_back(row);
                     ++n_done;
-                    if (p.progress)
+                    if (show)
                         progress.update(
                             n_done, strfmt("%s s=%lld ratio %.2f %s: ppl %.4f (%+.2f%%)",
                                            row.method.c_str(), static_cast<long long>(g), ratio,

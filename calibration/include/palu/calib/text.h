@@ -12,6 +12,8 @@ enum class TextFormat { Auto, Wikitext, Jsonl, Plain };
 
 /// Parses "auto|wikitext|jsonl|plain" (UsageError otherwise).
 TextFormat parse_text_format(const std::string& s);
+/// "auto", "wikitext", "jsonl", "plain".
+const char* text_format_name(TextFormat f);
 
 /// Loads a text corpus as one string:
 ///  - wikitext raw: rows joined with "\n\n" (the literature's convention);

@@ -40,6 +40,10 @@ class HfModel final : public WeightSource {
     std::vector<StoredTensorInfo> tensors() const override;
     bool has_tensor(const std::string& name) const override;
     Tensor load_f32(const std::string& name) const override;
+    std::filesystem::path source_dir() const override { return config_path_.parent_path(); }
+    std::string config_json_text() const override { return cfg_.raw.dump(); }
+    /// Every stored tensor, in its stored dtype (safetensors arrays are copied as they are).
+    std::optional<RawTensorBytes> raw_tensor(const std::string& name) const override;
 
     const HfConfig& hf_config() const { return cfg_; }
     /// The raw config.json (keys ModelConfig has no field for: head_wise_ranks, palu, ...).

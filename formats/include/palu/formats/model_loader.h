@@ -1,6 +1,7 @@
 // palu formats: open any supported checkpoint as a WeightSource (HF names, HF layout, f32 on demand).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 
@@ -15,6 +16,10 @@ namespace palu::formats {
 ///  - a llama2.c legacy checkpoint (.bin, 7 x int32 header).
 /// Throws IoError when the path does not exist, FormatError when it is not a recognised model.
 std::unique_ptr<WeightSource> open_model(const std::filesystem::path& path);
+
+/// How many times open_model has been called in this process (a pipeline run opens its model
+/// once; tests check that).
+int64_t open_model_count();
 
 // Per-format openers (implemented next to each parser).
 std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& dir_or_file);

@@ -122,6 +122,27 @@ struct TensorToWrite {
     std::span<const uint8_t> bytes;
 };
 
+/// Tensors to write, with the bytes of converted ones owned here until the write.
+class TensorWriteList {
+   public:
+    /// Borrowed bytes (e.g. an mmap'd source), alive until the write returns.
+    void add_raw(std::string name, DType dtype, std::vector<int64_t> shape,
+                 std::span<const uint8_t> bytes);
+    /// `n` f32 values stored as `dtype` (F32, F16 or BF16; round to nearest even). Non-finite
+    /// values, or values that overflow the half type, would silently corrupt a model:
+    /// NumericalError naming the tensor, prefixed by `stage`.
+    void add_f32(std::string name, DType dtype, std::vector<int64_t> shape, const float* values,
+                 size_t n, const char* stage);
+    size_t size() const { return list_.size(); }
+    uint64_t n_bytes() const;
+    /// The list for write_safetensors; the owned bytes stay here (keep this object alive).
+    std::vector<TensorToWrite> take() { return std::move(list_); }
+
+   private:
+    std::vector<std::unique_ptr<std::vector<uint8_t>>> storage_;
+    std::vector<TensorToWrite> list_;
+};
+
 /// Writes one safetensors file at `path`: tensors sorted by name, `__metadata__` when non-empty,
 /// the header padded with spaces so that the data buffer starts 8-byte aligned. Written to a
 /// temporary name in the same directory and renamed into place. Throws UsageError on bad input

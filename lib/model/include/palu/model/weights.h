@@ -53,8 +53,6 @@ struct GlobalWeights {
     const Tensor& head() const { return lm_head.numel() > 0 ? lm_head : embed; }
 };
 
-/// Whether the source is a compressed palu checkpoint (model.layers.0.self_attn.k_proj.VT.weight).
-bool has_low_rank_kv(const WeightSource& src);
 
 /// Loads layer `l`, checking every shape against the config (ShapeError naming the tensor).
 /// Compressed sources: k_proj/v_proj come as VT + U.{g} (+ U.{g}.bias); the groups are counted

@@ -1,92 +1,107 @@
-// palu pipeline: the `calibrate` and `rank-search` stages (issue 4, stages 1 and 2).
+// palu pipeline: the calibrate stage — Gram matrices of the k/v_proj input and Fisher information
+// of k_proj / v_proj over sampled calibration windows, held in memory; an HDF5 stats file is
+// written only when asked (--stats / palu-calibrate --out) and read only to reuse one.
 //
-// calibrate:   model + text corpus (tokenized with the model's tokenizer) or token file ->
-//              sampled windows (calib/sampling.h) -> Gram and Fisher sums (calib/collect.h) ->
-//              HDF5 stats file (formats/stats_store.h):
-//                gram/layer_N       [d, d]       Σ x xᵀ of the k/v_proj input, f64
-//                fisher/k/layer_N   [d_kv, d]    Σ_windows (∂L/∂W_k)², f64
-//                fisher/v/layer_N   [d_kv, d]    Σ_windows (∂L/∂W_v)², f64
-//                fisher/n_samples   scalar       windows in the Fisher sums
-//              root attributes: model fingerprint, data fingerprint (SHA-256 of the text/token
-//              file), n_tokens, seed, settings JSON (source, sampler, samples, seqlen, offsets
-//              file hash, Fisher shift, ...). An existing output with the same fingerprints and
-//              settings is reused as is; one with other fingerprints or settings is refused
-//              (UsageError) unless `overwrite`.
-// rank-search: stats + model -> Fisher scalars (mean over each module of sqrt(ΣG²/n), reference
-//              §4.1) -> compress::search_ranks -> ranks.json.
+// Input  a WeightSource opened once by the caller (and its fingerprint), calibration text or
+//        token ids, or an existing stats file.
+// Output CalibrationStats: per layer Σ x xᵀ (f64), per module Σ (∂L/∂W)² (f64), provenance.
+// Stats file (formats/stats_store.h): root attributes model/data fingerprints, n_tokens, seed,
+// settings JSON (source, sampler, samples, seqlen, offsets hash, Fisher shift, ...); datasets
+// gram/layer_{l}, fisher/{k,v}/layer_{l}, fisher/n_samples, fisher/mean_loss. An existing file
+// with the same fingerprints and settings is reused as is; one with other fingerprints or
+// settings is refused (UsageError) unless `overwrite_stats`.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
-#include "palu/compress/rank_search.h"
-
-namespace palu::formats {
-class StatsStore;
-}
+#include "palu/calib/collect.h"
+#include "palu/calib/sampling.h"
+#include "palu/calib/text.h"
+#include "palu/core/weight_source.h"
+#include "palu/formats/palu_checkpoint.h"
+#include "palu/formats/stats_store.h"
+#include "palu/model/transformer.h"
+#include "palu/pipeline/run.h"
 
 namespace palu::pipeline {
 
+/// Calibration inputs, one struct for palu-calibrate, palu-compress and palu-sweep: at most one
+/// of text_path / tokens_path, and/or a stats file to reuse or keep.
+struct CalibrationOptions {
+    std::string text_path;                               ///< text corpus
+    calib::TextFormat text_format = calib::TextFormat::Auto;
+    std::string tokens_path;                             ///< raw little-endian int32 ids (.i32)
+    int64_t n_samples = 32;                              ///< windows
+    int64_t seqlen = 512;                                ///< tokens per window
+    calib::SamplerKind sampler = calib::SamplerKind::Random;
+    std::string offsets_path;                            ///< window offsets (sampler Offsets)
+    uint64_t seed = 3;                                   ///< sampling seed
+    model::LabelShift fisher_shift = model::LabelShift::Single;  ///< Double: the reference's
+    std::string stats_path;      ///< reused when it matches; written there after calibrating
+    bool overwrite_stats = false;  ///< replace a stats_path made from other inputs
+    bool has_source() const { return !text_path.empty() || !tokens_path.empty(); }
+};
+
+/// Calibration statistics in memory.
+struct CalibrationStats {
+    calib::GramStats gram;                    ///< per layer [d_model, d_model]
+    std::optional<calib::FisherStats> fisher; ///< absent when calibrated without Fisher
+    formats::StatsFileInfo info;              ///< fingerprints, n_tokens, seed, settings JSON
+    formats::CalibrationRecord record;        ///< what the palu block records
+    double seconds = 0.0;                     ///< calibration (or loading) wall time
+    nlohmann::json to_json() const;           ///< the record, for reports
+};
+
+/// Checks the calibration inputs before any long work: one source at most, the file exists and
+/// is not empty, statistics available when `need_stats` (a source, or an existing stats_path).
+/// `stage` prefixes the messages; `need_what` names what needs the statistics.
+void check_calibration_inputs(const CalibrationOptions& calib, bool need_stats, const char* stage,
+                              const std::string& need_what);
+
+/// Whether the stage collects Fisher information.
+enum class FisherNeed {
+    None,           ///< Gram matrices only
+    IfInStatsFile,  ///< only when an existing stats_path has it (so that the file matches)
+    Required,
+};
+
+/// The stage: statistics for `src` (fingerprint `model_fp`). With a text/token source they are
+/// collected (Fisher as `fisher` says), unless an existing stats_path matches the same inputs, which is read instead; they
+/// are then saved to stats_path when one is given. Without a source, stats_path is read (it must
+/// belong to the model). Throws UsageError (bad options, stats of another model or settings,
+/// no Fisher when needed), IoError, FormatError.
+CalibrationStats calibrate(const WeightSource& src, const std::string& model_fp,
+                           const CalibrationOptions& calib, FisherNeed fisher,
+                           const RunOptions& run = {});
+
+/// Writes `stats` to `path` atomically.
+void save_stats(const CalibrationStats& stats, const std::string& path);
+/// Reads a stats file; it must belong to the model with fingerprint `model_fp` (empty: any).
+/// `with_gram` false skips the Gram matrices (rank search needs only the Fisher sums).
+CalibrationStats load_stats(const std::string& path, const std::string& model_fp,
+                            const ModelConfig& config, bool with_gram = true);
+
+/// palu-calibrate: opens the model, runs the stage with stats_path = out_path.
 struct CalibrateParams {
     std::string model_path;
-    std::string text_path;              // corpus (exclusive with tokens_path)
-    std::string text_format = "auto";   // auto|wikitext|jsonl|plain
-    std::string tokens_path;            // raw little-endian int32 ids (.i32)
-    int64_t n_samples = 128;
-    int64_t seqlen = 2048;
-    std::string sampler = "random";     // random|contiguous|offsets
-    std::string offsets_path;           // sampler offsets
-    uint64_t seed = 3;
-    std::string fisher_shift = "single";  // single|double
-    bool fisher = true;                 // false: Gram only
-    std::string out_path;
-    bool overwrite = false;             // replace an existing output made with other inputs
-    int n_threads = 0;                  // 0 = all cores
-    bool progress = true;
+    CalibrationOptions calib;  ///< calib.stats_path is the output
+    bool fisher = true;        ///< false: Gram only
+    RunOptions run;
 };
 
 struct CalibrateResult {
     std::string out_path;
-    bool reused = false;                // an existing matching file was kept
+    bool reused = false;       ///< an existing matching file was kept
     int64_t n_samples = 0;
     int64_t n_tokens = 0;
-    double fisher_mean_loss = 0.0;      // 0 when reused or without Fisher
+    double fisher_mean_loss = 0.0;  ///< 0 without Fisher
     double seconds = 0.0;
     std::string model_fingerprint;
     std::string data_fingerprint;
 };
 
-/// Throws UsageError (bad/missing options, too little data, mismatching existing output),
-/// IoError, FormatError, ShapeError. Writes the output atomically.
 CalibrateResult run_calibrate(const CalibrateParams& params);
-
-struct RankSearchParams {
-    std::string stats_path;
-    std::string model_path;
-    double ratio = 0.5;                 // kept fraction of K/V latent dims, (0, 1]
-    double kv_bytes = 0.0;              // > 0: target KV bytes per token instead of ratio
-    int latent_bits = 16;               // latent format for the bytes target (16 = f16)
-    int64_t group_size = 4;             // KV heads per group
-    std::string method = "fisher_uniform";  // uniform|fisher|fisher_uniform
-    int64_t round_to = 0;               // rank multiple B; 0 = compress::default_rank_multiple
-    std::string out_path;               // ranks.json; empty = not written
-};
-
-struct RankSearchResult {
-    compress::RankPlan plan;
-    nlohmann::json json;                // rank_plan_to_json(plan)
-};
-
-/// Reads the Fisher sums of a stats file and reduces them (reference §4.1): per module the mean
-/// over its weights of sqrt(Σg²/n), and per group of `group_size` heads for method fisher.
-compress::FisherScalars fisher_scalars_from_stats(const formats::StatsStore& stats,
-                                                  const compress::KvShape& shape,
-                                                  int64_t group_size);
-
-/// Throws UsageError (bad ratio/method/group size, stats of another model, no Fisher in the
-/// stats), FormatError, IoError.
-RankSearchResult run_rank_search(const RankSearchParams& params);
 
 }  // namespace palu::pipeline

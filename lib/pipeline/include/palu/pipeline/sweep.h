@@ -34,14 +34,10 @@ struct SweepParams {
     std::string model_path;
     CalibrationOptions calib;
     double damp = 0.0;                       ///< added to every Gram diagonal (compress --damp)
+    EvalOptions eval;                        ///< evaluation text or tokens, seqlen, max windows
 
-    std::string eval_path;                   ///< evaluation text (exclusive with eval_tokens)
-    std::string eval_format = "auto";
-    std::string eval_tokens;                 ///< evaluation ids (.i32)
-    int64_t eval_seqlen = 2048;
-    int64_t eval_max_windows = 0;            ///< 0 = all full windows
-
-    std::vector<std::string> methods = {"uniform", "fisher_uniform"};
+    std::vector<compress::RankSearchMethod> methods = {compress::RankSearchMethod::Uniform,
+                                                       compress::RankSearchMethod::FisherUniform};
     std::vector<int64_t> group_sizes;        ///< empty = default_group_size(n_kv)
     std::vector<double> ratios = {1.0, 0.7, 0.5, 0.3};
     std::vector<LatentSetting> latents = {{16, false}, {4, false}, {3, false}, {3, true}};
@@ -50,8 +46,7 @@ struct SweepParams {
 
     std::string out_table;                   ///< markdown table; empty = not written
     std::string out_json;                    ///< JSON lines; empty = not written
-    int n_threads = 0;
-    bool progress = true;
+    RunOptions run;
 };
 
 struct SweepRow {
@@ -100,7 +95,8 @@ std::string sweep_markdown(const SweepResult& result, const SweepParams& params)
 /// (optionally with 'h' for the quantized ones), or a duplicate.
 std::vector<double> parse_ratio_list(const std::string& list, const std::string& option);
 std::vector<int64_t> parse_group_size_list(const std::string& list, const std::string& option);
-std::vector<std::string> parse_method_list(const std::string& list, const std::string& option);
+std::vector<compress::RankSearchMethod> parse_method_list(const std::string& list,
+                                                         const std::string& option);
 std::vector<LatentSetting> parse_latent_list(const std::string& list, const std::string& option);
 
 }  // namespace palu::pipeline
