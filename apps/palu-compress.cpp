@@ -29,11 +29,12 @@ std::string worst_error(const nlohmann::json& errs) {
 void print_summary(const palu::pipeline::CompressResult& r) {
     const palu::formats::PaluBlock& b = r.palu;
     std::printf("palu-compress summary: %s -> %s\n", r.model_path.c_str(), r.out_dir.c_str());
-    std::printf("  group size %lld, rank search %s, target ratio %.3f, achieved %.4f (%lld/%lld dims)\n",
-                static_cast<long long>(b.group_size), b.rank_search.method.c_str(),
-                b.rank_search.target_ratio, b.rank_search.achieved_ratio,
-                static_cast<long long>(b.rank_search.kept_dims),
-                static_cast<long long>(b.rank_search.full_dims));
+    std::printf(
+        "  group size %lld, rank search %s, target ratio %.3f, achieved %.4f (%lld/%lld dims)\n",
+        static_cast<long long>(b.group_size), b.rank_search.method.c_str(),
+        b.rank_search.target_ratio, b.rank_search.achieved_ratio,
+        static_cast<long long>(b.rank_search.kept_dims),
+        static_cast<long long>(b.rank_search.full_dims));
     std::printf("  %-6s %-22s %-22s %-12s %-12s\n", "layer", "K ranks", "V ranks", "K rel.err",
                 "V rel.err");
     for (size_t l = 0; l < r.plan.k_ranks.size(); ++l) {
@@ -43,18 +44,20 @@ void print_summary(const palu::pipeline::CompressResult& r) {
                     worst_error(lr["v"]["errors"]).c_str());
     }
     const auto& kv = b.kv_bytes_per_token;
-    std::printf("  KV cache per token: original f16 %s, compressed %s (%d-bit latents) = %.3fx smaller\n",
-                palu::bytes_str(kv.original_f16).c_str(), palu::bytes_str(kv.compressed).c_str(),
-                b.latent_quant.bits,
-                static_cast<double>(kv.original_f16) / static_cast<double>(kv.compressed));
+    std::printf(
+        "  KV cache per token: original f16 %s, compressed %s (%d-bit latents) = %.3fx smaller\n",
+        palu::bytes_str(kv.original_f16).c_str(), palu::bytes_str(kv.compressed).c_str(),
+        b.latent_quant.bits,
+        static_cast<double>(kv.original_f16) / static_cast<double>(kv.compressed));
     if (r.eval) {
         const auto& e = *r.eval;
-        std::printf("  perplexity (%lld windows of %lld): original %.4f, compressed %.4f (%+.2f%%); "
-                    "measured latent cache %lld bytes/token\n",
-                    static_cast<long long>(e.compressed.n_windows),
-                    static_cast<long long>(e.compressed.seqlen), e.original.ppl, e.compressed.ppl,
-                    100.0 * (e.compressed.ppl / e.original.ppl - 1.0),
-                    static_cast<long long>(e.compressed.kv_bytes_per_token));
+        std::printf(
+            "  perplexity (%lld windows of %lld): original %.4f, compressed %.4f (%+.2f%%); "
+            "measured latent cache %lld bytes/token\n",
+            static_cast<long long>(e.compressed.n_windows),
+            static_cast<long long>(e.compressed.seqlen), e.original.ppl, e.compressed.ppl,
+            100.0 * (e.compressed.ppl / e.original.ppl - 1.0),
+            static_cast<long long>(e.compressed.kv_bytes_per_token));
     }
     std::printf("  stages:");
     for (const auto& st : r.stages.stages) std::printf(" %s %.1f s;", st.name.c_str(), st.seconds);
@@ -67,11 +70,15 @@ void print_summary(const palu::pipeline::CompressResult& r) {
 int main(int argc, char** argv) {
     palu::model::blas_reexec_for_avx512(argc, argv);
     CLI::App app{
-        "palu-compress: compresses the KV cache of a Llama-family model (Palu low-rank projection).\n"
+        "palu-compress: compresses the KV cache of a Llama-family model (Palu low-rank "
+        "projection).\n"
         "Stages: calibrate on text (Gram matrices of the k/v_proj input, Fisher information of "
-        "k_proj/v_proj) -> rank search over head groups for the kept ratio -> Cholesky-whitened SVD "
-        "per head group -> optional Walsh-Hadamard rotation -> compressed checkpoint (HF directory: "
-        "k/v_proj as VT + U.{g}, config.json with head_wise_ranks and a palu block) + report.json.\n"
+        "k_proj/v_proj) -> rank search over head groups for the kept ratio -> Cholesky-whitened "
+        "SVD "
+        "per head group -> optional Walsh-Hadamard rotation -> compressed checkpoint (HF "
+        "directory: "
+        "k/v_proj as VT + U.{g}, config.json with head_wise_ranks and a palu block) + "
+        "report.json.\n"
         "Example: palu-compress --model SmolLM2.gguf --out smollm2-palu --ratio 0.5 --calib "
         "c4.jsonl --eval wiki.test.raw --eval-seqlen 1024\n"
         "The KV cache shrinks by 1/ratio with f16 latents (x4 more with --latent-bits 4).",
@@ -81,8 +88,10 @@ int main(int argc, char** argv) {
     app.add_option("--model,-m", p.model_path,
                    "Model: HF directory, .safetensors, .gguf or llama2.c .bin")
         ->required();
-    app.add_option("--out,-o", p.out_dir, "Output directory (must not exist or be empty)")->required();
-    auto* ratio = app.add_option("--ratio,-r", p.rank.ratio, "Kept fraction of K/V latent dims, in (0, 1]");
+    app.add_option("--out,-o", p.out_dir, "Output directory (must not exist or be empty)")
+        ->required();
+    auto* ratio =
+        app.add_option("--ratio,-r", p.rank.ratio, "Kept fraction of K/V latent dims, in (0, 1]");
     app.add_option("--kv-bytes", p.rank.kv_bytes,
                    "Target instead of --ratio: KV-cache bytes per token (all layers, K and V, in "
                    "the --latent-bits format incl. scales and zeros)")
@@ -90,19 +99,26 @@ int main(int argc, char** argv) {
     app.add_option("--group-size,-g", p.rank.group_size,
                    "KV heads per latent group: 1 = per head (M-LRD), n_kv = joint (J-LRD); "
                    "0 = auto: 4, or the largest divisor of n_kv <= 4");
-    palu::cli::add_enum_option(app, "--rank-search", p.rank.method, palu::cli::rank_search_methods(),
+    palu::cli::add_enum_option(app, "--rank-search", p.rank.method,
+                               palu::cli::rank_search_methods(),
                                "fisher_uniform (reference default: one budget over modules by "
                                "Fisher, even split over groups) | fisher (per group) | uniform");
     app.add_option("--round-to", p.rank.round_to, "Rank multiple (0: min(32, group width / 4))");
     palu::cli::add_calibration_options(app, p.calib);
     bool no_whiten = false;
     app.add_flag("--no-whiten", no_whiten, "Plain SVD of the weights instead of the whitened SVD");
-    app.add_option("--damp", p.decompose.damp, "Added to every Gram diagonal before Cholesky (default 0; the reference's eigen-shift fallback runs when not positive definite)");
-    app.add_flag("--hadamard", p.decompose.hadamard, "Fuse a Walsh-Hadamard rotation into each group's factors (for low-bit latents)");
-    app.add_option("--latent-bits", p.quant.bits, "Latent KV-cache format recorded in the checkpoint: 16 (f16) | 8 | 4 | 3 | 2")
+    app.add_option("--damp", p.decompose.damp,
+                   "Added to every Gram diagonal before Cholesky (default 0; the reference's "
+                   "eigen-shift fallback runs when not positive definite)");
+    app.add_flag("--hadamard", p.decompose.hadamard,
+                 "Fuse a Walsh-Hadamard rotation into each group's factors (for low-bit latents)");
+    app.add_option("--latent-bits", p.quant.bits,
+                   "Latent KV-cache format recorded in the checkpoint: 16 (f16) | 8 | 4 | 3 | 2")
         ->check(CLI::IsMember({2, 3, 4, 8, 16}));
-    app.add_option("--latent-group-size", p.quant.group_size, "Channels per (scale, zero); 0 = the whole latent group");
-    app.add_flag("--latent-sym", p.quant.symmetric, "Symmetric latent quantization (default asymmetric)");
+    app.add_option("--latent-group-size", p.quant.group_size,
+                   "Channels per (scale, zero); 0 = the whole latent group");
+    app.add_flag("--latent-sym", p.quant.symmetric,
+                 "Symmetric latent quantization (default asymmetric)");
     std::string factor_dtype = "auto";
     app.add_option("--factor-dtype", factor_dtype,
                    "Storage of U/VT: auto (the source k_proj's dtype when f16/bf16, else f32) | "
@@ -110,12 +126,18 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
     palu::pipeline::EvalOptions eval;
     eval.seqlen = 2048;
-    auto* ev = app.add_option("--eval", eval.text_path, "Evaluate perplexity before/after on this text");
+    auto* ev =
+        app.add_option("--eval", eval.text_path, "Evaluate perplexity before/after on this text");
     palu::cli::add_enum_option(app, "--eval-format", eval.text_format, palu::cli::text_formats(),
                                "auto|wikitext|jsonl|plain");
-    auto* evt = app.add_option("--eval-tokens", eval.tokens_path, "Evaluate on these token ids (.i32)")->excludes(ev);
-    app.add_option("--eval-seqlen", eval.seqlen, "Evaluation window length")->check(CLI::Range(2, 1 << 20))->capture_default_str();
-    app.add_option("--eval-max-windows", eval.max_windows, "Evaluate only the first K windows (0 = all)");
+    auto* evt =
+        app.add_option("--eval-tokens", eval.tokens_path, "Evaluate on these token ids (.i32)")
+            ->excludes(ev);
+    app.add_option("--eval-seqlen", eval.seqlen, "Evaluation window length")
+        ->check(CLI::Range(2, 1 << 20))
+        ->capture_default_str();
+    app.add_option("--eval-max-windows", eval.max_windows,
+                   "Evaluate only the first K windows (0 = all)");
     app.add_flag("--overwrite", p.write.overwrite, "Replace a non-empty --out");
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
@@ -125,7 +147,8 @@ int main(int argc, char** argv) {
         p.decompose.method = no_whiten ? palu::compress::DecomposeMethod::Plain
                                        : palu::compress::DecomposeMethod::Whitened;
         p.decompose.hadamard_seed = p.calib.seed;  // one --seed for sampling and rotation
-        if (factor_dtype != "auto") p.write.factor_dtype = palu::cli::float_dtypes().at(factor_dtype);
+        if (factor_dtype != "auto")
+            p.write.factor_dtype = palu::cli::float_dtypes().at(factor_dtype);
         if (ev->count() > 0 || evt->count() > 0) p.eval = eval;
         p.run.progress = !common.quiet;
         const auto r = palu::pipeline::run_compress(p);

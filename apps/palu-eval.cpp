@@ -47,10 +47,11 @@ CLI::App* add_generate(CLI::App& app, palu::pipeline::GenerateParams& g) {
 }
 
 int print_ppl(const palu::pipeline::EvalPplResult& r, const std::string& json_out) {
-    std::printf("nll %.6f\nppl %.4f\nwindows %lld\ntokens %lld\nseqlen %lld\ntokens/s %.1f\n"
-                "kv_bytes/token %lld\n",
-                r.nll, r.ppl, (long long)r.n_windows, (long long)r.n_tokens, (long long)r.seqlen,
-                r.tokens_per_s, (long long)r.kv_bytes_per_token);
+    std::printf(
+        "nll %.6f\nppl %.4f\nwindows %lld\ntokens %lld\nseqlen %lld\ntokens/s %.1f\n"
+        "kv_bytes/token %lld\n",
+        r.nll, r.ppl, (long long)r.n_windows, (long long)r.n_tokens, (long long)r.seqlen,
+        r.tokens_per_s, (long long)r.kv_bytes_per_token);
     if (r.latent_bits > 0) std::printf("latent_bits %d\n", r.latent_bits);
     if (!json_out.empty()) {
         std::ofstream f(json_out);
@@ -64,10 +65,11 @@ int generate(palu::pipeline::GenerateParams& g) {
     g.on_text = [](const std::string& s) { std::fputs(s.c_str(), stdout), std::fflush(stdout); };
     auto r = palu::pipeline::run_generate(g);
     std::fprintf(stdout, "\n");
-    std::fprintf(stderr, "I eval: generate: %lld prompt + %lld new tokens, prefill %.3f s, "
-                 "decode %.1f tokens/s, kv cache %lld bytes/token\n", (long long)r.n_prompt,
-                 (long long)r.n_generated, r.prefill_s, r.decode_tokens_per_s,
-                 (long long)r.kv_bytes_per_token);
+    std::fprintf(stderr,
+                 "I eval: generate: %lld prompt + %lld new tokens, prefill %.3f s, "
+                 "decode %.1f tokens/s, kv cache %lld bytes/token\n",
+                 (long long)r.n_prompt, (long long)r.n_generated, r.prefill_s,
+                 r.decode_tokens_per_s, (long long)r.kv_bytes_per_token);
     return 0;
 }
 

@@ -6,10 +6,11 @@
 #include "palu/pipeline/inspect.h"
 
 int main(int argc, char** argv) {
-    CLI::App app{"palu-inspect: describe a checkpoint and its KV-cache cost.\n"
-                 "MODEL is an HF directory (config.json + safetensors), a .safetensors file, a .gguf\n"
-                 "or a llama2.c .bin checkpoint.",
-                 "palu-inspect"};
+    CLI::App app{
+        "palu-inspect: describe a checkpoint and its KV-cache cost.\n"
+        "MODEL is an HF directory (config.json + safetensors), a .safetensors file, a .gguf\n"
+        "or a llama2.c .bin checkpoint.",
+        "palu-inspect"};
     palu::pipeline::InspectParams params;
     bool json = false;
     palu::cli::CommonOptions common;
@@ -19,7 +20,8 @@ int main(int argc, char** argv) {
     return palu::cli::run_main(app, argc, argv, [&] {
         palu::cli::apply_common(common);
         auto r = palu::pipeline::run_inspect(params);
-        std::string out = json ? palu::pipeline::to_json(r).dump(2) + "\n" : palu::pipeline::to_text(r);
+        std::string out =
+            json ? palu::pipeline::to_json(r).dump(2) + "\n" : palu::pipeline::to_text(r);
         std::fputs(out.c_str(), stdout);
         return 0;
     });

@@ -22,12 +22,16 @@ int main(int argc, char** argv) {
     palu::pipeline::CalibrationOptions& c = p.calib;
     std::string ratios = "1.0,0.7,0.5,0.3", group_sizes, methods = "uniform,fisher_uniform",
                 latents = "16,4,3,3h";
-    app.add_option("--model,-m", p.model_path, "Model: HF directory, .safetensors, .gguf or llama2.c .bin")
+    app.add_option("--model,-m", p.model_path,
+                   "Model: HF directory, .safetensors, .gguf or llama2.c .bin")
         ->required();
-    app.add_option("--ratios", ratios, "Kept ratios, comma-separated, each in (0, 1]")->capture_default_str();
+    app.add_option("--ratios", ratios, "Kept ratios, comma-separated, each in (0, 1]")
+        ->capture_default_str();
     app.add_option("--group-sizes", group_sizes,
-                   "KV heads per latent group, comma-separated (default: 4, or the largest divisor of n_kv <= 4)");
-    app.add_option("--methods", methods, "Rank search methods: uniform, fisher, fisher_uniform")->capture_default_str();
+                   "KV heads per latent group, comma-separated (default: 4, or the largest divisor "
+                   "of n_kv <= 4)");
+    app.add_option("--methods", methods, "Rank search methods: uniform, fisher, fisher_uniform")
+        ->capture_default_str();
     app.add_option("--latents", latents,
                    "Latent KV formats: 32 / 16 (f32 / f16 latents), 8, 4, 3, 2 bits; 'h' suffix = "
                    "on the Hadamard-fused factors (e.g. 3h)")
@@ -38,9 +42,12 @@ int main(int argc, char** argv) {
     auto* ev = app.add_option("--eval", p.eval.text_path, "Evaluation text");
     palu::cli::add_enum_option(app, "--eval-format", p.eval.text_format, palu::cli::text_formats(),
                                "auto|wikitext|jsonl|plain");
-    app.add_option("--eval-tokens", p.eval.tokens_path, "Evaluation token ids (.i32)")->excludes(ev);
-    app.add_option("--eval-seqlen", p.eval.seqlen, "Evaluation window length")->check(CLI::Range(2, 1 << 20));
-    app.add_option("--eval-max-windows", p.eval.max_windows, "Evaluate only the first K windows (0 = all)");
+    app.add_option("--eval-tokens", p.eval.tokens_path, "Evaluation token ids (.i32)")
+        ->excludes(ev);
+    app.add_option("--eval-seqlen", p.eval.seqlen, "Evaluation window length")
+        ->check(CLI::Range(2, 1 << 20));
+    app.add_option("--eval-max-windows", p.eval.max_windows,
+                   "Evaluate only the first K windows (0 = all)");
     app.add_option("--out,-o", p.out_table, "Markdown table (rewritten after every row)");
     app.add_option("--json", p.out_json, "JSON lines, one per row (rewritten after every row)");
     palu::cli::add_common(app, common);
@@ -49,7 +56,8 @@ int main(int argc, char** argv) {
         p.run.progress = !common.quiet;
         p.hadamard_seed = c.seed;
         p.ratios = palu::pipeline::parse_ratio_list(ratios, "--ratios");
-        if (!group_sizes.empty()) p.group_sizes = palu::pipeline::parse_group_size_list(group_sizes, "--group-sizes");
+        if (!group_sizes.empty())
+            p.group_sizes = palu::pipeline::parse_group_size_list(group_sizes, "--group-sizes");
         p.methods = palu::pipeline::parse_method_list(methods, "--methods");
         p.latents = palu::pipeline::parse_latent_list(latents, "--latents");
         const auto r = palu::pipeline::run_sweep(p);

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "palu/compress/decompose.h"
-#include "palu/quant/latent_quant.h"
 #include "palu/linalg/cholesky.h"
 #include "palu/linalg/hadamard.h"
 #include "palu/linalg/solve.h"
+#include "palu/quant/latent_quant.h"
 
 using namespace palu;
 
@@ -39,9 +39,9 @@ void BM_Dgemm(benchmark::State& state) {
         RowMatrixXd c = linalg::matmul(a, b, "bench gemm");
         benchmark::DoNotOptimize(c.data());
     }
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n,
-                                                   benchmark::Counter::kIsIterationInvariantRate,
-                                                   benchmark::Counter::kIs1000);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate,
+                           benchmark::Counter::kIs1000);
 }
 
 void BM_Cholesky(benchmark::State& state) {
@@ -97,7 +97,8 @@ void BM_QuantizeLatents(benchmark::State& state) {
     std::mt19937_64 gen(4);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (auto& v : x) v = nd(gen);
-    std::vector<uint8_t> packed(static_cast<size_t>(n_tokens * quant::packed_row_bytes(r, spec.bits)));
+    std::vector<uint8_t> packed(
+        static_cast<size_t>(n_tokens * quant::packed_row_bytes(r, spec.bits)));
     const int64_t row_bytes = quant::packed_row_bytes(r, spec.bits);
     for (auto _ : state) {
         quant::QuantizedRows q = quant::quantize_rows(x.data(), n_tokens, r, spec);

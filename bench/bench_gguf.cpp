@@ -24,9 +24,13 @@ namespace {
 // Offsets of the f16 scale fields in one block, so random bytes give finite values.
 std::vector<size_t> f16_fields(GgmlType t) {
     switch (t) {
-        case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0: return {0};
-        case GgmlType::Q4_1: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K:
-            return {0, 2};
+        case GgmlType::Q4_0:
+        case GgmlType::Q5_0:
+        case GgmlType::Q8_0: return {0};
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_1:
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K: return {0, 2};
         case GgmlType::Q6_K: return {208};
         default: return {};
     }
@@ -62,31 +66,59 @@ void BM_Dequantize(benchmark::State& state, GgmlType t) {
         benchmark::ClobberMemory();
     }
     state.SetBytesProcessed(int64_t(state.iterations()) * kN * 4);
-    state.counters["in_bytes_per_s"] = benchmark::Counter(
-        double(src.size()) * double(state.iterations()), benchmark::Counter::kIsRate,
-        benchmark::Counter::kIs1024);
+    state.counters["in_bytes_per_s"] =
+        benchmark::Counter(double(src.size()) * double(state.iterations()),
+                           benchmark::Counter::kIsRate, benchmark::Counter::kIs1024);
     state.counters["bits_per_weight"] = double(src.size()) * 8.0 / double(kN);
 }
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_Dequantize, Q4_1, GgmlType::Q4_1)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, Q6_K, GgmlType::Q6_K)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, Q8_0, GgmlType::Q8_0)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, Q4_0, GgmlType::Q4_0)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, Q5_1, GgmlType::Q5_1)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, Q4_K, GgmlType::Q4_K)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, Q5_K, GgmlType::Q5_K)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, F16, GgmlType::F16)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Dequantize, BF16, GgmlType::BF16)->Arg(1 << 16)->Arg(1 << 24)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, Q4_1, GgmlType::Q4_1)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, Q6_K, GgmlType::Q6_K)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, Q8_0, GgmlType::Q8_0)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, Q4_0, GgmlType::Q4_0)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, Q5_1, GgmlType::Q5_1)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, Q4_K, GgmlType::Q4_K)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, Q5_K, GgmlType::Q5_K)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, F16, GgmlType::F16)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Dequantize, BF16, GgmlType::BF16)
+    ->Arg(1 << 16)
+    ->Arg(1 << 24)
+    ->Unit(benchmark::kMicrosecond);
 
 // The real SmolLM2-135M-Instruct Q4_1 file (scripts/get-smollm2.sh): open + validate, then
 // load_f32 of every tensor (dequantize, q/k un-permutation, HF layout). Skipped when absent.
 void BM_SmolLM2_LoadAll(benchmark::State& state) {
     const std::filesystem::path path = "models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf";
     if (!std::filesystem::exists(path)) {
-        state.SkipWithError("needs models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf (run from the "
-                            "source root after scripts/get-smollm2.sh)");
+        state.SkipWithError(
+            "needs models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf (run from the "
+            "source root after scripts/get-smollm2.sh)");
         return;
     }
     int64_t n_values = 0, n_file_bytes = 0;
@@ -102,9 +134,9 @@ void BM_SmolLM2_LoadAll(benchmark::State& state) {
         }
     }
     state.SetBytesProcessed(int64_t(state.iterations()) * n_values * 4);
-    state.counters["in_bytes_per_s"] = benchmark::Counter(
-        double(n_file_bytes) * double(state.iterations()), benchmark::Counter::kIsRate,
-        benchmark::Counter::kIs1024);
+    state.counters["in_bytes_per_s"] =
+        benchmark::Counter(double(n_file_bytes) * double(state.iterations()),
+                           benchmark::Counter::kIsRate, benchmark::Counter::kIs1024);
     state.counters["n_params"] = double(n_values);
 }
 BENCHMARK(BM_SmolLM2_LoadAll)->Unit(benchmark::kMillisecond);

@@ -37,10 +37,11 @@ int main(int argc, char** argv) {
             std::printf("layer %zu: K ranks %s, V ranks %s\n", l, join(info.k_ranks[l]).c_str(),
                         join(info.v_ranks[l]).c_str());
         const palu::formats::PaluBlock& b = info.block;
-        std::printf("palu block: format_version %d, group size %lld, rank search '%s', "
-                    "decompose '%s', latent bits %d\n",
-                    b.format_version, static_cast<long long>(b.group_size),
-                    b.rank_search.method.c_str(), b.decompose.method.c_str(), b.latent_quant.bits);
+        std::printf(
+            "palu block: format_version %d, group size %lld, rank search '%s', "
+            "decompose '%s', latent bits %d\n",
+            b.format_version, static_cast<long long>(b.group_size), b.rank_search.method.c_str(),
+            b.decompose.method.c_str(), b.latent_quant.bits);
         // The whole block as config.json holds it.
         std::printf("%s\n", palu::formats::to_json(b).dump(2).c_str());
     } catch (const palu::Error& e) {

@@ -12,6 +12,8 @@ step() { echo "== test.sh: $* ($(( $(date +%s) - t0 )) s)" >&2; }
 
 step "dependencies"
 scripts/install-deps.sh
+step "house style (clang-format 14, .clang-format)"
+scripts/check-format.sh
 if [ -z "${PALU_TEST_DATA:-}" ] && [ -d ../shared/data ]; then
   echo "test.sh: using ../shared/data (set PALU_TEST_DATA to require it)" >&2
 fi

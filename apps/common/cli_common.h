@@ -2,7 +2,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <map>
 #include <string>
@@ -16,7 +15,7 @@ namespace palu::cli {
 
 /// Options every stage understands. Tools bind the ones they use.
 struct CommonOptions {
-    int n_threads = 0;          // 0 = all cores
+    int n_threads = 0;  // 0 = all cores
     std::string log_level = "info";
     bool quiet = false;
     uint64_t seed = 0;

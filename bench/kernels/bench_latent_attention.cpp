@@ -7,15 +7,15 @@
 // (never zeros); when one configuration's caches are smaller than 512 MiB, several copies rotate
 // so that the L2 cache (50 MB) does not serve them. One JSON object per configuration on stdout;
 // bench/kernels/run_bench.py adds the PyTorch SDPA baseline and the physical bound.
+#include <cuda_runtime_api.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <cuda_runtime_api.h>
 
 #include "palu/core/error.h"
 #include "palu/kernels/latent_attention.h"
@@ -24,12 +24,12 @@ using namespace palu::cuda;
 
 namespace {
 
-#define BENCH_CUDA(expr)                                                                                    \
-    do {                                                                                                    \
-        const cudaError_t e_ = (expr);                                                                      \
-        if (e_ != cudaSuccess)                                                                              \
-            PALU_THROW(palu::CudaError, "bench: %s:%d: %s failed: %s", __FILE__, __LINE__, #expr,           \
-                       cudaGetErrorString(e_));                                                             \
+#define BENCH_CUDA(expr)                                                                          \
+    do {                                                                                          \
+        const cudaError_t e_ = (expr);                                                            \
+        if (e_ != cudaSuccess)                                                                    \
+            PALU_THROW(palu::CudaError, "bench: %s:%d: %s failed: %s", __FILE__, __LINE__, #expr, \
+                       cudaGetErrorString(e_));                                                   \
     } while (0)
 
 struct Model {
@@ -37,7 +37,9 @@ struct Model {
     int32_t n_heads, n_kv_heads, d_head;
 };
 
-size_t align256(size_t x) { return (x + 255) & ~size_t(255); }
+size_t align256(size_t x) {
+    return (x + 255) & ~size_t(255);
+}
 
 struct Config {
     Model m;
@@ -45,7 +47,8 @@ struct Config {
     double kept;
     size_t cache_bytes() const {  // K + V latents incl. scales/zeros, one copy
         const size_t rows = size_t(batch) * (m.n_kv_heads / gs) * ctx;
-        return 2 * align256(rows * size_t(latent_row_bytes(rank, bits))) + (bits == 16 ? 0 : 4 * align256(rows * 2));
+        return 2 * align256(rows * size_t(latent_row_bytes(rank, bits))) +
+               (bits == 16 ? 0 : 4 * align256(rows * 2));
     }
 };
 
@@ -54,7 +57,8 @@ struct Config {
 int main(int argc, char** argv) {
     CLI::App app{"palu-kernels-bench: fused latent decode attention timings (JSON lines)"};
     std::vector<std::string> models{"llama2", "llama3"};
-    std::vector<int32_t> ctxs{4096, 16384, 65536, 131072}, batches{1, 8, 32}, gss{1, 4}, bitss{16, 4, 3};
+    std::vector<int32_t> ctxs{4096, 16384, 65536, 131072}, batches{1, 8, 32}, gss{1, 4},
+        bitss{16, 4, 3};
     std::vector<double> kepts{0.5, 0.3};
     double mem_gb = 60.0;
     int32_t reps = 7;
@@ -68,13 +72,15 @@ int main(int argc, char** argv) {
     app.add_option("--mem-gb", mem_gb, "skip configurations whose caches exceed this many GB");
     app.add_option("--reps", reps, "timed repetitions (median reported)");
     app.add_option("--kernels", kernel_names,
-                   "auto, block and/or warp: each configuration is timed with each (skipped where it does not apply)")
+                   "auto, block and/or warp: each configuration is timed with each (skipped where "
+                   "it does not apply)")
         ->check(CLI::IsMember({"auto", "block", "warp"}));
     CLI11_PARSE(app, argc, argv);
     try {
         std::vector<Config> cfgs;
         for (const auto& mn : models) {
-            const Model m = mn == "llama3" ? Model{"llama3-8b", 32, 8, 128} : Model{"llama2-7b", 32, 32, 128};
+            const Model m =
+                mn == "llama3" ? Model{"llama3-8b", 32, 8, 128} : Model{"llama2-7b", 32, 32, 128};
             for (int32_t ctx : ctxs)
                 for (int32_t b : batches)
                     for (double kept : kepts)
@@ -84,8 +90,9 @@ int main(int argc, char** argv) {
                                     32, int32_t(std::lround(kept * gs * m.d_head / 32.0)) * 32);
                                 Config c{m, ctx, b, gs, bits, r, kept};
                                 if (double(c.cache_bytes()) > mem_gb * 1e9) {
-                                    std::fprintf(stderr, "bench: skip %s ctx %d batch %d (%.1f GB)\n", m.name, ctx, b,
-                                                 c.cache_bytes() / 1e9);
+                                    std::fprintf(stderr,
+                                                 "bench: skip %s ctx %d batch %d (%.1f GB)\n",
+                                                 m.name, ctx, b, c.cache_bytes() / 1e9);
                                     continue;
                                 }
                                 cfgs.push_back(c);
@@ -95,7 +102,8 @@ int main(int argc, char** argv) {
         const size_t min_rot = size_t(512) << 20;
         size_t arena_bytes = 0;
         for (const auto& c : cfgs) {
-            const size_t copies = std::clamp<size_t>(min_rot / std::max<size_t>(c.cache_bytes(), 1) + 1, 1, 16);
+            const size_t copies =
+                std::clamp<size_t>(min_rot / std::max<size_t>(c.cache_bytes(), 1) + 1, 1, 16);
             arena_bytes = std::max(arena_bytes, copies * c.cache_bytes());
         }
         uint8_t* arena = nullptr;
@@ -112,10 +120,12 @@ int main(int argc, char** argv) {
                 int e;
                 const float mnt = std::frexp(ax, &e);  // ax = mnt * 2^e, mnt in [0.5, 1)
                 const int he = std::max(0, e - 1 + 15);
-                v = uint16_t(s | (uint32_t(he) << 10) | (uint32_t((mnt * 2.0f - 1.0f) * 1024.0f) & 0x3ffu));
+                v = uint16_t(s | (uint32_t(he) << 10) |
+                             (uint32_t((mnt * 2.0f - 1.0f) * 1024.0f) & 0x3ffu));
             }
             const size_t bb = block.size() * 2;
-            BENCH_CUDA(cudaMemcpy(arena, block.data(), std::min(bb, arena_bytes), cudaMemcpyHostToDevice));
+            BENCH_CUDA(
+                cudaMemcpy(arena, block.data(), std::min(bb, arena_bytes), cudaMemcpyHostToDevice));
             for (size_t filled = std::min(bb, arena_bytes); filled < arena_bytes;) {
                 const size_t n = std::min(filled, arena_bytes - filled);
                 BENCH_CUDA(cudaMemcpy(arena + filled, arena, n, cudaMemcpyDeviceToDevice));
@@ -134,8 +144,10 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaMalloc(reinterpret_cast<void**>(&inv_freq), 64 * 4));
         BENCH_CUDA(cudaMalloc(reinterpret_cast<void**>(&lens), size_t(max_b) * 4));
         BENCH_CUDA(cudaMemcpy(q, arena, size_t(max_b) * 32 * 128 * 2, cudaMemcpyDeviceToDevice));
-        BENCH_CUDA(cudaMemcpy(k_up, arena + 4096, size_t(32) * 128 * 512 * 2, cudaMemcpyDeviceToDevice));
-        BENCH_CUDA(cudaMemcpy(v_up, arena + 8192, size_t(32) * 128 * 512 * 2, cudaMemcpyDeviceToDevice));
+        BENCH_CUDA(
+            cudaMemcpy(k_up, arena + 4096, size_t(32) * 128 * 512 * 2, cudaMemcpyDeviceToDevice));
+        BENCH_CUDA(
+            cudaMemcpy(v_up, arena + 8192, size_t(32) * 128 * 512 * 2, cudaMemcpyDeviceToDevice));
         {
             std::vector<float> f(64);
             for (int i = 0; i < 64; ++i) f[size_t(i)] = float(std::pow(500000.0, -2.0 * i / 128.0));
@@ -169,8 +181,8 @@ int main(int argc, char** argv) {
                 p.inv_freq = inv_freq;
                 const size_t data_b = align256(rows * size_t(latent_row_bytes(c.rank, c.bits)));
                 const size_t sc_b = align256(rows * 2);
-                p.k = {base, c.bits == 16 ? nullptr : base + 2 * data_b, c.bits == 16 ? nullptr : base + 2 * data_b + sc_b,
-                       c.rank, c.bits};
+                p.k = {base, c.bits == 16 ? nullptr : base + 2 * data_b,
+                       c.bits == 16 ? nullptr : base + 2 * data_b + sc_b, c.rank, c.bits};
                 p.v = {base + data_b, c.bits == 16 ? nullptr : base + 2 * data_b + 2 * sc_b,
                        c.bits == 16 ? nullptr : base + 2 * data_b + 3 * sc_b, c.rank, c.bits};
                 p.k_up = k_up;
@@ -179,12 +191,14 @@ int main(int argc, char** argv) {
                 ps.push_back(p);
             }
             for (const std::string& kn : kernel_names) {
-                const LatentKernel kernel =
-                    kn == "block" ? LatentKernel::Block : kn == "warp" ? LatentKernel::Warp : LatentKernel::Auto;
+                const LatentKernel kernel = kn == "block"  ? LatentKernel::Block
+                                            : kn == "warp" ? LatentKernel::Warp
+                                                           : LatentKernel::Auto;
                 for (auto& p : ps) p.kernel = kernel;
                 auto skip = [&](const palu::Error& e) {
-                    std::fprintf(stderr, "bench: skip %s ctx %d batch %d s %d bits %d kernel %s: %s\n", c.m.name,
-                                 c.ctx, c.batch, c.gs, c.bits, kn.c_str(), e.what());
+                    std::fprintf(stderr,
+                                 "bench: skip %s ctx %d batch %d s %d bits %d kernel %s: %s\n",
+                                 c.m.name, c.ctx, c.batch, c.gs, c.bits, kn.c_str(), e.what());
                 };
                 LatentAttentionPlan plan;
                 try {  // a forced kernel that does not apply to this shape
@@ -206,7 +220,8 @@ int main(int argc, char** argv) {
                     p.workspace_bytes = ws_cap;
                 }
                 // Warm-up, then size the repetitions.
-                for (size_t i = 0; i < std::max<size_t>(2, copies); ++i) latent_attention_decode(ps[i % copies], stream);
+                for (size_t i = 0; i < std::max<size_t>(2, copies); ++i)
+                    latent_attention_decode(ps[i % copies], stream);
                 BENCH_CUDA(cudaEventRecord(ev0, stream));
                 latent_attention_decode(ps[0], stream);
                 BENCH_CUDA(cudaEventRecord(ev1, stream));
@@ -217,7 +232,8 @@ int main(int argc, char** argv) {
                 std::vector<double> per;
                 for (int r = 0; r < reps; ++r) {
                     BENCH_CUDA(cudaEventRecord(ev0, stream));
-                    for (int i = 0; i < iters; ++i) latent_attention_decode(ps[size_t(r * iters + i) % copies], stream);
+                    for (int i = 0; i < iters; ++i)
+                        latent_attention_decode(ps[size_t(r * iters + i) % copies], stream);
                     BENCH_CUDA(cudaEventRecord(ev1, stream));
                     BENCH_CUDA(cudaEventSynchronize(ev1));
                     float ms = 0;
@@ -229,14 +245,19 @@ int main(int argc, char** argv) {
                 const int32_t n_groups = c.m.n_kv_heads / c.gs;
                 const double up_bytes = 2.0 * n_groups * c.gs * c.m.d_head * c.rank * 2;
                 const double bytes = double(c.cache_bytes()) + up_bytes;
-                const double flops = 2.0 * c.batch * double(c.ctx) * c.m.n_kv_heads * c.m.d_head * c.rank;
-                std::printf("{\"model\":\"%s\",\"n_heads\":%d,\"n_kv_heads\":%d,\"ctx\":%d,\"batch\":%d,\"kept\":%.2f,"
-                            "\"gs\":%d,\"bits\":%d,\"rank\":%d,\"us\":%.3f,\"us_min\":%.3f,\"us_max\":%.3f,"
-                            "\"bytes\":%.0f,\"flops\":%.0f,\"n_splits\":%d,\"kv_per_block\":%d,\"smem\":%zu,"
-                            "\"kernel\":\"%s\"}\n",
-                            c.m.name, c.m.n_heads, c.m.n_kv_heads, c.ctx, c.batch, c.kept, c.gs, c.bits, c.rank, us,
-                            per.front(), per.back(), bytes, flops, plan.n_splits, plan.kv_heads_per_block, plan.smem_bytes,
-                            plan.kernel == LatentKernel::Warp ? "warp" : "block");
+                const double flops =
+                    2.0 * c.batch * double(c.ctx) * c.m.n_kv_heads * c.m.d_head * c.rank;
+                std::printf(
+                    "{\"model\":\"%s\",\"n_heads\":%d,\"n_kv_heads\":%d,\"ctx\":%d,\"batch\":%d,"
+                    "\"kept\":%.2f,"
+                    "\"gs\":%d,\"bits\":%d,\"rank\":%d,\"us\":%.3f,\"us_min\":%.3f,\"us_max\":%.3f,"
+                    "\"bytes\":%.0f,\"flops\":%.0f,\"n_splits\":%d,\"kv_per_block\":%d,\"smem\":%"
+                    "zu,"
+                    "\"kernel\":\"%s\"}\n",
+                    c.m.name, c.m.n_heads, c.m.n_kv_heads, c.ctx, c.batch, c.kept, c.gs, c.bits,
+                    c.rank, us, per.front(), per.back(), bytes, flops, plan.n_splits,
+                    plan.kv_heads_per_block, plan.smem_bytes,
+                    plan.kernel == LatentKernel::Warp ? "warp" : "block");
                 std::fflush(stdout);
             }
         }

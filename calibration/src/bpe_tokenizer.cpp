@@ -82,11 +82,10 @@ struct Regex {
 };
 
 class BpeTokenizer final : public Tokenizer {
-public:
+   public:
     explicit BpeTokenizer(BpeVocab v) : v_(std::move(v)) {
         const std::string& src = v_.source;
-        PALU_CHECK(!v_.tokens.empty(), FormatError, "tokenizer: %s: empty vocabulary",
-                   src.c_str());
+        PALU_CHECK(!v_.tokens.empty(), FormatError, "tokenizer: %s: empty vocabulary", src.c_str());
         const auto n = static_cast<int32_t>(v_.tokens.size());
         auto check_id = [&](int32_t id, const char* what) {
             PALU_CHECK(id >= -1 && id < n, FormatError,
@@ -173,10 +172,9 @@ public:
             if (!step.regex.empty()) {
                 int err = 0;
                 PCRE2_SIZE err_off = 0;
-                re.code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(step.regex.data()),
-                                        step.regex.size(),
-                                        PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err,
-                                        &err_off, nullptr);
+                re.code = pcre2_compile(
+                    reinterpret_cast<PCRE2_SPTR>(step.regex.data()), step.regex.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
                 if (!re.code) {
                     PCRE2_UCHAR msg[256];
                     pcre2_get_error_message(err, msg, sizeof msg);
@@ -231,7 +229,7 @@ public:
     bool adds_bos() const override { return v_.add_bos && v_.bos_id >= 0; }
     std::string kind() const override { return "bpe"; }
 
-private:
+   private:
     struct Merge {
         int32_t rank;
         int32_t id;
@@ -242,8 +240,8 @@ private:
 
     void check_id(int32_t id) const {
         PALU_CHECK(id >= 0 && id < static_cast<int32_t>(v_.tokens.size()), UsageError,
-                   "tokenizer: %s: token id %d out of range: expected [0, %zu)",
-                   v_.source.c_str(), id, v_.tokens.size());
+                   "tokenizer: %s: token id %d out of range: expected [0, %zu)", v_.source.c_str(),
+                   id, v_.tokens.size());
     }
 
     /// Longest added token starting at text[i], or -1.

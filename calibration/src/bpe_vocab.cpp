@@ -1,9 +1,8 @@
 // palu calibration: BpeVocab from a Hugging Face tokenizer.json or from GGUF tokenizer.ggml.*
 // metadata. Only the components byte-level BPE models of the Llama family use are accepted; any
 // other component is a FormatError naming it, never a silent approximation.
-#include <nlohmann/json.hpp>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "palu/calib/bpe.h"
@@ -129,12 +128,13 @@ BpeVocab bpe_vocab_from_tokenizer_json(std::string_view text, const std::string&
                    "tokenizer: %s: BPE dropout is not supported", src.c_str());
         if (j.contains("normalizer") && !j["normalizer"].is_null()) {
             const json& nm = j["normalizer"];
-            const bool empty_seq = nm.is_object() && nm.value("type", std::string()) == "Sequence" &&
+            const bool empty_seq = nm.is_object() &&
+                                   nm.value("type", std::string()) == "Sequence" &&
                                    nm.contains("normalizers") && nm["normalizers"].is_array() &&
                                    nm["normalizers"].empty();
             PALU_CHECK(empty_seq, FormatError,
-                       "tokenizer: %s: normalizer %s is not supported: expected none",
-                       src.c_str(), nm.dump().substr(0, 80).c_str());
+                       "tokenizer: %s: normalizer %s is not supported: expected none", src.c_str(),
+                       nm.dump().substr(0, 80).c_str());
         }
         PALU_CHECK(m.contains("vocab") && m["vocab"].is_object(), FormatError,
                    "tokenizer: %s: model.vocab is not an object", src.c_str());
@@ -165,11 +165,10 @@ BpeVocab bpe_vocab_from_tokenizer_json(std::string_view text, const std::string&
                                src.c_str(), v.merges.size(), s.c_str());
                     v.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
                 } else {
-                    PALU_CHECK(mj.is_array() && mj.size() == 2 && mj[0].is_string() &&
-                                   mj[1].is_string(),
-                               FormatError,
-                               "tokenizer: %s: merge %zu: expected \"a b\" or [\"a\", \"b\"]",
-                               src.c_str(), v.merges.size());
+                    PALU_CHECK(
+                        mj.is_array() && mj.size() == 2 && mj[0].is_string() && mj[1].is_string(),
+                        FormatError, "tokenizer: %s: merge %zu: expected \"a b\" or [\"a\", \"b\"]",
+                        src.c_str(), v.merges.size());
                     v.merges.emplace_back(mj[0].get<std::string>(), mj[1].get<std::string>());
                 }
             }
@@ -182,8 +181,10 @@ BpeVocab bpe_vocab_from_tokenizer_json(std::string_view text, const std::string&
             for (const auto& a : j["added_tokens"]) {
                 PALU_CHECK(a.is_object() && a.contains("id") && a["id"].is_number_integer() &&
                                a.contains("content") && a["content"].is_string(),
-                           FormatError, "tokenizer: %s: added token without integer 'id' and "
-                           "string 'content'", src.c_str());
+                           FormatError,
+                           "tokenizer: %s: added token without integer 'id' and "
+                           "string 'content'",
+                           src.c_str());
                 const auto id = a["id"].get<int64_t>();
                 PALU_CHECK(id >= 0 && id < kMaxVocab, FormatError,
                            "tokenizer: %s: added token id %lld out of range", src.c_str(),
@@ -193,7 +194,8 @@ BpeVocab bpe_vocab_from_tokenizer_json(std::string_view text, const std::string&
                 v.added_ids.push_back(static_cast<int32_t>(id));
             }
         }
-        if (j.contains("pre_tokenizer")) add_pre_tokenizer(j["pre_tokenizer"], src, v.pre_tokenizer);
+        if (j.contains("pre_tokenizer"))
+            add_pre_tokenizer(j["pre_tokenizer"], src, v.pre_tokenizer);
         if (j.contains("decoder") && !j["decoder"].is_null()) {
             const std::string dt = j["decoder"].value("type", std::string());
             PALU_CHECK(dt == "ByteLevel", FormatError,
@@ -211,8 +213,7 @@ BpeVocab bpe_vocab_from_tokenizer_json(std::string_view text, const std::string&
             for (const json* q : procs) {
                 if (!q->is_object() || q->value("type", std::string()) != "TemplateProcessing")
                     continue;
-                if (!q->contains("single") || !(*q)["single"].is_array() ||
-                    (*q)["single"].empty())
+                if (!q->contains("single") || !(*q)["single"].is_array() || (*q)["single"].empty())
                     continue;
                 const json& first = (*q)["single"][0];
                 if (!first.is_object() || !first.contains("SpecialToken")) continue;
@@ -244,7 +245,8 @@ BpeVocab bpe_vocab_from_tokenizer_json(std::string_view text, const std::string&
         try {
             cfg = json::parse(tokenizer_config_json.begin(), tokenizer_config_json.end());
         } catch (const json::exception& e) {
-            PALU_THROW(FormatError, "tokenizer: tokenizer_config.json beside %s: not valid JSON: %s",
+            PALU_THROW(FormatError,
+                       "tokenizer: tokenizer_config.json beside %s: not valid JSON: %s",
                        src.c_str(), e.what());
         }
         if (v.bos_id < 0) v.bos_id = token_id_of(v, special_token_text(cfg, "bos_token"));

@@ -1,10 +1,10 @@
 // palu calibration: Gram and Fisher collection (see collect.h).
 #include "palu/calib/collect.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <memory>
-
-#include <cblas.h>
 
 #include "palu/core/error.h"
 #include "palu/core/format.h"
@@ -37,13 +37,14 @@ GramStats collect_gram(model::Transformer& engine, const CalibWindows& windows,
     ObserverGuard guard{engine};
     engine.add_observer([&](int64_t layer, model::ObservePoint point, const TensorView& x) {
         if (point != model::ObservePoint::KvInput) return;
-        PALU_ASSERT(x.ndim() == 2 && x.dim(1) == d, "KvInput view of width %lld", static_cast<long long>(x.dim(1)));
+        PALU_ASSERT(x.ndim() == 2 && x.dim(1) == d, "KvInput view of width %lld",
+                    static_cast<long long>(x.dim(1)));
         // x [n_rows, d] f32 -> f64 before the products (f64 products and sums); G += xᵀ x.
         const int64_t n_rows = x.dim(0);
         xd.assign(x.data, x.data + n_rows * d);
-        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, static_cast<int>(d), static_cast<int>(n_rows),
-                    1.0, xd.data(), static_cast<int>(d), 1.0, out.gram[static_cast<size_t>(layer)].data(),
-                    static_cast<int>(d));
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, static_cast<int>(d),
+                    static_cast<int>(n_rows), 1.0, xd.data(), static_cast<int>(d), 1.0,
+                    out.gram[static_cast<size_t>(layer)].data(), static_cast<int>(d));
         if (layer == 0) n_rows_seen += x.dim(0);
     });
     const int64_t n_batch = std::max<int64_t>(1, std::min(opts.n_batch, n));
@@ -55,11 +56,13 @@ GramStats collect_gram(model::Transformer& engine, const CalibWindows& windows,
         engine.forward(windows.window(i), b, windows.seqlen, *cache, /*last_only=*/true);
         if (progress) progress->update(i + b);
     }
-    PALU_ASSERT(n_rows_seen == n * windows.seqlen, "observer saw %lld rows", static_cast<long long>(n_rows_seen));
+    PALU_ASSERT(n_rows_seen == n * windows.seqlen, "observer saw %lld rows",
+                static_cast<long long>(n_rows_seen));
     out.n_tokens = n_rows_seen;
     for (auto& g : out.gram)
         for (int64_t r = 0; r < d; ++r)
-            for (int64_t c = r + 1; c < d; ++c) g[static_cast<size_t>(r * d + c)] = g[static_cast<size_t>(c * d + r)];
+            for (int64_t c = r + 1; c < d; ++c)
+                g[static_cast<size_t>(r * d + c)] = g[static_cast<size_t>(c * d + r)];
     return out;
 }
 
@@ -78,18 +81,21 @@ FisherStats collect_fisher(const model::Transformer& engine, const CalibWindows&
     out.k.assign(static_cast<size_t>(L), std::vector<double>(numel, 0.0));
     out.v.assign(static_cast<size_t>(L), std::vector<double>(numel, 0.0));
     auto add_squares = [numel](std::vector<double>& f, const Tensor& g) {
-        PALU_ASSERT(static_cast<size_t>(g.numel()) == numel, "gradient of %lld values", static_cast<long long>(g.numel()));
+        PALU_ASSERT(static_cast<size_t>(g.numel()) == numel, "gradient of %lld values",
+                    static_cast<long long>(g.numel()));
         const float* p = g.data();
-        for (size_t i = 0; i < numel; ++i) f[i] += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+        for (size_t i = 0; i < numel; ++i)
+            f[i] += static_cast<double>(p[i]) * static_cast<double>(p[i]);
     };
     std::unique_ptr<Progress> progress;
     if (opts.progress) progress = std::make_unique<Progress>("calibrate", "fisher window", n);
     double loss_sum = 0.0;
     for (int64_t i = 0; i < n; ++i) {
         const model::KvGradients gr = engine.kv_gradients(windows.window(i), windows.seqlen, shift);
-        PALU_CHECK(static_cast<int64_t>(gr.d_wk.size()) == L && static_cast<int64_t>(gr.d_wv.size()) == L,
-                   ShapeError, "calibrate: the engine returned gradients for %zu layers, expected %lld",
-                   gr.d_wk.size(), static_cast<long long>(L));
+        PALU_CHECK(
+            static_cast<int64_t>(gr.d_wk.size()) == L && static_cast<int64_t>(gr.d_wv.size()) == L,
+            ShapeError, "calibrate: the engine returned gradients for %zu layers, expected %lld",
+            gr.d_wk.size(), static_cast<long long>(L));
         for (int64_t l = 0; l < L; ++l) {
             add_squares(out.k[static_cast<size_t>(l)], gr.d_wk[static_cast<size_t>(l)]);
             add_squares(out.v[static_cast<size_t>(l)], gr.d_wv[static_cast<size_t>(l)]);

@@ -51,7 +51,8 @@ CalibWindows sample_windows(const std::vector<int32_t>& stream, const SamplingPa
                static_cast<long long>(p.n_samples));
     PALU_CHECK(L >= 2, UsageError, "calibrate: --seqlen must be >= 2, got %lld",
                static_cast<long long>(L));
-    const auto n_total = mul_no_overflow(static_cast<uint64_t>(p.n_samples), static_cast<uint64_t>(L));
+    const auto n_total =
+        mul_no_overflow(static_cast<uint64_t>(p.n_samples), static_cast<uint64_t>(L));
     PALU_CHECK(n_total && *n_total <= (uint64_t{1} << 40), UsageError,
                "calibrate: %lld windows of %lld tokens is too many tokens to hold",
                static_cast<long long>(p.n_samples), static_cast<long long>(L));
@@ -59,11 +60,12 @@ CalibWindows sample_windows(const std::vector<int32_t>& stream, const SamplingPa
     w.seqlen = L;
     w.tokens.reserve(static_cast<size_t>(p.n_samples * L));
     if (p.kind == SamplerKind::Contiguous) {
-        PALU_CHECK(p.n_samples <= n_stream / L, UsageError,
-                   "calibrate: %lld contiguous windows of %lld tokens need %lld tokens, the data has "
-                   "%lld; hint: lower --samples or --seqlen, or use --sampler random",
-                   static_cast<long long>(p.n_samples), static_cast<long long>(L),
-                   static_cast<long long>(p.n_samples * L), static_cast<long long>(n_stream));
+        PALU_CHECK(
+            p.n_samples <= n_stream / L, UsageError,
+            "calibrate: %lld contiguous windows of %lld tokens need %lld tokens, the data has "
+            "%lld; hint: lower --samples or --seqlen, or use --sampler random",
+            static_cast<long long>(p.n_samples), static_cast<long long>(L),
+            static_cast<long long>(p.n_samples * L), static_cast<long long>(n_stream));
         for (int64_t i = 0; i < p.n_samples; ++i) {
             w.offsets.push_back(i * L);
             w.tokens.insert(w.tokens.end(), stream.begin() + i * L, stream.begin() + (i + 1) * L);
@@ -76,7 +78,8 @@ CalibWindows sample_windows(const std::vector<int32_t>& stream, const SamplingPa
     if (p.kind == SamplerKind::Random) {
         PALU_CHECK(n_stream >= L + 1, UsageError,
                    "calibrate: random windows of %lld tokens need at least %lld tokens, the data "
-                   "has %lld", static_cast<long long>(L), static_cast<long long>(L + 1),
+                   "has %lld",
+                   static_cast<long long>(L), static_cast<long long>(L + 1),
                    static_cast<long long>(n_stream));
         offsets = random_offsets(p.n_samples, n_stream - L - 1, p.seed);
     } else {

@@ -5,10 +5,9 @@
 // tokenize "\n\n".join(rows). load_text reproduces that string byte for byte.
 #include "palu/calib/text.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "palu/core/error.h"
@@ -35,7 +34,8 @@ bool is_blank(std::string_view s) {
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string wikitext_join(const std::string& raw) {
@@ -74,8 +74,8 @@ std::string jsonl_join(const std::string& raw, const std::string& name) {
                        static_cast<long long>(line_no), e.what());
         }
         PALU_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(), FormatError,
-                   "text: %s:%lld: expected an object with a string \"text\" field",
-                   name.c_str(), static_cast<long long>(line_no));
+                   "text: %s:%lld: expected an object with a string \"text\" field", name.c_str(),
+                   static_cast<long long>(line_no));
         const auto& t = j["text"].get_ref<const std::string&>();
         if (t.empty()) continue;
         if (n_docs++ > 0) out += "\n\n";
@@ -110,7 +110,8 @@ std::string load_text(const fs::path& path, TextFormat format) {
     if (format == TextFormat::Auto) {
         if (ends_with(name, ".jsonl"))
             format = TextFormat::Jsonl;
-        else if ((name.rfind("wiki.", 0) == 0 && ends_with(name, ".raw")) || ends_with(name, ".tokens"))
+        else if ((name.rfind("wiki.", 0) == 0 && ends_with(name, ".raw")) ||
+                 ends_with(name, ".tokens"))
             format = TextFormat::Wikitext;
         else
             format = TextFormat::Plain;
@@ -139,7 +140,8 @@ std::vector<int32_t> load_token_file(const fs::path& path) {
     for (size_t i = 0; i < ids.size(); ++i) {
         const auto* b = reinterpret_cast<const unsigned char*>(raw.data() + 4 * i);
         const uint32_t u = static_cast<uint32_t>(b[0]) | (static_cast<uint32_t>(b[1]) << 8) |
-                           (static_cast<uint32_t>(b[2]) << 16) | (static_cast<uint32_t>(b[3]) << 24);
+                           (static_cast<uint32_t>(b[2]) << 16) |
+                           (static_cast<uint32_t>(b[3]) << 24);
         ids[i] = static_cast<int32_t>(u);
     }
     return ids;

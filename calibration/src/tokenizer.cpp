@@ -12,7 +12,8 @@ namespace {
 namespace fs = std::filesystem;
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -49,7 +50,8 @@ std::vector<fs::path> tokenizer_candidates(const fs::path& model_path, int64_t n
     } else if (ends_with(model_path.filename().string(), ".gguf")) {
         candidates = {model_path};
     } else {
-        const fs::path dir = model_path.parent_path().empty() ? fs::path(".") : model_path.parent_path();
+        const fs::path dir =
+            model_path.parent_path().empty() ? fs::path(".") : model_path.parent_path();
         candidates = {dir / tok_bin, dir / "tokenizer.json", dir / "tokenizer.model"};
     }
     return candidates;

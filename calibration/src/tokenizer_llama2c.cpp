@@ -22,7 +22,7 @@ constexpr int32_t kEos = 2;
 constexpr int32_t kByteOffset = 3;  // <0x00> is id 3 in llama2.c vocabularies
 
 class Llama2cTokenizer final : public Tokenizer {
-public:
+   public:
     Llama2cTokenizer(std::vector<std::string> pieces, std::vector<float> scores)
         : pieces_(std::move(pieces)), scores_(std::move(scores)) {
         for (size_t i = 0; i < pieces_.size(); ++i)
@@ -60,7 +60,8 @@ public:
                 ids.push_back(it->second);
             } else {
                 for (char b : buf)
-                    ids.push_back(static_cast<int32_t>(static_cast<unsigned char>(b)) + kByteOffset);
+                    ids.push_back(static_cast<int32_t>(static_cast<unsigned char>(b)) +
+                                  kByteOffset);
             }
             buf.clear();
         }
@@ -95,7 +96,7 @@ public:
     bool adds_bos() const override { return true; }
     std::string kind() const override { return "llama2c"; }
 
-private:
+   private:
     struct Candidate {
         float score;
         int32_t left;  // symbol index (= original position of its first token)

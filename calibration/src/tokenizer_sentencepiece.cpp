@@ -11,7 +11,7 @@ namespace palu::calib {
 namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
-public:
+   public:
     SentencePieceTokenizer(std::unique_ptr<sentencepiece::SentencePieceProcessor> sp,
                            std::string name)
         : sp_(std::move(sp)), name_(std::move(name)) {}
@@ -62,8 +62,7 @@ public:
                 out.push_back(p[i++]);
             }
         }
-        if ((prev_id < 0 || prev_id == bos_id()) && !out.empty() && out[0] == ' ')
-            out.erase(0, 1);
+        if ((prev_id < 0 || prev_id == bos_id()) && !out.empty() && out[0] == ' ') out.erase(0, 1);
         return out;
     }
 
@@ -73,7 +72,7 @@ public:
     bool adds_bos() const override { return sp_->bos_id() >= 0; }
     std::string kind() const override { return "sentencepiece"; }
 
-private:
+   private:
     void check_id(int32_t id) const {
         PALU_CHECK(id >= 0 && id < sp_->GetPieceSize(), UsageError,
                    "tokenizer: %s: token id %d out of range: expected [0, %d)", name_.c_str(), id,

@@ -6,8 +6,6 @@
 // + bytes (no terminator); arrays are u32 element type + u64 count + elements.
 #include "palu/formats/gguf.h"
 
-#include "io_util.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "io_util.h"
 #include "palu/core/checked.h"
 #include "palu/core/error.h"
 
@@ -26,8 +25,8 @@ namespace {
 constexpr uint64_t kDefaultAlignment = 32;
 
 const char* value_type_name(uint32_t t) {
-    static const char* names[] = {"u8",   "i8",  "u16",    "i16",   "u32", "i32", "f32",
-                                  "bool", "str", "array", "u64",   "i64", "f64"};
+    static const char* names[] = {"u8",   "i8",  "u16",   "i16", "u32", "i32", "f32",
+                                  "bool", "str", "array", "u64", "i64", "f64"};
     return t < 13 ? names[t] : "unknown";
 }
 
@@ -45,8 +44,8 @@ uint64_t min_value_size(GgufValueType t) {
         case GgufValueType::U64:
         case GgufValueType::I64:
         case GgufValueType::F64:
-        case GgufValueType::STRING: return 8;   // the length
-        case GgufValueType::ARRAY: return 12;   // type + count
+        case GgufValueType::STRING: return 8;  // the length
+        case GgufValueType::ARRAY: return 12;  // type + count
     }
     return 1;
 }
@@ -54,7 +53,7 @@ uint64_t min_value_size(GgufValueType t) {
 // Bounds-checked little-endian reader over the file image. Every failure names the file, the
 // object being read (`what`) and the offset, as a FormatError.
 class Reader {
-public:
+   public:
     Reader(const uint8_t* data, uint64_t size, const std::string& file)
         : data_(data), size_(size), file_(file) {}
 
@@ -89,7 +88,7 @@ public:
         return s;
     }
 
-private:
+   private:
     const uint8_t* data_;
     uint64_t size_;
     uint64_t pos_ = 0;
@@ -97,10 +96,13 @@ private:
 };
 
 class GgufFileImpl final : public GgufFile {
-public:
+   public:
     GgufFileImpl(std::string path, const uint8_t* data, uint64_t size, detail::MappedFile map,
                  std::vector<uint8_t> owned)
-        : path_(std::move(path)), data_(data), size_(size), map_(std::move(map)),
+        : path_(std::move(path)),
+          data_(data),
+          size_(size),
+          map_(std::move(map)),
           owned_(std::move(owned)) {
         if (!owned_.empty()) data_ = owned_.data();
         parse();
@@ -138,8 +140,7 @@ public:
     }
     std::vector<std::string> get_string_array(const std::string& key) const override {
         const GgufValue& v = require(key, "an array of strings");
-        check_type(key, v,
-                   v.type == GgufValueType::ARRAY && v.array_type == GgufValueType::STRING,
+        check_type(key, v, v.type == GgufValueType::ARRAY && v.array_type == GgufValueType::STRING,
                    "an array of strings");
         std::vector<std::string> out;
         out.reserve(v.array.size());
@@ -185,12 +186,17 @@ public:
         return out;
     }
 
-private:
+   private:
     static bool is_int(GgufValueType t) {
         switch (t) {
-            case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::U16:
-            case GgufValueType::I16: case GgufValueType::U32: case GgufValueType::I32:
-            case GgufValueType::U64: case GgufValueType::I64: return true;
+            case GgufValueType::U8:
+            case GgufValueType::I8:
+            case GgufValueType::U16:
+            case GgufValueType::I16:
+            case GgufValueType::U32:
+            case GgufValueType::I32:
+            case GgufValueType::U64:
+            case GgufValueType::I64: return true;
             default: return false;
         }
     }
@@ -369,8 +375,8 @@ void GgufFileImpl::parse() {
                    what.c_str());
         const uint32_t n_dims = r.read<uint32_t>(what + " n_dims");
         PALU_CHECK(n_dims >= 1 && n_dims <= kGgufMaxDims, FormatError,
-                   "formats: %s: %s n_dims: expected 1..%u, got %u", f, what.c_str(),
-                   kGgufMaxDims, n_dims);
+                   "formats: %s: %s n_dims: expected 1..%u, got %u", f, what.c_str(), kGgufMaxDims,
+                   n_dims);
         for (uint32_t d = 0; d < n_dims; ++d) {
             const uint64_t ne = r.read<uint64_t>(what + " dims");
             PALU_CHECK(ne <= uint64_t(INT64_MAX), FormatError,
@@ -401,8 +407,8 @@ void GgufFileImpl::parse() {
                    shape_str(t.ne).c_str(), ggml_type_name(t.type));
         t.n_bytes = *n_bytes;
         PALU_CHECK(t.offset % alignment_ == 0, FormatError,
-                   "formats: %s: %s offset: expected a multiple of the alignment %llu, got %llu",
-                   f, what.c_str(), (unsigned long long)alignment_, (unsigned long long)t.offset);
+                   "formats: %s: %s offset: expected a multiple of the alignment %llu, got %llu", f,
+                   what.c_str(), (unsigned long long)alignment_, (unsigned long long)t.offset);
         tensor_index_.emplace(t.name, tensors_.size());
         tensors_.push_back(std::move(t));
     }

@@ -22,9 +22,9 @@ namespace {
 struct TypeTraits {
     uint32_t id;
     const char* name;
-    int64_t block_size;   // elements per block
-    uint64_t type_size;   // bytes per block
-    bool dequantizable;   // palu can convert it to f32
+    int64_t block_size;  // elements per block
+    uint64_t type_size;  // bytes per block
+    bool dequantizable;  // palu can convert it to f32
 };
 
 constexpr int64_t kQK = 32;    // elements per block of the legacy quants (Q4_0 ... Q8_1)
@@ -82,7 +82,8 @@ inline float load_f16(const uint8_t* p) {
     const uint32_t exp = (h >> 10) & 0x1F;
     if (exp == 0 || exp == 0x1F) [[unlikely]]
         return f16_to_f32(h);
-    const uint32_t bits = (uint32_t(h & 0x8000) << 16) | ((exp + 112) << 23) | (uint32_t(h & 0x3FF) << 13);
+    const uint32_t bits =
+        (uint32_t(h & 0x8000) << 16) | ((exp + 112) << 23) | (uint32_t(h & 0x3FF) << 13);
     float f;
     std::memcpy(&f, &bits, 4);
     return f;
@@ -309,7 +310,9 @@ const char* ggml_type_name(GgmlType t) {
     return tr ? tr->name : "unknown";
 }
 
-bool ggml_type_known(uint32_t id) { return find_traits(id) != nullptr; }
+bool ggml_type_known(uint32_t id) {
+    return find_traits(id) != nullptr;
+}
 
 bool ggml_type_dequantizable(GgmlType t) {
     const TypeTraits* tr = find_traits(static_cast<uint32_t>(t));

@@ -23,14 +23,10 @@ struct LayerName {
     const char* hf;
 };
 constexpr LayerName kLayerNames[] = {
-    {"attn_norm", "input_layernorm"},
-    {"attn_q", "self_attn.q_proj"},
-    {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},
-    {"attn_output", "self_attn.o_proj"},
-    {"ffn_norm", "post_attention_layernorm"},
-    {"ffn_gate", "mlp.gate_proj"},
-    {"ffn_up", "mlp.up_proj"},
+    {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},      {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+    {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
     {"ffn_down", "mlp.down_proj"},
 };
 
@@ -56,7 +52,7 @@ int64_t require_int(const GgufFile& f, const std::string& key) {
 }
 
 class GgufWeightSource final : public WeightSource {
-public:
+   public:
     explicit GgufWeightSource(std::unique_ptr<GgufFile> file) : file_(std::move(file)) {
         config_ = gguf_model_config(*file_);
         std::vector<std::string> skipped;
@@ -71,8 +67,10 @@ public:
             const bool is_k = t.name.find(".attn_k.") != std::string::npos;
             if (is_q || is_k) {
                 e.rope_heads = is_q ? config_.n_heads : config_.n_kv_heads;
-                const auto rows_u = mul_no_overflow(uint64_t(e.rope_heads), uint64_t(config_.d_head));
-                const int64_t rows = rows_u && *rows_u <= uint64_t(INT64_MAX) ? int64_t(*rows_u) : -1;
+                const auto rows_u =
+                    mul_no_overflow(uint64_t(e.rope_heads), uint64_t(config_.d_head));
+                const int64_t rows =
+                    rows_u && *rows_u <= uint64_t(INT64_MAX) ? int64_t(*rows_u) : -1;
                 PALU_CHECK(e.shape[0] == rows, FormatError,
                            "formats: %s: tensor '%s' has wrong shape; expected %lld rows (%lld "
                            "heads x head_dim %lld), got %s",
@@ -83,7 +81,8 @@ public:
             entries_.emplace(*hf, std::move(e));
         }
         if (!skipped.empty())
-            PALU_LOG_WARN("formats", "%s: %zu tensors without a Hugging Face name ignored (first: "
+            PALU_LOG_WARN("formats",
+                          "%s: %zu tensors without a Hugging Face name ignored (first: "
                           "'%s')",
                           file_->path().c_str(), skipped.size(), skipped[0].c_str());
         PALU_CHECK(entries_.count("model.embed_tokens.weight"), FormatError,
@@ -123,7 +122,7 @@ public:
         return Tensor(e.shape, std::move(values));
     }
 
-private:
+   private:
     struct Entry {
         const GgufTensorInfo* info;
         std::vector<int64_t> shape;  // HF shape (ggml ne reversed)
@@ -153,7 +152,8 @@ void permute_rope_rows(const float* src, float* dst, int64_t n_rows, int64_t n_c
 }
 
 std::optional<std::string> gguf_to_hf_name(const std::string& name) {
-    auto suffix_of = [](const std::string& s, const std::string& stem) -> std::optional<std::string> {
+    auto suffix_of = [](const std::string& s,
+                        const std::string& stem) -> std::optional<std::string> {
         for (const char* sfx : {".weight", ".bias"})
             if (s == stem + sfx) return std::string(sfx);
         return std::nullopt;
@@ -169,8 +169,7 @@ std::optional<std::string> gguf_to_hf_name(const std::string& name) {
     const std::string layer = name.substr(p, q - p);
     const std::string rest = name.substr(q + 1);
     for (const auto& ln : kLayerNames)
-        if (auto s = suffix_of(rest, ln.gguf))
-            return "model.layers." + layer + "." + ln.hf + *s;
+        if (auto s = suffix_of(rest, ln.gguf)) return "model.layers." + layer + "." + ln.hf + *s;
     return std::nullopt;
 }
 
@@ -193,7 +192,7 @@ ModelConfig gguf_model_config(const GgufFile& f) {
     c.n_layers = require_int(f, p + "block_count");
     c.n_heads = require_int(f, p + "attention.head_count");
     c.n_kv_heads = f.find(p + "attention.head_count_kv") ? f.get_int(p + "attention.head_count_kv")
-                                                          : c.n_heads;
+                                                         : c.n_heads;
     c.d_ff = require_int(f, p + "feed_forward_length");
     if (f.find(p + "context_length")) c.max_position_embeddings = f.get_int(p + "context_length");
     PALU_CHECK(f.find(p + "attention.layer_norm_rms_epsilon"), FormatError,

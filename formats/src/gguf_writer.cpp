@@ -7,10 +7,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "io_util.h"
 #include "palu/core/checked.h"
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
-#include "io_util.h"
 
 namespace palu::formats {
 
@@ -75,15 +75,33 @@ void put_f16(uint8_t* dst, float f) {
 
 }  // namespace
 
-GgufValue gguf_u8(uint8_t v) { return make_u(GgufValueType::U8, v); }
-GgufValue gguf_u16(uint16_t v) { return make_u(GgufValueType::U16, v); }
-GgufValue gguf_u32(uint32_t v) { return make_u(GgufValueType::U32, v); }
-GgufValue gguf_u64(uint64_t v) { return make_u(GgufValueType::U64, v); }
-GgufValue gguf_bool(bool v) { return make_u(GgufValueType::BOOL, v ? 1 : 0); }
-GgufValue gguf_i8(int8_t v) { return make_i(GgufValueType::I8, v); }
-GgufValue gguf_i16(int16_t v) { return make_i(GgufValueType::I16, v); }
-GgufValue gguf_i32(int32_t v) { return make_i(GgufValueType::I32, v); }
-GgufValue gguf_i64(int64_t v) { return make_i(GgufValueType::I64, v); }
+GgufValue gguf_u8(uint8_t v) {
+    return make_u(GgufValueType::U8, v);
+}
+GgufValue gguf_u16(uint16_t v) {
+    return make_u(GgufValueType::U16, v);
+}
+GgufValue gguf_u32(uint32_t v) {
+    return make_u(GgufValueType::U32, v);
+}
+GgufValue gguf_u64(uint64_t v) {
+    return make_u(GgufValueType::U64, v);
+}
+GgufValue gguf_bool(bool v) {
+    return make_u(GgufValueType::BOOL, v ? 1 : 0);
+}
+GgufValue gguf_i8(int8_t v) {
+    return make_i(GgufValueType::I8, v);
+}
+GgufValue gguf_i16(int16_t v) {
+    return make_i(GgufValueType::I16, v);
+}
+GgufValue gguf_i32(int32_t v) {
+    return make_i(GgufValueType::I32, v);
+}
+GgufValue gguf_i64(int64_t v) {
+    return make_i(GgufValueType::I64, v);
+}
 GgufValue gguf_f32(float f) {
     GgufValue v;
     v.type = GgufValueType::F32;
@@ -248,8 +266,8 @@ void GgufWriter::add_tensor_raw(const std::string& name, std::vector<int64_t> ne
     const uint64_t need = ggml_nbytes(type, static_cast<int64_t>(*numel));
     PALU_CHECK(need == bytes.size(), ShapeError,
                "formats: GgufWriter: tensor '%s' shape %s %s: expected %llu bytes, got %zu",
-               name.c_str(), shape_str(ne).c_str(), ggml_type_name(type),
-               (unsigned long long)need, bytes.size());
+               name.c_str(), shape_str(ne).c_str(), ggml_type_name(type), (unsigned long long)need,
+               bytes.size());
     tensors_.push_back({name, std::move(ne), type, std::move(bytes)});
 }
 

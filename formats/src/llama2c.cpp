@@ -3,8 +3,6 @@
 // tensors are copied out of the mapping and their Q/K rows permuted only when asked for.
 #include "palu/formats/llama2c.h"
 
-#include "io_util.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 #include <cstring>
 #include <optional>
 
+#include "io_util.h"
 #include "palu/core/checked.h"
 #include "palu/core/error.h"
 #include "palu/core/format.h"
@@ -27,10 +26,10 @@ namespace {
 constexpr uint32_t kLlama2cV1Magic = 0x616b3432;
 
 std::string header_str(const Llama2cHeader& h) {
-    return strfmt("dim=%d hidden_dim=%d n_layers=%d n_heads=%d n_kv_heads=%d vocab_size=%d "
-                  "seq_len=%d",
-                  h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size,
-                  h.seq_len);
+    return strfmt(
+        "dim=%d hidden_dim=%d n_layers=%d n_heads=%d n_kv_heads=%d vocab_size=%d "
+        "seq_len=%d",
+        h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len);
 }
 
 void check_range(const std::string& source, const Llama2cHeader& h, const char* field,
@@ -72,7 +71,8 @@ Llama2cLayout parse_llama2c_layout(std::span<const uint8_t> head, uint64_t file_
         int32_t version;
         std::memcpy(&version, head.data() + 4, 4);
         PALU_THROW(FormatError,
-                   "formats: %s: llama2.c export version %d (magic 0x616b3432 'ak42'): expected the legacy "
+                   "formats: %s: llama2.c export version %d (magic 0x616b3432 'ak42'): expected "
+                   "the legacy "
                    "v0 format (7 x int32 header); hint: re-export with llama2.c export.py "
                    "--version 0",
                    source.c_str(), version);
@@ -142,7 +142,8 @@ Llama2cLayout parse_llama2c_layout(std::span<const uint8_t> head, uint64_t file_
     uint64_t offset = kLlama2cHeaderBytes;
     for (auto& [name, shape] : plan) {
         auto numel = numel_no_overflow(shape);
-        std::optional<uint64_t> n_bytes = numel ? mul_no_overflow(*numel, sizeof(float)) : std::nullopt;
+        std::optional<uint64_t> n_bytes =
+            numel ? mul_no_overflow(*numel, sizeof(float)) : std::nullopt;
         std::optional<uint64_t> end = n_bytes ? add_no_overflow(offset, *n_bytes) : std::nullopt;
         PALU_CHECK(end.has_value(), FormatError,
                    "formats: %s: llama2.c section '%s' %s: byte size overflows (header %s)",
@@ -160,17 +161,16 @@ Llama2cLayout parse_llama2c_layout(std::span<const uint8_t> head, uint64_t file_
                 break;
             }
         PALU_ASSERT(cut != nullptr, "a short file cuts some section");
-        PALU_THROW(FormatError,
-                   "formats: %s: llama2.c checkpoint truncated: expected %llu bytes, got %llu "
-                   "(%llu bytes missing; section '%s' %s at bytes [%llu, %llu) is cut; header %s); "
-                   "hint: incomplete download?",
-                   source.c_str(), static_cast<unsigned long long>(out.expected_file_size),
-                   static_cast<unsigned long long>(file_size),
-                   static_cast<unsigned long long>(out.expected_file_size - file_size),
-                   cut->name.c_str(), shape_str(cut->shape).c_str(),
-                   static_cast<unsigned long long>(cut->offset),
-                   static_cast<unsigned long long>(cut->offset + cut->n_bytes),
-                   header_str(h).c_str());
+        PALU_THROW(
+            FormatError,
+            "formats: %s: llama2.c checkpoint truncated: expected %llu bytes, got %llu "
+            "(%llu bytes missing; section '%s' %s at bytes [%llu, %llu) is cut; header %s); "
+            "hint: incomplete download?",
+            source.c_str(), static_cast<unsigned long long>(out.expected_file_size),
+            static_cast<unsigned long long>(file_size),
+            static_cast<unsigned long long>(out.expected_file_size - file_size), cut->name.c_str(),
+            shape_str(cut->shape).c_str(), static_cast<unsigned long long>(cut->offset),
+            static_cast<unsigned long long>(cut->offset + cut->n_bytes), header_str(h).c_str());
     }
     PALU_CHECK(file_size == out.expected_file_size, FormatError,
                "formats: %s: llama2.c checkpoint size: expected %llu bytes, got %llu (%llu "
@@ -237,8 +237,8 @@ std::unique_ptr<Llama2cModel> Llama2cModel::open(const std::filesystem::path& fi
     ssize_t got = ::pread(fd.fd, head, n_head, 0);
     PALU_CHECK(got == ssize_t(n_head), IoError, "formats: %s: cannot read the header: %s",
                src.c_str(), got < 0 ? std::strerror(errno) : "short read");
-    Llama2cLayout layout = parse_llama2c_layout(std::span<const uint8_t>(head, n_head), file_size,
-                                                src);
+    Llama2cLayout layout =
+        parse_llama2c_layout(std::span<const uint8_t>(head, n_head), file_size, src);
 
     auto storage = std::make_unique<Storage>();
     storage->map = detail::MappedFile::map(fd.fd, static_cast<size_t>(file_size), src);
@@ -304,7 +304,9 @@ std::vector<StoredTensorInfo> Llama2cModel::tensors() const {
     return out;
 }
 
-bool Llama2cModel::has_tensor(const std::string& name) const { return entries_.count(name) > 0; }
+bool Llama2cModel::has_tensor(const std::string& name) const {
+    return entries_.count(name) > 0;
+}
 
 Tensor Llama2cModel::load_f32(const std::string& name) const {
     auto it = entries_.find(name);
@@ -318,8 +320,8 @@ Tensor Llama2cModel::load_f32(const std::string& name) const {
         // Copy first: the permutation works on float rows, the mapping is raw bytes.
         std::vector<float> raw(size_t(t.numel()));
         std::memcpy(raw.data(), src, raw.size() * sizeof(float));
-        llama2c_rows_to_rotate_half(raw.data(), t.data(), e.n_rope_heads,
-                                    layout_.config.d_head, e.shape[1]);
+        llama2c_rows_to_rotate_half(raw.data(), t.data(), e.n_rope_heads, layout_.config.d_head,
+                                    e.shape[1]);
     } else {
         std::memcpy(t.data(), src, size_t(t.numel()) * sizeof(float));
     }

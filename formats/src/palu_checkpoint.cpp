@@ -28,9 +28,15 @@ std::string kv_proj_prefix(int64_t layer, KvProj which) {
     return strfmt("model.layers.%lld.self_attn.%c_proj", static_cast<ll>(layer),
                   static_cast<char>(which));
 }
-std::string kv_dense_weight_name(int64_t l, KvProj w) { return kv_proj_prefix(l, w) + ".weight"; }
-std::string kv_dense_bias_name(int64_t l, KvProj w) { return kv_proj_prefix(l, w) + ".bias"; }
-std::string kv_vt_name(int64_t l, KvProj w) { return kv_proj_prefix(l, w) + ".VT.weight"; }
+std::string kv_dense_weight_name(int64_t l, KvProj w) {
+    return kv_proj_prefix(l, w) + ".weight";
+}
+std::string kv_dense_bias_name(int64_t l, KvProj w) {
+    return kv_proj_prefix(l, w) + ".bias";
+}
+std::string kv_vt_name(int64_t l, KvProj w) {
+    return kv_proj_prefix(l, w) + ".VT.weight";
+}
 std::string kv_u_name(int64_t l, KvProj w, int64_t g) {
     return strfmt("%s.U.%lld.weight", kv_proj_prefix(l, w).c_str(), static_cast<ll>(g));
 }
@@ -79,7 +85,9 @@ class JsonReader {
     const std::string& source_;
 };
 
-json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+json optional_json(const std::optional<double>& v) {
+    return v ? json(*v) : json(nullptr);
+}
 
 }  // namespace
 
@@ -95,7 +103,9 @@ bool is_kv_module_tensor(const std::string& name) {
            name.find(".self_attn.v_proj.") != std::string::npos;
 }
 
-bool is_palu_checkpoint(const WeightSource& src) { return src.has_tensor(kv_vt_name(0, KvProj::K)); }
+bool is_palu_checkpoint(const WeightSource& src) {
+    return src.has_tensor(kv_vt_name(0, KvProj::K));
+}
 
 // ---- the palu block ----------------------------------------------------------------------------
 
@@ -103,53 +113,53 @@ json to_json(const PaluBlock& b) {
     json calibration = nullptr;
     if (b.calibration) {
         const CalibrationRecord& c = *b.calibration;
-        calibration = {{"source", c.source},
-                       {"sha256", c.sha256},
-                       {"stats", c.stats_path.empty() ? json(nullptr) : json(c.stats_path)},
-                       {"stats_reused", c.stats_reused},
-                       {"n_samples", c.n_samples},
-                       {"seqlen", c.seqlen},
-                       {"n_tokens", c.n_tokens},
-                       {"sampler", c.sampler},
-                       {"seed", c.seed},
-                       {"fisher_shift", c.fisher_shift.empty() ? json(nullptr) : json(c.fisher_shift)}};
+        calibration = {
+            {"source", c.source},
+            {"sha256", c.sha256},
+            {"stats", c.stats_path.empty() ? json(nullptr) : json(c.stats_path)},
+            {"stats_reused", c.stats_reused},
+            {"n_samples", c.n_samples},
+            {"seqlen", c.seqlen},
+            {"n_tokens", c.n_tokens},
+            {"sampler", c.sampler},
+            {"seed", c.seed},
+            {"fisher_shift", c.fisher_shift.empty() ? json(nullptr) : json(c.fisher_shift)}};
     }
     const quant::LatentQuantSpec& q = b.latent_quant;
-    json j = {
-        {"format_version", b.format_version},
-        {"group_size", b.group_size},
-        {"rank_search",
-         {{"method", b.rank_search.method},
-          {"target_ratio", b.rank_search.target_ratio},
-          {"target_kv_bytes_per_token", optional_json(b.rank_search.target_kv_bytes)},
-          {"achieved_ratio", b.rank_search.achieved_ratio},
-          {"rank_multiple", b.rank_search.rank_multiple},
-          {"kept_dims", b.rank_search.kept_dims},
-          {"full_dims", b.rank_search.full_dims}}},
-        {"decompose",
-         {{"method", b.decompose.method},
-          {"damp", b.decompose.damp},
-          {"eig_fallback_eps", b.decompose.eig_fallback_eps},
-          {"gram_fallbacks", b.decompose.gram_fallbacks},
-          {"max_gram_shift", b.decompose.max_gram_shift}}},
-        {"calibration", calibration},
-        {"hadamard", {{"fused", b.hadamard.fused}, {"seed", b.hadamard.seed}}},
-        {"latent_quant",
-         {{"bits", q.bits},
-          {"group_size", q.group_size},
-          {"symmetric", q.symmetric},
-          {"clip_ratio", q.clip_ratio},
-          {"include_zero", q.include_zero}}},
-        {"head_permutation", nullptr},
-        {"kv_bytes_per_token",
-         {{"original_f16", b.kv_bytes_per_token.original_f16},
-          {"compressed", b.kv_bytes_per_token.compressed},
-          {"ratio", b.kv_bytes_per_token.ratio},
-          {"includes", b.kv_bytes_per_token.includes}}},
-        {"source_model",
-         {{"path", b.source_model.path},
-          {"format", b.source_model.format},
-          {"fingerprint", b.source_model.fingerprint}}}};
+    json j = {{"format_version", b.format_version},
+              {"group_size", b.group_size},
+              {"rank_search",
+               {{"method", b.rank_search.method},
+                {"target_ratio", b.rank_search.target_ratio},
+                {"target_kv_bytes_per_token", optional_json(b.rank_search.target_kv_bytes)},
+                {"achieved_ratio", b.rank_search.achieved_ratio},
+                {"rank_multiple", b.rank_search.rank_multiple},
+                {"kept_dims", b.rank_search.kept_dims},
+                {"full_dims", b.rank_search.full_dims}}},
+              {"decompose",
+               {{"method", b.decompose.method},
+                {"damp", b.decompose.damp},
+                {"eig_fallback_eps", b.decompose.eig_fallback_eps},
+                {"gram_fallbacks", b.decompose.gram_fallbacks},
+                {"max_gram_shift", b.decompose.max_gram_shift}}},
+              {"calibration", calibration},
+              {"hadamard", {{"fused", b.hadamard.fused}, {"seed", b.hadamard.seed}}},
+              {"latent_quant",
+               {{"bits", q.bits},
+                {"group_size", q.group_size},
+                {"symmetric", q.symmetric},
+                {"clip_ratio", q.clip_ratio},
+                {"include_zero", q.include_zero}}},
+              {"head_permutation", nullptr},
+              {"kv_bytes_per_token",
+               {{"original_f16", b.kv_bytes_per_token.original_f16},
+                {"compressed", b.kv_bytes_per_token.compressed},
+                {"ratio", b.kv_bytes_per_token.ratio},
+                {"includes", b.kv_bytes_per_token.includes}}},
+              {"source_model",
+               {{"path", b.source_model.path},
+                {"format", b.source_model.format},
+                {"fingerprint", b.source_model.fingerprint}}}};
     if (!b.exported.empty()) {
         j["exported"] = b.exported;
         j["exported_dtype"] = b.exported_dtype;
@@ -279,7 +289,8 @@ std::string palu_config_text(const json& cfg) {
             ordered[{layer, k}] = v;
         }
         nlohmann::ordered_json hw = nlohmann::ordered_json::object();
-        for (const auto& [key, v] : ordered) hw[key.second] = nlohmann::ordered_json::parse(v.dump());
+        for (const auto& [key, v] : ordered)
+            hw[key.second] = nlohmann::ordered_json::parse(v.dump());
         out["head_wise_ranks"] = std::move(hw);
     }
     if (cfg.contains("palu") && cfg["palu"].is_object() && cfg["palu"].contains("format_version")) {
@@ -427,12 +438,15 @@ void write_palu_checkpoint(const WeightSource& src, const std::vector<PaluLayerV
                block.format_version);
     for (size_t l = 0; l < layers.size(); ++l) {
         const int64_t li = static_cast<int64_t>(l);
-        check_factors(c, layers[l].k, li, KvProj::K, src.has_tensor(kv_dense_bias_name(li, KvProj::K)));
-        check_factors(c, layers[l].v, li, KvProj::V, src.has_tensor(kv_dense_bias_name(li, KvProj::V)));
+        check_factors(c, layers[l].k, li, KvProj::K,
+                      src.has_tensor(kv_dense_bias_name(li, KvProj::K)));
+        check_factors(c, layers[l].v, li, KvProj::V,
+                      src.has_tensor(kv_dense_bias_name(li, KvProj::V)));
     }
     const DType factor_dt = resolve_factor_dtype(src, options.factor_dtype);
     PALU_CHECK(factor_dt == DType::F32 || factor_dt == DType::F16 || factor_dt == DType::BF16,
-               UsageError, "checkpoint: factor dtype %s is not supported: expected f32, f16 or bf16",
+               UsageError,
+               "checkpoint: factor dtype %s is not supported: expected f32, f16 or bf16",
                dtype_name(factor_dt));
     StagingDir stage(out_dir, options.overwrite, src.source_dir(), "checkpoint");
 

@@ -27,7 +27,7 @@ namespace {
 
 /// Owns one HDF5 identifier and closes it with the matching H5*close.
 class Hid {
-public:
+   public:
     Hid() = default;
     Hid(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
     Hid(Hid&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
@@ -54,7 +54,7 @@ public:
     }
     void reset() { close(); }
 
-private:
+   private:
     hid_t id_ = -1;
     herr_t (*close_)(hid_t) = nullptr;
 };
@@ -90,8 +90,8 @@ Hid check_id(hid_t id, herr_t (*close)(hid_t), const fs::path& path, const char*
 }
 
 bool valid_component_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
 }
 
 void check_dataset_name(const std::string& name, const fs::path& path) {
@@ -145,8 +145,8 @@ void write_string_attr(hid_t obj, const char* name, const std::string& value,
     check_h5(H5Awrite(attr.get(), type.get(), buf.data()), path, "write attribute");
 }
 
-void write_int_attr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type,
-                    const void* value, const fs::path& path) {
+void write_int_attr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, const void* value,
+                    const fs::path& path) {
     Hid space = check_id(H5Screate(H5S_SCALAR), H5Sclose, path, "H5Screate");
     Hid attr = check_id(H5Acreate2(obj, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
                         H5Aclose, path, "create attribute");
@@ -231,11 +231,10 @@ StatsWriter::StatsWriter(const fs::path& path, const StatsFileInfo& info, int de
     impl_->deflate_level = deflate_level;
     static std::atomic<int> counter{0};
     fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-    impl_->tmp = dir / strfmt(".%s.tmp-%d-%d", path.filename().c_str(), int(::getpid()),
-                              counter++);
+    impl_->tmp = dir / strfmt(".%s.tmp-%d-%d", path.filename().c_str(), int(::getpid()), counter++);
     std::error_code ec;
-    PALU_CHECK(fs::is_directory(dir, ec), IoError,
-               "formats: %s: cannot write stats file: %s %s", path.c_str(), dir.c_str(),
+    PALU_CHECK(fs::is_directory(dir, ec), IoError, "formats: %s: cannot write stats file: %s %s",
+               path.c_str(), dir.c_str(),
                fs::exists(dir, ec) ? "is not a directory" : "does not exist");
 
     // Dense attribute storage (phase change 0/0, needs the 1.8 file format) lifts the 64 KiB
@@ -274,11 +273,13 @@ StatsWriter::~StatsWriter() {
     if (impl_ && !impl_->committed) impl_->discard();
 }
 
-const fs::path& StatsWriter::temp_path() const { return impl_->tmp; }
+const fs::path& StatsWriter::temp_path() const {
+    return impl_->tmp;
+}
 
 void StatsWriter::Impl::write(const std::string& name, std::span<const int64_t> shape,
-                              const void* data, size_t n_values, hid_t file_type,
-                              hid_t mem_type, size_t elem_size) {
+                              const void* data, size_t n_values, hid_t file_type, hid_t mem_type,
+                              size_t elem_size) {
     silence_hdf5();
     PALU_CHECK(!committed, UsageError, "formats: %s: stats dataset '%s' written after commit()",
                path.c_str(), name.c_str());
@@ -296,10 +297,9 @@ void StatsWriter::Impl::write(const std::string& name, std::span<const int64_t> 
                numel ? std::to_string(*numel).c_str() : "(invalid shape)", n_values);
 
     std::vector<hsize_t> dims(shape.begin(), shape.end());
-    Hid space = shape.empty()
-                    ? check_id(H5Screate(H5S_SCALAR), H5Sclose, path, "H5Screate")
-                    : check_id(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose,
-                               path, "H5Screate_simple");
+    Hid space = shape.empty() ? check_id(H5Screate(H5S_SCALAR), H5Sclose, path, "H5Screate")
+                              : check_id(H5Screate_simple(int(dims.size()), dims.data(), nullptr),
+                                         H5Sclose, path, "H5Screate_simple");
     Hid lcpl = check_id(H5Pcreate(H5P_LINK_CREATE), H5Pclose, path, "H5Pcreate");
     check_h5(H5Pset_create_intermediate_group(lcpl.get(), 1), path,
              "H5Pset_create_intermediate_group");
@@ -431,14 +431,13 @@ StatsStore StatsStore::open(const fs::path& path, const StatsExpectation& expect
                UsageError,
                "formats: %s: stats file belongs to another model: expected model fingerprint %s, "
                "got %s; hint: --stats belongs to another model; re-run palu-calibrate for this one",
-               path.c_str(), expected.model_fingerprint.c_str(),
-               m.info.model_fingerprint.c_str());
-    PALU_CHECK(expected.data_fingerprint.empty() ||
-                   expected.data_fingerprint == m.info.data_fingerprint,
-               UsageError,
-               "formats: %s: stats file was calibrated on other data: expected data fingerprint "
-               "%s, got %s; hint: pass the same calibration data or re-run palu-calibrate",
-               path.c_str(), expected.data_fingerprint.c_str(), m.info.data_fingerprint.c_str());
+               path.c_str(), expected.model_fingerprint.c_str(), m.info.model_fingerprint.c_str());
+    PALU_CHECK(
+        expected.data_fingerprint.empty() || expected.data_fingerprint == m.info.data_fingerprint,
+        UsageError,
+        "formats: %s: stats file was calibrated on other data: expected data fingerprint "
+        "%s, got %s; hint: pass the same calibration data or re-run palu-calibrate",
+        path.c_str(), expected.data_fingerprint.c_str(), m.info.data_fingerprint.c_str());
 
     VisitState st{&m.names};
     check_h5(H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, visit_link, &st), path, "listing datasets");
@@ -446,9 +445,15 @@ StatsStore StatsStore::open(const fs::path& path, const StatsExpectation& expect
     return s;
 }
 
-const StatsFileInfo& StatsStore::info() const { return impl_->info; }
-const fs::path& StatsStore::path() const { return impl_->path; }
-std::vector<std::string> StatsStore::list() const { return impl_->names; }
+const StatsFileInfo& StatsStore::info() const {
+    return impl_->info;
+}
+const fs::path& StatsStore::path() const {
+    return impl_->path;
+}
+std::vector<std::string> StatsStore::list() const {
+    return impl_->names;
+}
 
 bool StatsStore::has(const std::string& name) const {
     return std::binary_search(impl_->names.begin(), impl_->names.end(), name);
@@ -457,8 +462,8 @@ bool StatsStore::has(const std::string& name) const {
 StatsDataset StatsStore::read(const std::string& name) const {
     silence_hdf5();
     const fs::path& path = impl_->path;
-    PALU_CHECK(has(name), FormatError, "formats: %s: stats file has no dataset '%s'",
-               path.c_str(), name.c_str());
+    PALU_CHECK(has(name), FormatError, "formats: %s: stats file has no dataset '%s'", path.c_str(),
+               name.c_str());
     Hid ds = check_id(H5Dopen2(impl_->file.get(), name.c_str(), H5P_DEFAULT), H5Dclose, path,
                       "open dataset");
     Hid type = check_id(H5Dget_type(ds.get()), H5Tclose, path, "H5Dget_type");
@@ -468,8 +473,8 @@ StatsDataset StatsStore::read(const std::string& name) const {
                path.c_str(), name.c_str());
     Hid space = check_id(H5Dget_space(ds.get()), H5Sclose, path, "H5Dget_space");
     int rank = H5Sget_simple_extent_ndims(space.get());
-    PALU_CHECK(rank >= 0 && rank <= 32, FormatError,
-               "formats: %s: stats dataset '%s': bad rank %d", path.c_str(), name.c_str(), rank);
+    PALU_CHECK(rank >= 0 && rank <= 32, FormatError, "formats: %s: stats dataset '%s': bad rank %d",
+               path.c_str(), name.c_str(), rank);
     std::vector<hsize_t> dims(static_cast<size_t>(rank));
     if (rank > 0)
         PALU_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) == rank,
@@ -493,13 +498,13 @@ StatsDataset StatsStore::read(const std::string& name) const {
     out.values.resize(size_t(*numel));
     if (*numel == 0) return out;
     if (out.stored_type == StatsDType::F64) {
-        check_h5(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                         out.values.data()),
-                 path, "read dataset");
+        check_h5(
+            H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.values.data()),
+            path, "read dataset");
     } else {
         std::vector<float> f(out.values.size());
-        check_h5(H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, f.data()),
-                 path, "read dataset");
+        check_h5(H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, f.data()), path,
+                 "read dataset");
         std::copy(f.begin(), f.end(), out.values.begin());
     }
     return out;
@@ -508,8 +513,8 @@ StatsDataset StatsStore::read(const std::string& name) const {
 std::vector<std::string> StatsStore::filters(const std::string& name) const {
     silence_hdf5();
     const fs::path& path = impl_->path;
-    PALU_CHECK(has(name), FormatError, "formats: %s: stats file has no dataset '%s'",
-               path.c_str(), name.c_str());
+    PALU_CHECK(has(name), FormatError, "formats: %s: stats file has no dataset '%s'", path.c_str(),
+               name.c_str());
     Hid ds = check_id(H5Dopen2(impl_->file.get(), name.c_str(), H5P_DEFAULT), H5Dclose, path,
                       "open dataset");
     Hid dcpl = check_id(H5Dget_create_plist(ds.get()), H5Pclose, path, "H5Dget_create_plist");

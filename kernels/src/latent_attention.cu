@@ -7,12 +7,12 @@
 // Two kernels (flash-decoding, Dao et al. 2023):
 //  1. split_kernel, grid (head block, token split, batch·group): one block owns s' KV heads of one
 //     latent group and a contiguous token range. Their key up-projection rows B_k[g](j) stay in
-//     shared memory for the whole range; 64-token latent tiles stream through a 2- or 3-deep cp.async
-//     ring (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor cores
-//     (mma.sync m16n8k16, f32 accumulate) one (16 tokens × d_head) fragment per warp; RoPE and the
-//     q·k dot run on the accumulators in registers (the rotate-half pair (i, i+d/2) lands in the
-//     same lane), so the reconstructed keys never leave registers. Online softmax (base 2) and the
-//     P·h_v product in latent space follow; the block writes (max, sum, o_lat) partials.
+//     shared memory for the whole range; 64-token latent tiles stream through a 2- or 3-deep
+//     cp.async ring (2/3/4-bit tiles are dequantized shared→shared). Keys are rebuilt on tensor
+//     cores (mma.sync m16n8k16, f32 accumulate) one (16 tokens × d_head) fragment per warp; RoPE
+//     and the q·k dot run on the accumulators in registers (the rotate-half pair (i, i+d/2) lands
+//     in the same lane), so the reconstructed keys never leave registers. Online softmax (base 2)
+//     and the P·h_v product in latent space follow; the block writes (max, sum, o_lat) partials.
 //  2. reduce_kernel, grid (head, batch): merges the split partials and applies B_v[g](j) once.
 // No exceptions here: errors are returned as cudaError_t to latent_attention.cpp.
 #include <cuda_bf16.h>
@@ -29,12 +29,12 @@
 namespace palu::cuda::detail {
 namespace {
 
-
 // Shared-memory carve-up, identical on host and device.
 struct SmemLayout {
-    // Tiles and stages are ring buffers of `n_stages` entries (a 16-bit cache is copied straight into
-    // its tile ring; a quantized one goes through a stage ring and one dequantized tile).
-    size_t b_up, k_tile0, k_tile_step, v_tile0, v_tile_step, stage0, stage_step, sk, q, s, f, o, stats, c8, total;
+    // Tiles and stages are ring buffers of `n_stages` entries (a 16-bit cache is copied straight
+    // into its tile ring; a quantized one goes through a stage ring and one dequantized tile).
+    size_t b_up, k_tile0, k_tile_step, v_tile0, v_tile_step, stage0, stage_step, sk, q, s, f, o,
+        stats, c8, total;
     __host__ __device__ size_t k_tile(int i) const { return k_tile0 + i * k_tile_step; }
     __host__ __device__ size_t v_tile(int i) const { return v_tile0 + i * v_tile_step; }
     __host__ __device__ size_t k_stage(int i) const { return stage0 + i * stage_step; }
@@ -45,8 +45,8 @@ __host__ __device__ inline size_t stage_bytes(int r, int bits, int tt) {
     return align16(size_t(tt) * row_bytes(r, bits)) + 2 * size_t(tt) * 2;  // codes, scales, zeros
 }
 
-__host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int sp,
-                                                  int n_rep, int ns, int tt) {
+__host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int bits_k, int bits_v,
+                                                  int sp, int n_rep, int ns, int tt) {
     const int TT = tt;
     SmemLayout L{};
     size_t off = 0;
@@ -60,7 +60,8 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
     L.v_tile0 = off;
     L.v_tile_step = bits_v == 16 ? tv : 0;
     off += bits_v == 16 ? ns * tv : tv;
-    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k, tt) : 0, sv = bits_v != 16 ? stage_bytes(r_v, bits_v, tt) : 0;
+    const size_t sk = bits_k != 16 ? stage_bytes(r_k, bits_k, tt) : 0,
+                 sv = bits_v != 16 ? stage_bytes(r_v, bits_v, tt) : 0;
     L.stage0 = off;
     L.sk = sk;
     L.stage_step = sk + sv;
@@ -84,9 +85,9 @@ __host__ __device__ inline SmemLayout make_layout(int d, int r_k, int r_v, int b
 
 // Issues the cp.async copies of the latent tile [t0, t0 + n_valid) of one cache into `tile`
 // (bits 16, padded rows) or `stage` (packed rows, scales, zeros; flat).
-__device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uint8_t* data, const uint16_t* scales,
-                                        const uint16_t* zeros, int64_t row0, int n_valid, int r, int bits,
-                                        int tid, int TT) {
+__device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uint8_t* data,
+                                        const uint16_t* scales, const uint16_t* zeros, int64_t row0,
+                                        int n_valid, int r, int bits, int tid, int TT) {
     if (bits == 16) {
         // Walk (row, 16-byte column) without a division per chunk: the stride kThreads is a fixed
         // (rows, columns) step.
@@ -125,8 +126,8 @@ __device__ inline void load_latent_tile(uint8_t* tile, uint8_t* stage, const uin
 // exact in f16 and bf16; the per-token scale is applied afterwards (to the key's score, and folded
 // into P for the values), so dequantization adds no rounding (v8).
 template <typename T>
-__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r, int bits, int tid,
-                                    int TT) {
+__device__ inline void dequant_tile(uint8_t* tile, const uint8_t* stage, int n_valid, int r,
+                                    int bits, int tid, int TT) {
     const int64_t rb = row_bytes(r, bits);
     const size_t codes = align16(size_t(TT) * rb);
     const __half* zr = reinterpret_cast<const __half*>(stage + codes + TT * 2);
@@ -197,10 +198,10 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
     }
     auto load = [&](int t0, int buf) {
         const int nv = min(TT, t_end - t0);
-        load_latent_tile(smem + L.k_tile(buf), smem + L.k_stage(buf), a.k_data, a.k_scales, a.k_zeros,
-                         cache_row0 + t0, nv, r_k, a.bits_k, tid, TT);
-        load_latent_tile(smem + L.v_tile(buf), smem + L.v_stage(buf), a.v_data, a.v_scales, a.v_zeros,
-                         cache_row0 + t0, nv, r_v, a.bits_v, tid, TT);
+        load_latent_tile(smem + L.k_tile(buf), smem + L.k_stage(buf), a.k_data, a.k_scales,
+                         a.k_zeros, cache_row0 + t0, nv, r_k, a.bits_k, tid, TT);
+        load_latent_tile(smem + L.v_tile(buf), smem + L.v_stage(buf), a.v_data, a.v_scales,
+                         a.v_zeros, cache_row0 + t0, nv, r_v, a.bits_v, tid, TT);
     };
     const int ns = a.n_stages;
     for (int i = 0; i < ns - 1; ++i) {  // prologue: the first ns − 1 tiles in flight
@@ -253,29 +254,39 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
             cp_async_wait<1>();
         __syncthreads();
         if (a.bits_k != 16 || a.bits_v != 16) {
-            if (a.bits_k != 16) dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k, tid, TT);
-            if (a.bits_v != 16) dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v, tid, TT);
+            if (a.bits_k != 16)
+                dequant_tile<T>(smem + L.k_tile(0), smem + L.k_stage(buf), n_valid, r_k, a.bits_k,
+                                tid, TT);
+            if (a.bits_v != 16)
+                dequant_tile<T>(smem + L.v_tile(0), smem + L.v_stage(buf), n_valid, r_v, a.bits_v,
+                                tid, TT);
             __syncthreads();
         }
         const T* tk = reinterpret_cast<const T*>(smem + L.k_tile(buf));
         const T* tv = reinterpret_cast<const T*>(smem + L.v_tile(buf));
         // Per-token scales of quantized tiles (the tile holds code − zero): key scales multiply the
         // scores, value scales fold into P. Rows >= n_valid hold stale scales and are masked.
-        const __half* k_sc = a.bits_k == 16 ? nullptr
-                                            : reinterpret_cast<const __half*>(smem + L.k_stage(buf) +
-                                                                              align16(size_t(TT) * row_bytes(r_k, a.bits_k)));
-        const __half* v_sc = a.bits_v == 16 ? nullptr
-                                            : reinterpret_cast<const __half*>(smem + L.v_stage(buf) +
-                                                                              align16(size_t(TT) * row_bytes(r_v, a.bits_v)));
+        const __half* k_sc =
+            a.bits_k == 16
+                ? nullptr
+                : reinterpret_cast<const __half*>(smem + L.k_stage(buf) +
+                                                  align16(size_t(TT) * row_bytes(r_k, a.bits_k)));
+        const __half* v_sc =
+            a.bits_v == 16
+                ? nullptr
+                : reinterpret_cast<const __half*>(smem + L.v_stage(buf) +
+                                                  align16(size_t(TT) * row_bytes(r_v, a.bits_v)));
         if (n_valid < TT) {
             uint32_t* vz = reinterpret_cast<uint32_t*>(smem + L.v_tile(buf));
-            for (int i = tid; i < (TT - n_valid) * (pv / 2); i += kThreads) vz[n_valid * (pv / 2) + i] = 0u;
+            for (int i = tid; i < (TT - n_valid) * (pv / 2); i += kThreads)
+                vz[n_valid * (pv / 2) + i] = 0u;
             __syncthreads();
         }
 
         // Scores: unit u = (16-token row block u % NSUB, column half (u / NSUB) % 2, local KV head
-        // u / (2·NSUB)), one warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 + ch·NQ, ...): the
-        // rotate-half partner of column d (tile i) is column d + D/2 (tile i + NQ), same lane.
+        // u / (2·NSUB)), one warp each. Column half ch holds n8 tiles [ch·NQ, ch·NQ+NQ) and [NT/2 +
+        // ch·NQ, ...): the rotate-half partner of column d (tile i) is column d + D/2 (tile i +
+        // NQ), same lane.
         constexpr int NSUB = TT / 16;
         for (int u = warp; u < 2 * NSUB * sp; u += NW) {
             const int sub = u % NSUB, ch = (u / NSUB) & 1, jl = u / (2 * NSUB);
@@ -283,7 +294,8 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
 #pragma unroll
             for (int i = 0; i < 2 * NQ; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
             const T* a_ptr = tk + (sub * 16 + (lane & 15)) * pk + (lane >> 4) * 8;
-            const T* b_ptr = b_up + (jl * D + (lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
+            const T* b_ptr =
+                b_up + (jl * D + (lane & 7) + ((lane >> 4) << 3)) * pk + ((lane >> 3) & 1) * 8;
             for (int kk = 0; kk < r_k; kk += 16) key_kstep<T, NQ>(acc, a_ptr, b_ptr, pk, kk, ch);
             // RoPE on the rebuilt keys, in registers.
             const int r0 = sub * 16 + (lane >> 2);
@@ -355,9 +367,9 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         }
         __syncthreads();
 
-        // o_lat = alpha · o_lat + P · h_v on tensor cores: A = P [16 head rows (mq used), 64 tokens],
-        // B = the value tile [64 tokens, r_v] (ldmatrix.trans), accumulators stay in registers
-        // across tiles; warp w owns n8 column tiles w, w + 8, ...
+        // o_lat = alpha · o_lat + P · h_v on tensor cores: A = P [16 head rows (mq used), 64
+        // tokens], B = the value tile [64 tokens, r_v] (ldmatrix.trans), accumulators stay in
+        // registers across tiles; warp w owns n8 column tiles w, w + 8, ...
         {
             const float al0 = alpha[lane >> 2], al1 = alpha[(lane >> 2) + 8];
 #pragma unroll
@@ -397,8 +409,12 @@ __global__ void __launch_bounds__(kThreads, 2) split_kernel(const KernelArgs a) 
         const int nt = warp + i * NW;
         if (nt >= n_vtiles) continue;
         const int row = lane >> 2, col = nt * 8 + 2 * (lane & 3);
-        if (row < mq) *reinterpret_cast<float2*>(ws_o + row * r_v + col) = make_float2(oacc[i][0], oacc[i][1]);
-        if (row + 8 < mq) *reinterpret_cast<float2*>(ws_o + (row + 8) * r_v + col) = make_float2(oacc[i][2], oacc[i][3]);
+        if (row < mq)
+            *reinterpret_cast<float2*>(ws_o + row * r_v + col) =
+                make_float2(oacc[i][0], oacc[i][1]);
+        if (row + 8 < mq)
+            *reinterpret_cast<float2*>(ws_o + (row + 8) * r_v + col) =
+                make_float2(oacc[i][2], oacc[i][3]);
     }
 }
 
@@ -421,8 +437,8 @@ __device__ inline float block_reduce(float v, bool is_max, float* red) {
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) reduce_kernel(const KernelArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
-    float* w = reinterpret_cast<float*>(smem);     // [n_splits]
-    float* olat = w + a.n_splits;                // [r_v]
+    float* w = reinterpret_cast<float*>(smem);  // [n_splits]
+    float* olat = w + a.n_splits;               // [r_v]
     __shared__ float red[kThreads / 32];
     const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
     const size_t stride = size_t(a.batch) * a.n_heads;  // between splits, in heads
@@ -470,7 +486,8 @@ cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** 
     static std::atomic<size_t> configured{0};
     if (a.smem_bytes > 48 * 1024 && a.smem_bytes > configured.load()) {
         *what = "cudaFuncSetAttribute(split_kernel, MaxDynamicSharedMemorySize)";
-        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D, TT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t e = cudaFuncSetAttribute(split_kernel<T, D, TT>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(a.smem_bytes));
         if (e != cudaSuccess) return e;
         configured.store(a.smem_bytes);
@@ -485,28 +502,36 @@ cudaError_t launch_typed(const KernelArgs& a, cudaStream_t stream, const char** 
 
 }  // namespace
 
-size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int kv_per_block, int n_rep,
-                               int n_stages, int tile_tokens) {
-    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep, n_stages, tile_tokens).total;
+size_t split_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v,
+                               int kv_per_block, int n_rep, int n_stages, int tile_tokens) {
+    return make_layout(d_head, r_k, r_v, bits_k, bits_v, kv_per_block, n_rep, n_stages, tile_tokens)
+        .total;
 }
 
 cudaError_t launch_reduce(const KernelArgs& a, cudaStream_t stream, const char** what) {
     *what = "reduce_kernel launch";
     const size_t rsmem = (size_t(a.n_splits) + a.r_v) * 4;
     const bool bf16 = a.dtype == 1;
-    const void* f = a.d_head == 128 ? (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 128> : (const void*)reduce_kernel<__half, 128>)
-                                    : (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 64> : (const void*)reduce_kernel<__half, 64>);
+    const void* f = a.d_head == 128 ? (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 128>
+                                            : (const void*)reduce_kernel<__half, 128>)
+                                    : (bf16 ? (const void*)reduce_kernel<__nv_bfloat16, 64>
+                                            : (const void*)reduce_kernel<__half, 64>);
     if (rsmem > 48 * 1024) {
-        const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(rsmem));
+        const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   static_cast<int>(rsmem));
         if (e != cudaSuccess) return e;
     }
     const dim3 grid(a.n_heads, a.batch);
     if (a.d_head == 128) {
-        if (bf16) reduce_kernel<__nv_bfloat16, 128><<<grid, kThreads, rsmem, stream>>>(a);
-        else reduce_kernel<__half, 128><<<grid, kThreads, rsmem, stream>>>(a);
+        if (bf16)
+            reduce_kernel<__nv_bfloat16, 128><<<grid, kThreads, rsmem, stream>>>(a);
+        else
+            reduce_kernel<__half, 128><<<grid, kThreads, rsmem, stream>>>(a);
     } else {
-        if (bf16) reduce_kernel<__nv_bfloat16, 64><<<grid, kThreads, rsmem, stream>>>(a);
-        else reduce_kernel<__half, 64><<<grid, kThreads, rsmem, stream>>>(a);
+        if (bf16)
+            reduce_kernel<__nv_bfloat16, 64><<<grid, kThreads, rsmem, stream>>>(a);
+        else
+            reduce_kernel<__half, 64><<<grid, kThreads, rsmem, stream>>>(a);
     }
     return cudaGetLastError();
 }
@@ -515,24 +540,36 @@ cudaError_t launch_latent_attention(const KernelArgs& a, cudaStream_t stream, co
     const bool bf16 = a.dtype == 1;
     const bool big = a.tile_tokens == 128;
     if (a.d_head == 128) {
-        if (big) return bf16 ? launch_typed<__nv_bfloat16, 128, 128>(a, stream, what) : launch_typed<__half, 128, 128>(a, stream, what);
-        return bf16 ? launch_typed<__nv_bfloat16, 128, 64>(a, stream, what) : launch_typed<__half, 128, 64>(a, stream, what);
+        if (big)
+            return bf16 ? launch_typed<__nv_bfloat16, 128, 128>(a, stream, what)
+                        : launch_typed<__half, 128, 128>(a, stream, what);
+        return bf16 ? launch_typed<__nv_bfloat16, 128, 64>(a, stream, what)
+                    : launch_typed<__half, 128, 64>(a, stream, what);
     }
-    if (big) return bf16 ? launch_typed<__nv_bfloat16, 64, 128>(a, stream, what) : launch_typed<__half, 64, 128>(a, stream, what);
-    return bf16 ? launch_typed<__nv_bfloat16, 64, 64>(a, stream, what) : launch_typed<__half, 64, 64>(a, stream, what);
+    if (big)
+        return bf16 ? launch_typed<__nv_bfloat16, 64, 128>(a, stream, what)
+                    : launch_typed<__half, 64, 128>(a, stream, what);
+    return bf16 ? launch_typed<__nv_bfloat16, 64, 64>(a, stream, what)
+                : launch_typed<__half, 64, 64>(a, stream, what);
 }
 
-cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_t smem, int* blocks) {
+cudaError_t split_kernel_occupancy(int d_head, int dtype, int tile_tokens, size_t smem,
+                                   int* blocks) {
     const bool bf = dtype == 1, big = tile_tokens == 128;
     const void* f;
     if (d_head == 128)
-        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 128> : (const void*)split_kernel<__half, 128, 128>)
-                : (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 64> : (const void*)split_kernel<__half, 128, 64>);
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 128>
+                      : (const void*)split_kernel<__half, 128, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 128, 64>
+                      : (const void*)split_kernel<__half, 128, 64>);
     else
-        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 128> : (const void*)split_kernel<__half, 64, 128>)
-                : (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 64> : (const void*)split_kernel<__half, 64, 64>);
+        f = big ? (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 128>
+                      : (const void*)split_kernel<__half, 64, 128>)
+                : (bf ? (const void*)split_kernel<__nv_bfloat16, 64, 64>
+                      : (const void*)split_kernel<__half, 64, 64>);
     if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(smem));
         if (e != cudaSuccess) return e;
     }
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, kThreads, smem);

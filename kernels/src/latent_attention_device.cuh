@@ -13,7 +13,9 @@
 namespace palu::cuda::detail {
 namespace {
 
-__host__ __device__ constexpr size_t align16(size_t x) { return (x + 15) & ~size_t(15); }
+__host__ __device__ constexpr size_t align16(size_t x) {
+    return (x + 15) & ~size_t(15);
+}
 
 __host__ __device__ inline int64_t row_bytes(int r, int bits) {
     return bits == 16 ? int64_t(r) * 2 : int64_t(r) * bits / 8;
@@ -35,7 +37,8 @@ struct Ops<__half> {
     }
     __device__ static void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
         asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, "
             "{%0,%1,%2,%3};\n"
             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -56,7 +59,8 @@ struct Ops<__nv_bfloat16> {
     }
     __device__ static void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
         asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, "
             "{%0,%1,%2,%3};\n"
             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -69,7 +73,9 @@ __device__ inline uint32_t smem_u32(const void* p) {
 __device__ inline void cp_async16(void* dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src));
 }
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ inline void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
 template <int N>
 __device__ inline void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -98,12 +104,13 @@ __device__ inline void rope_sincos(int pos, float inv_freq, float* s, float* c) 
 
 // Key reconstruction on tensor cores, one k-step (16 latent channels) of a 16-token × column-half
 // unit: acc [2·NQ n8 tiles][4] += H[16 tokens, kk..kk+15] · B_k[rows of the half, kk..kk+15]ᵀ.
-// Column half ch holds n8 tiles [ch·NQ, ch·NQ + NQ) and [NT/2 + ch·NQ, …) (NT = 4·NQ tiles per head),
-// so the rotate-half partner of column d (tile i) is column d + d_head/2 (tile i + NQ), same lane.
-// a_ptr: this lane's ldmatrix row of the latent tile; b_ptr: its row of the head's B_k rows (pitch pk).
+// Column half ch holds n8 tiles [ch·NQ, ch·NQ + NQ) and [NT/2 + ch·NQ, …) (NT = 4·NQ tiles per
+// head), so the rotate-half partner of column d (tile i) is column d + d_head/2 (tile i + NQ), same
+// lane. a_ptr: this lane's ldmatrix row of the latent tile; b_ptr: its row of the head's B_k rows
+// (pitch pk).
 template <typename T, int NQ>
-__device__ __forceinline__ void key_kstep(float (&acc)[2 * NQ][4], const T* a_ptr, const T* b_ptr, int pk, int kk,
-                                          int ch) {
+__device__ __forceinline__ void key_kstep(float (&acc)[2 * NQ][4], const T* a_ptr, const T* b_ptr,
+                                          int pk, int kk, int ch) {
     constexpr int NT = 4 * NQ;
     uint32_t af[4];
     ldmatrix_x4(af, a_ptr + kk);
@@ -122,8 +129,8 @@ __device__ __forceinline__ void key_kstep(float (&acc)[2 * NQ][4], const T* a_pt
 // range-reduced sincos, row r0 + 8 one complex rotation by 8·f (c8s[i] = (cos, sin)(8·inv_freq[i]);
 // positions are contiguous). fs = inv_freq.
 template <int NQ>
-__device__ __forceinline__ void rope_rows(float (&acc)[2 * NQ][4], int ch, int lane, int pos0, const float* fs,
-                                          const float2* c8s) {
+__device__ __forceinline__ void rope_rows(float (&acc)[2 * NQ][4], int ch, int lane, int pos0,
+                                          const float* fs, const float2* c8s) {
 #pragma unroll
     for (int i = 0; i < NQ; ++i) {
 #pragma unroll
@@ -147,13 +154,13 @@ __device__ __forceinline__ void rope_rows(float (&acc)[2 * NQ][4], int ch, int l
 }
 
 // Codes 8·grp … 8·grp + 7 of one packed row (little-endian bit stream, `bits` ∈ {2, 3, 4}) as the
-// exact integers code − zero in T (8 values, 16 bytes). Exact in f16 and bf16; the per-token scale is
-// applied by the caller (to the score, or folded into P).
+// exact integers code − zero in T (8 values, 16 bytes). Exact in f16 and bf16; the per-token scale
+// is applied by the caller (to the score, or folded into P).
 template <typename T>
 __device__ inline uint4 dequant8(const uint8_t* row, int grp, int bits, __half zero) {
     if (bits == 4 && Ops<T>::kIsHalf) {
-        // 0x6400 | c is the half 1024 + c; (1024 + c) − (1024 + z) is exact (z an integer, |z| < 1024).
-        // Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
+        // 0x6400 | c is the half 1024 + c; (1024 + c) − (1024 + z) is exact (z an integer, |z| <
+        // 1024). Nibble pairs (c_i, c_{i+4}) come out of one mask; prmt reorders.
         const uint32_t w = *reinterpret_cast<const uint32_t*>(row + grp * 4);
         const __half2 zz = __hadd2(__half2half2(zero), __float2half2_rn(1024.0f));
         uint32_t h[4];
@@ -182,8 +189,10 @@ __device__ inline uint4 dequant8(const uint8_t* row, int grp, int bits, __half z
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
         // 0x4B000000 | c is the float 2^23 + c: an exact int → float without the slow I2F.
-        const float x0 = __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k))) & mask)) - 8388608.0f - z;
-        const float x1 = __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k + 1))) & mask)) - 8388608.0f - z;
+        const float x0 =
+            __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k))) & mask)) - 8388608.0f - z;
+        const float x1 =
+            __uint_as_float(0x4B000000u | ((w >> (bits * (2 * k + 1))) & mask)) - 8388608.0f - z;
         o[k] = Ops<T>::pack2(x0, x1);
     }
     return make_uint4(o[0], o[1], o[2], o[3]);

@@ -1,18 +1,19 @@
 // palu kernels: the warp kernel (v9) of the fused latent decode attention (issue #5).
 //
-// Same math, inputs and partial outputs as split_kernel in latent_attention.cu, organised so that no
-// block-wide barrier sits in the token loop. Profiles of the block kernel showed it latency- and
+// Same math, inputs and partial outputs as split_kernel in latent_attention.cu, organised so that
+// no block-wide barrier sits in the token loop. Profiles of the block kernel showed it latency- and
 // issue-bound: 4–5 __syncthreads per tile, phases where most warps idle (one warp per head in the
 // softmax), 0.48 eligible warps per scheduler cycle (docs/kernels.md). Here:
-//   * a block owns ONE KV head j (of group g) and a token range; its B_k[g](j) rows, RoPE(q) and the
+//   * a block owns ONE KV head j (of group g) and a token range; its B_k[g](j) rows, RoPE(q) and
+//   the
 //     RoPE frequency tables are loaded once into shared memory (the only block barrier);
 //   * each of kWarps warps streams its own 16-token chunks (chunks warp, warp + kWarps, ... of the
-//     range) through a private 2-deep cp.async ring, dequantizes them in its private tile (2/3/4-bit),
-//     rebuilds the 16 keys on tensor cores (mma m16n8k16, two column halves of 16 × d_head/2 so the
-//     rotate-half pair lands in one lane), applies RoPE and the q·k dot in registers, runs its own
-//     online softmax for the n_rep query heads, and accumulates P·h_v on tensor cores in the
-//     transposed form o_latᵀ[r_v × heads] += h_vᵀ[r_v × 16] · Pᵀ[16 × heads], so the accumulator is
-//     r_v/4 registers per lane (heads are the n = 8 side);
+//     range) through a private 2-deep cp.async ring, dequantizes them in its private tile
+//     (2/3/4-bit), rebuilds the 16 keys on tensor cores (mma m16n8k16, two column halves of 16 ×
+//     d_head/2 so the rotate-half pair lands in one lane), applies RoPE and the q·k dot in
+//     registers, runs its own online softmax for the n_rep query heads, and accumulates P·h_v on
+//     tensor cores in the transposed form o_latᵀ[r_v × heads] += h_vᵀ[r_v × 16] · Pᵀ[16 × heads],
+//     so the accumulator is r_v/4 registers per lane (heads are the n = 8 side);
 //   * after the loop (one barrier) the warps' (max, sum, o_lat) are merged in shared memory and the
 //     block writes one partial per split, like the block kernel; the same reduction kernel follows.
 // Supported (the host plan falls back to the block kernel otherwise): n_rep ≤ 8, r_v ≤ 256,
@@ -32,16 +33,17 @@ namespace {
 constexpr int kWarps = kWarpKernelWarps;  // warps per block
 constexpr int kChunk = kWarpChunk;        // tokens per warp chunk
 constexpr int kPPitch = 24;               // P buffer pitch (elements): 16 tokens + 8 padding
-constexpr int kMaxRep = kWarpMaxRep;      // query heads per KV head (the n = 8 side of the P·h_v mma)
+constexpr int kMaxRep = kWarpMaxRep;  // query heads per KV head (the n = 8 side of the P·h_v mma)
 
 struct WarpLayout {
-    size_t b_up, q, f, c8, warp0, warp_step, k_tile, v_tile, tile_step, k_stage, v_stage, stage_step, p, total;
+    size_t b_up, q, f, c8, warp0, warp_step, k_tile, v_tile, tile_step, k_stage, v_stage,
+        stage_step, p, total;
 };
 
 // stages: depth of the per-warp cp.async ring (2: the next chunk streams in during this one; 1: the
 // large-rank variant, r_v > 128, whose tiles would not fit twice).
-__host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, int bits_k, int bits_v, int n_rep,
-                                                       int stages) {
+__host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, int bits_k,
+                                                       int bits_v, int n_rep, int stages) {
     WarpLayout L{};
     const bool qk = bits_k != 16, qv = bits_v != 16;
     size_t off = 0;
@@ -83,9 +85,9 @@ __host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, 
     return L;
 }
 
-// A lane's share of a 16-row chunk whose rows are cpr = r/8 pieces of 16 bytes (a 16-bit row, or the
-// 8-code groups of a packed row), computed once per cache before the token loop and packed in one
-// register:
+// A lane's share of a 16-row chunk whose rows are cpr = r/8 pieces of 16 bytes (a 16-bit row, or
+// the 8-code groups of a packed row), computed once per cache before the token loop and packed in
+// one register:
 //  * cpr a power of two (r = 32, 64, 128, 256): the lane always takes piece `col` of rows row,
 //    row + step, ... (step = 32 / cpr rows per pass, all lanes busy):
 //    row | col << 5 | step << 10 | passes << 15 | active << 20;
@@ -94,18 +96,24 @@ __host__ __device__ inline WarpLayout make_warp_layout(int d, int r_k, int r_v, 
 //    1 << 31 | cpr | m << 6.
 __device__ inline uint32_t make_row_plan(int r, int lane) {
     const int cpr = r / 8;  // ≤ 32 (r ≤ 256)
-    if ((cpr & (cpr - 1)) != 0) return 1u << 31 | uint32_t(cpr) | uint32_t((65536 + cpr - 1) / cpr) << 6;
+    if ((cpr & (cpr - 1)) != 0)
+        return 1u << 31 | uint32_t(cpr) | uint32_t((65536 + cpr - 1) / cpr) << 6;
     const int step = 32 / cpr;
     const int row = lane / cpr, col = lane - row * cpr;
     const int passes = (kChunk + step - 1) / step;
     const bool active = lane < step * cpr;
-    return uint32_t(row) | uint32_t(col) << 5 | uint32_t(step) << 10 | uint32_t(passes) << 15 | uint32_t(active) << 20;
+    return uint32_t(row) | uint32_t(col) << 5 | uint32_t(step) << 10 | uint32_t(passes) << 15 |
+           uint32_t(active) << 20;
 }
 struct RowPlan {
     int row, col, step, passes;
     bool active;
     __device__ explicit RowPlan(uint32_t p)
-        : row(p & 31), col((p >> 5) & 31), step((p >> 10) & 31), passes((p >> 15) & 31), active((p >> 20) & 1) {}
+        : row(p & 31),
+          col((p >> 5) & 31),
+          step((p >> 10) & 31),
+          passes((p >> 15) & 31),
+          active((p >> 20) & 1) {}
 };
 // Calls f(row, piece) for every piece of the chunk this lane owns under `plan`.
 template <typename F>
@@ -126,12 +134,13 @@ __device__ inline void for_each_piece(uint32_t plan, int lane, F&& f) {
 // Packed rows → padded T tile (16 rows, pitch r + 8): x = code − zero, exact; rows ≥ n_valid are
 // zero (their codes and zero-points are stale or uninitialised). One warp.
 template <typename T>
-__device__ inline void dequant_chunk(T* tile, const uint8_t* codes, const __half* zeros, int n_valid, int r, int bits,
-                                     uint32_t plan, int lane) {
+__device__ inline void dequant_chunk(T* tile, const uint8_t* codes, const __half* zeros,
+                                     int n_valid, int r, int bits, uint32_t plan, int lane) {
     const int64_t rb = row_bytes(r, bits);
     const int pitch = r + 8;
     for_each_piece(plan, lane, [&](int row, int grp) {  // 8 codes → 16 bytes of the tile
-        const uint4 outv = row < n_valid ? dequant8<T>(codes + row * rb, grp, bits, zeros[row]) : make_uint4(0u, 0u, 0u, 0u);
+        const uint4 outv = row < n_valid ? dequant8<T>(codes + row * rb, grp, bits, zeros[row])
+                                         : make_uint4(0u, 0u, 0u, 0u);
         *reinterpret_cast<uint4*>(tile + row * pitch + grp * 8) = outv;
     });
 }
@@ -140,16 +149,19 @@ __device__ inline void dequant_chunk(T* tile, const uint8_t* codes, const __half
 // padded tile, rows < n_valid only. Quantized: the 16 packed rows (always inside the
 // allocation: chunks start at multiples of 16 and capacity is a multiple of 16), then the 16 scales
 // and 16 zero-points, flat into the stage.
-__device__ inline void load_chunk(uint8_t* tile, uint8_t* stage, const uint8_t* data, const uint16_t* scales,
-                                  const uint16_t* zeros, int64_t row0, int n_valid, int r, bool quant, int rb_codes,
-                                  uint32_t plan, int lane) {
+__device__ inline void load_chunk(uint8_t* tile, uint8_t* stage, const uint8_t* data,
+                                  const uint16_t* scales, const uint16_t* zeros, int64_t row0,
+                                  int n_valid, int r, bool quant, int rb_codes, uint32_t plan,
+                                  int lane) {
     if (!quant) {
         // Rows ≥ n_valid are not copied: the tile keeps finite stale rows (the ring is zeroed at
         // the start), their scores are masked and their P is 0. step ∈ {1, 2, 4, 8} divides 16.
         if (plan >> 31) {
             const uint8_t* src = data + row0 * r * 2;
             for_each_piece(plan, lane, [&](int row, int col) {
-                if (row < n_valid) cp_async16(tile + row * (r + 8) * 2 + col * 16, src + (size_t(row) * r + col * 8) * 2);
+                if (row < n_valid)
+                    cp_async16(tile + row * (r + 8) * 2 + col * 16,
+                               src + (size_t(row) * r + col * 8) * 2);
             });
             return;
         }
@@ -159,7 +171,8 @@ __device__ inline void load_chunk(uint8_t* tile, uint8_t* stage, const uint8_t* 
         const uint32_t d_step = uint32_t(pl.step) * (r + 8) * 2;
         const uint8_t* src = data + ((row0 + pl.row) * r + pl.col * 8) * 2;
         uint32_t dst = smem_u32(tile + pl.row * (r + 8) * 2 + pl.col * 16);
-        for (int k = 0, row = pl.row; k < pl.passes; ++k, row += pl.step, src += s_step, dst += d_step)
+        for (int k = 0, row = pl.row; k < pl.passes;
+             ++k, row += pl.step, src += s_step, dst += d_step)
             if (row < n_valid) cp_async16_s(dst, src);
     } else {
         const int n_code = kChunk * rb_codes / 16;
@@ -229,16 +242,17 @@ __global__ void __launch_bounds__(kWarps * 32, NS == 2 ? 2 : 1) warp_kernel(cons
         const int nv = min(kChunk, t_end - t0);
         uint8_t* tile = wbase + slot * L.tile_step;
         uint8_t* stage = wbase + L.k_stage + slot * L.stage_step;
-        load_chunk(tile + L.k_tile, stage, a.k_data, a.k_scales, a.k_zeros, cache_row0 + t0, nv, r_k, Q, rbk, plan_k,
-                   lane);
-        load_chunk(tile + L.v_tile, stage + (L.v_stage - L.k_stage), a.v_data, a.v_scales, a.v_zeros, cache_row0 + t0, nv,
-                   r_v, Q, rbv, plan_v, lane);
+        load_chunk(tile + L.k_tile, stage, a.k_data, a.k_scales, a.k_zeros, cache_row0 + t0, nv,
+                   r_k, Q, rbk, plan_k, lane);
+        load_chunk(tile + L.v_tile, stage + (L.v_stage - L.k_stage), a.v_data, a.v_scales,
+                   a.v_zeros, cache_row0 + t0, nv, r_v, Q, rbv, plan_v, lane);
     };
     const int stride = kWarps * kChunk;
     const int t_first = t_begin + warp * kChunk;
     if constexpr (!Q) {  // tiles: rows past a sequence's end are never copied and must be finite
         uint4* z = reinterpret_cast<uint4*>(wbase + L.k_tile);
-        for (int i = lane; i < int(NS * L.tile_step / 16); i += 32) z[i] = make_uint4(0u, 0u, 0u, 0u);
+        for (int i = lane; i < int(NS * L.tile_step / 16); i += 32)
+            z[i] = make_uint4(0u, 0u, 0u, 0u);
         __syncwarp();
     }
     if (t_first < t_end) load(t_first, 0);
@@ -296,7 +310,8 @@ __global__ void __launch_bounds__(kWarps * 32, NS == 2 ? 2 : 1) warp_kernel(cons
         const uint8_t* stv = wbase + L.v_stage + slot * L.stage_step;
         const size_t ck = align16(size_t(kChunk) * rbk), cv = align16(size_t(kChunk) * rbv);
         if constexpr (Q) {  // K now; V into the same tile once the scores are done
-            dequant_chunk<T>(tk, stk, reinterpret_cast<const __half*>(stk + ck + kChunk * 2), n_valid, r_k, a.bits_k, plan_k, lane);
+            dequant_chunk<T>(tk, stk, reinterpret_cast<const __half*>(stk + ck + kChunk * 2),
+                             n_valid, r_k, a.bits_k, plan_k, lane);
             __syncwarp();
         }
 
@@ -346,7 +361,8 @@ __global__ void __launch_bounds__(kWarps * 32, NS == 2 ? 2 : 1) warp_kernel(cons
             vs0 = __half2float(vsc[r0]);
             vs1 = __half2float(vsc[r0 + 8]);
         }
-        float al_c0 = 1.0f, al_c1 = 1.0f;  // rescale of this lane's o_lat columns (heads 2(lane&3), +1)
+        float al_c0 = 1.0f,
+              al_c1 = 1.0f;  // rescale of this lane's o_lat columns (heads 2(lane&3), +1)
 #pragma unroll
         for (int hr = 0; hr < REP; ++hr) {
             if (hr >= n_rep) break;
@@ -379,13 +395,16 @@ __global__ void __launch_bounds__(kWarps * 32, NS == 2 ? 2 : 1) warp_kernel(cons
         }
         __syncwarp();
         if constexpr (Q) {
-            dequant_chunk<T>(tv, stv, reinterpret_cast<const __half*>(stv + cv + kChunk * 2), n_valid, r_v, a.bits_v, plan_v, lane);
+            dequant_chunk<T>(tv, stv, reinterpret_cast<const __half*>(stv + cv + kChunk * 2),
+                             n_valid, r_v, a.bits_v, plan_v, lane);
             __syncwarp();
         }
 
         // o_latᵀ = alpha · o_latᵀ + h_vᵀ · Pᵀ: A = value tile transposed (ldmatrix.trans), B = P.
-        const uint32_t pb0 = *reinterpret_cast<const uint32_t*>(pbuf + r0 * kPPitch + 2 * (lane & 3));
-        const uint32_t pb1 = *reinterpret_cast<const uint32_t*>(pbuf + r0 * kPPitch + 2 * (lane & 3) + 8);
+        const uint32_t pb0 =
+            *reinterpret_cast<const uint32_t*>(pbuf + r0 * kPPitch + 2 * (lane & 3));
+        const uint32_t pb1 =
+            *reinterpret_cast<const uint32_t*>(pbuf + r0 * kPPitch + 2 * (lane & 3) + 8);
         const T* v_ptr = tv + ((lane & 7) + ((lane >> 4) << 3)) * pv + ((lane >> 3) & 1) * 8;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
@@ -439,7 +458,8 @@ __global__ void __launch_bounds__(kWarps * 32, NS == 2 ? 2 : 1) warp_kernel(cons
         const int hr = i / r_v, r = i - hr * r_v;
         float mx = -INFINITY;
 #pragma unroll
-        for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, m_st[w * kMaxRep + hr]);  // finite: warp 0 has a chunk
+        for (int w = 0; w < kWarps; ++w)
+            mx = fmaxf(mx, m_st[w * kMaxRep + hr]);  // finite: warp 0 has a chunk
         float o = 0.0f, l = 0.0f;
 #pragma unroll
         for (int w = 0; w < kWarps; ++w) {
@@ -462,10 +482,11 @@ const void* warp_kernel_ptr(cudaError_t* err) {
     static const cudaError_t init = [] {
         int dev = 0, optin = 0;
         cudaError_t e = cudaGetDevice(&dev);
-        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         if (e == cudaSuccess)
-            e = cudaFuncSetAttribute(warp_kernel<T, D, Q, REP, MT, R, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     optin);
+            e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+        if (e == cudaSuccess)
+            e = cudaFuncSetAttribute(warp_kernel<T, D, Q, REP, MT, R, NS>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
         return e;
     }();
     *err = init;
@@ -489,7 +510,8 @@ const void* pick_rank(int r_k, int r_v, int stages, cudaError_t* e) {
         if (r_k == r_v && r_k == 64) return warp_kernel_ptr<T, D, Q, REP, 4, 64, 2>(e);
         if (r_k == r_v && r_k == 128) return warp_kernel_ptr<T, D, Q, REP, 8, 128, 2>(e);
     }
-    return r_v <= 64 ? warp_kernel_ptr<T, D, Q, REP, 4, 0, 2>(e) : warp_kernel_ptr<T, D, Q, REP, 8, 0, 2>(e);
+    return r_v <= 64 ? warp_kernel_ptr<T, D, Q, REP, 4, 0, 2>(e)
+                     : warp_kernel_ptr<T, D, Q, REP, 8, 0, 2>(e);
 }
 
 template <typename T, int D, bool Q>
@@ -501,10 +523,12 @@ const void* pick_rep(int n_rep, int r_k, int r_v, int stages, cudaError_t* e) {
 
 template <typename T, int D>
 const void* pick_d(bool q, int n_rep, int r_k, int r_v, int stages, cudaError_t* e) {
-    return q ? pick_rep<T, D, true>(n_rep, r_k, r_v, stages, e) : pick_rep<T, D, false>(n_rep, r_k, r_v, stages, e);
+    return q ? pick_rep<T, D, true>(n_rep, r_k, r_v, stages, e)
+             : pick_rep<T, D, false>(n_rep, r_k, r_v, stages, e);
 }
 
-const void* pick_kernel(int d_head, int dtype, bool q, int n_rep, int r_k, int r_v, int stages, cudaError_t* e) {
+const void* pick_kernel(int d_head, int dtype, bool q, int n_rep, int r_k, int r_v, int stages,
+                        cudaError_t* e) {
     if (d_head == 128)
         return dtype == 1 ? pick_d<__nv_bfloat16, 128>(q, n_rep, r_k, r_v, stages, e)
                           : pick_d<__half, 128>(q, n_rep, r_k, r_v, stages, e);
@@ -514,22 +538,25 @@ const void* pick_kernel(int d_head, int dtype, bool q, int n_rep, int r_k, int r
 
 }  // namespace
 
-size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int n_rep, int stages) {
+size_t warp_kernel_smem_bytes(int d_head, int r_k, int r_v, int bits_k, int bits_v, int n_rep,
+                              int stages) {
     return make_warp_layout(d_head, r_k, r_v, bits_k, bits_v, n_rep, stages).total;
 }
 
-cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v, int stages,
-                                  size_t smem, int* blocks) {
+cudaError_t warp_kernel_occupancy(int d_head, int dtype, bool quant, int n_rep, int r_k, int r_v,
+                                  int stages, size_t smem, int* blocks) {
     cudaError_t e = cudaSuccess;
     const void* f = pick_kernel(d_head, dtype, quant, n_rep, r_k, r_v, stages, &e);
     if (e != cudaSuccess) return e;
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, kWarps * 32, smem);
 }
 
-cudaError_t launch_latent_attention_warp(const KernelArgs& a, cudaStream_t stream, const char** what) {
+cudaError_t launch_latent_attention_warp(const KernelArgs& a, cudaStream_t stream,
+                                         const char** what) {
     cudaError_t e = cudaSuccess;
     *what = "cudaFuncSetAttribute(warp_kernel, MaxDynamicSharedMemorySize)";
-    const void* f = pick_kernel(a.d_head, a.dtype, a.bits_k != 16, a.n_rep, a.r_k, a.r_v, a.n_stages, &e);
+    const void* f =
+        pick_kernel(a.d_head, a.dtype, a.bits_k != 16, a.n_rep, a.r_k, a.r_v, a.n_stages, &e);
     if (e != cudaSuccess) return e;
     *what = "warp_kernel launch";
     const dim3 grid(a.n_head_blocks, a.n_splits, a.batch * a.n_groups);

@@ -13,9 +13,10 @@ namespace {
 
 // out[bg, t, c] = (code − zero)·scale of cached row (bg, t), for t < n_tokens.
 template <typename T>
-__global__ void dequant_kernel(const uint8_t* __restrict__ data, const uint16_t* __restrict__ scales,
-                               const uint16_t* __restrict__ zeros, int64_t n_bg, int capacity, int n_tokens,
-                               int rank, int bits, T* __restrict__ out) {
+__global__ void dequant_kernel(const uint8_t* __restrict__ data,
+                               const uint16_t* __restrict__ scales,
+                               const uint16_t* __restrict__ zeros, int64_t n_bg, int capacity,
+                               int n_tokens, int rank, int bits, T* __restrict__ out) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t total = n_bg * n_tokens * rank;
     if (i >= total) return;
@@ -45,8 +46,8 @@ __device__ __forceinline__ void rope_pair(float& x0, float& x1, int pos, float i
 
 // x [n_rows, d_head], row r at position pos0 + r % n_tokens; rotated in place.
 template <typename T>
-__global__ void rope_rows_kernel(T* __restrict__ x, int64_t n_rows, int n_tokens, int d_head, int pos0,
-                                 const float* __restrict__ inv_freq) {
+__global__ void rope_rows_kernel(T* __restrict__ x, int64_t n_rows, int n_tokens, int d_head,
+                                 int pos0, const float* __restrict__ inv_freq) {
     const int half = d_head / 2;
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n_rows * half) return;
@@ -61,8 +62,9 @@ __global__ void rope_rows_kernel(T* __restrict__ x, int64_t n_rows, int n_tokens
 
 // q [batch, T, H, D] → qr [batch, H, T, D], rotated.
 template <typename T>
-__global__ void rope_q_kernel(const T* __restrict__ q, T* __restrict__ qr, int batch, int n_tokens, int n_heads,
-                              int d_head, int pos0, const float* __restrict__ inv_freq) {
+__global__ void rope_q_kernel(const T* __restrict__ q, T* __restrict__ qr, int batch, int n_tokens,
+                              int n_heads, int d_head, int pos0,
+                              const float* __restrict__ inv_freq) {
     const int half = d_head / 2;
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= int64_t(batch) * n_tokens * n_heads * half) return;
@@ -81,7 +83,8 @@ __global__ void rope_q_kernel(const T* __restrict__ q, T* __restrict__ qr, int b
 
 // One warp per score row: row r is query t = r % T; keys 0 … t are kept (causal), the rest get 0.
 template <typename T>
-__global__ void causal_softmax_kernel(const float* __restrict__ s, T* __restrict__ p, int64_t n_rows, int n_tokens) {
+__global__ void causal_softmax_kernel(const float* __restrict__ s, T* __restrict__ p,
+                                      int64_t n_rows, int n_tokens) {
     const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (r >= n_rows) return;
@@ -95,13 +98,14 @@ __global__ void causal_softmax_kernel(const float* __restrict__ s, T* __restrict
     for (int c = lane; c < n_valid; c += 32) sum += expf(row[c] - mx);
     for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     const float inv = 1.0f / sum;
-    for (int c = lane; c < n_tokens; c += 32) out[c] = Ops<T>::from_f(c < n_valid ? expf(row[c] - mx) * inv : 0.0f);
+    for (int c = lane; c < n_tokens; c += 32)
+        out[c] = Ops<T>::from_f(c < n_valid ? expf(row[c] - mx) * inv : 0.0f);
 }
 
 // o [batch, H, T, D] → out [batch, T, H, D].
 template <typename T>
-__global__ void transpose_out_kernel(const T* __restrict__ o, T* __restrict__ out, int batch, int n_heads,
-                                     int n_tokens, int d_head) {
+__global__ void transpose_out_kernel(const T* __restrict__ o, T* __restrict__ out, int batch,
+                                     int n_heads, int n_tokens, int d_head) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= int64_t(batch) * n_heads * n_tokens * d_head) return;
     const int d = int(i % d_head);
@@ -113,7 +117,9 @@ __global__ void transpose_out_kernel(const T* __restrict__ o, T* __restrict__ ou
 }
 
 constexpr int kBlock = 256;
-unsigned grid_for(int64_t n) { return unsigned((n + kBlock - 1) / kBlock); }
+unsigned grid_for(int64_t n) {
+    return unsigned((n + kBlock - 1) / kBlock);
+}
 
 template <typename T>
 cudaError_t launch_all(const PrefillStep& st, const PrefillArgs& a, cudaStream_t stream) {
@@ -125,8 +131,8 @@ cudaError_t launch_all(const PrefillStep& st, const PrefillArgs& a, cudaStream_t
             const int64_t n = int64_t(a.batch) * a.n_groups * a.n_tokens * rank;
             dequant_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(
                 k ? a.k_data : a.v_data, k ? a.k_scales : a.v_scales, k ? a.k_zeros : a.v_zeros,
-                int64_t(a.batch) * a.n_groups, a.capacity, a.n_tokens, rank, k ? a.bits_k : a.bits_v,
-                static_cast<T*>(k ? a.hk : a.hv));
+                int64_t(a.batch) * a.n_groups, a.capacity, a.n_tokens, rank,
+                k ? a.bits_k : a.bits_v, static_cast<T*>(k ? a.hk : a.hv));
             break;
         }
         case PrefillStep::RopeK: {
@@ -137,9 +143,9 @@ cudaError_t launch_all(const PrefillStep& st, const PrefillArgs& a, cudaStream_t
         }
         case PrefillStep::RopeQ: {
             const int64_t n = int64_t(a.batch) * a.n_tokens * a.n_heads * a.d_head / 2;
-            rope_q_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(static_cast<const T*>(a.q), static_cast<T*>(a.qr),
-                                                                   a.batch, a.n_tokens, a.n_heads, a.d_head, a.pos0,
-                                                                   a.inv_freq);
+            rope_q_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(
+                static_cast<const T*>(a.q), static_cast<T*>(a.qr), a.batch, a.n_tokens, a.n_heads,
+                a.d_head, a.pos0, a.inv_freq);
             break;
         }
         case PrefillStep::Softmax: {
@@ -151,9 +157,9 @@ cudaError_t launch_all(const PrefillStep& st, const PrefillArgs& a, cudaStream_t
         }
         case PrefillStep::TransposeOut: {
             const int64_t n = int64_t(a.batch) * a.n_heads * a.n_tokens * a.d_head;
-            transpose_out_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(static_cast<const T*>(a.heads_out),
-                                                                          static_cast<T*>(a.out), a.batch, a.n_heads,
-                                                                          a.n_tokens, a.d_head);
+            transpose_out_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(
+                static_cast<const T*>(a.heads_out), static_cast<T*>(a.out), a.batch, a.n_heads,
+                a.n_tokens, a.d_head);
             break;
         }
     }
@@ -163,7 +169,8 @@ cudaError_t launch_all(const PrefillStep& st, const PrefillArgs& a, cudaStream_t
 }  // namespace
 
 cudaError_t launch_prefill_step(PrefillStep step, const PrefillArgs& a, cudaStream_t stream) {
-    return a.bf16 ? launch_all<__nv_bfloat16>(step, a, stream) : launch_all<__half>(step, a, stream);
+    return a.bf16 ? launch_all<__nv_bfloat16>(step, a, stream)
+                  : launch_all<__half>(step, a, stream);
 }
 
 }  // namespace palu::cuda::detail

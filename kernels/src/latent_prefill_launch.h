@@ -2,9 +2,9 @@
 // (latent_prefill.cpp: validation, workspace, cuBLAS) and latent_prefill.cu (never throws).
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 namespace palu::cuda::detail {
 
@@ -20,16 +20,16 @@ struct PrefillArgs {
     const uint8_t* v_data;
     const uint16_t* v_scales;
     const uint16_t* v_zeros;
-    const void* q;           // [batch, T, H, D]
+    const void* q;  // [batch, T, H, D]
     const float* inv_freq;
-    void* hk;                // [batch, n_groups, T, r_k] dequantized key latents
-    void* hv;                // [batch, n_groups, T, r_v]
-    void* keys;              // [batch, n_kv, T, D]
-    void* qr;                // [batch, H, T, D] rotated queries
-    float* scores;           // [batch, H, T, T]
-    void* probs;             // [batch, H, T, T]
-    void* heads_out;         // [batch, H, T, D]
-    void* out;               // [batch, T, H, D]
+    void* hk;         // [batch, n_groups, T, r_k] dequantized key latents
+    void* hv;         // [batch, n_groups, T, r_v]
+    void* keys;       // [batch, n_kv, T, D]
+    void* qr;         // [batch, H, T, D] rotated queries
+    float* scores;    // [batch, H, T, T]
+    void* probs;      // [batch, H, T, T]
+    void* heads_out;  // [batch, H, T, D]
+    void* out;        // [batch, T, H, D]
 };
 
 /// Launches one element-wise step on `stream`; returns the launch's CUDA error.

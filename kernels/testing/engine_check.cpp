@@ -6,19 +6,23 @@
 #include <cstring>
 #include <random>
 
-#include "palu/quant/latent_quant.h"
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/formats/safetensors.h"
 #include "palu/model/latent_cache.h"
+#include "palu/quant/latent_quant.h"
 
 namespace palu::cuda::testing {
 namespace {
 
-uint16_t to_dtype(float x, LatentDType dt) { return dt == LatentDType::F16 ? f32_to_f16(x) : f32_to_bf16(x); }
+uint16_t to_dtype(float x, LatentDType dt) {
+    return dt == LatentDType::F16 ? f32_to_f16(x) : f32_to_bf16(x);
+}
 
-int32_t round_up(int64_t x, int64_t m) { return static_cast<int32_t>((x + m - 1) / m * m); }
+int32_t round_up(int64_t x, int64_t m) {
+    return static_cast<int32_t>((x + m - 1) / m * m);
+}
 
 std::string join(const std::vector<int64_t>& v) {
     std::string s;
@@ -29,14 +33,16 @@ std::string join(const std::vector<int64_t>& v) {
     return s;
 }
 
-// Copies one plane (K or V) of the engine cache into the kernel layout of `pb` (latent_attention.h):
-// [batch, n_groups, capacity, row] with every group padded to rank `r_pad`. The engine's storage is
-// [n_batch, Σ_g (n_ctx_max · row_g)] in group blocks (latent_cache.h), rows of width r_g.
-void copy_plane(const model::LatentKvLayerCache::Storage& st, int64_t n_batch, int32_t r_pad, bool key,
-                HostProblem& pb) {
+// Copies one plane (K or V) of the engine cache into the kernel layout of `pb`
+// (latent_attention.h): [batch, n_groups, capacity, row] with every group padded to rank `r_pad`.
+// The engine's storage is [n_batch, Σ_g (n_ctx_max · row_g)] in group blocks (latent_cache.h), rows
+// of width r_g.
+void copy_plane(const model::LatentKvLayerCache::Storage& st, int64_t n_batch, int32_t r_pad,
+                bool key, HostProblem& pb) {
     const ProblemShape& s = pb.shape;
     const int64_t n_groups = static_cast<int64_t>(st.ranks.size()), cap = s.capacity;
-    PALU_CHECK(st.n_ctx_max == cap, ShapeError, "kernels: engine check: cache capacity %lld, kernel capacity %lld",
+    PALU_CHECK(st.n_ctx_max == cap, ShapeError,
+               "kernels: engine check: cache capacity %lld, kernel capacity %lld",
                static_cast<long long>(st.n_ctx_max), static_cast<long long>(cap));
     std::vector<uint8_t>& data = key ? pb.k_data : pb.v_data;
     std::vector<uint16_t>& scales = key ? pb.k_scales : pb.v_scales;
@@ -48,8 +54,8 @@ void copy_plane(const model::LatentKvLayerCache::Storage& st, int64_t n_batch, i
         int64_t n_latent = 0;
         for (int64_t r : st.ranks) n_latent += r;
         PALU_CHECK(static_cast<int64_t>(st.f16.size()) == n_batch * cap * n_latent, ShapeError,
-                   "kernels: engine check: f16 latent storage of %zu words, expected %lld", st.f16.size(),
-                   static_cast<long long>(n_batch * cap * n_latent));
+                   "kernels: engine check: f16 latent storage of %zu words, expected %lld",
+                   st.f16.size(), static_cast<long long>(n_batch * cap * n_latent));
         for (int64_t b = 0; b < n_batch; ++b) {
             int64_t off = 0;
             for (int64_t g = 0; g < n_groups; ++g) {
@@ -76,25 +82,28 @@ void copy_plane(const model::LatentKvLayerCache::Storage& st, int64_t n_batch, i
         code_base.push_back(code_batch);
         code_batch += cap * quant::packed_row_bytes(r, bits);
     }
-    PALU_CHECK(static_cast<int64_t>(st.codes.size()) == n_batch * code_batch &&
-                   static_cast<int64_t>(st.scales.size()) == n_batch * n_groups * cap,
-               ShapeError,
-               "kernels: engine check: quantized storage of %zu code bytes and %zu scales, expected %lld "
-               "and %lld; hint: the kernel needs one scale per token and group (latent group size 0)",
-               st.codes.size(), st.scales.size(), static_cast<long long>(n_batch * code_batch),
-               static_cast<long long>(n_batch * n_groups * cap));
+    PALU_CHECK(
+        static_cast<int64_t>(st.codes.size()) == n_batch * code_batch &&
+            static_cast<int64_t>(st.scales.size()) == n_batch * n_groups * cap,
+        ShapeError,
+        "kernels: engine check: quantized storage of %zu code bytes and %zu scales, expected %lld "
+        "and %lld; hint: the kernel needs one scale per token and group (latent group size 0)",
+        st.codes.size(), st.scales.size(), static_cast<long long>(n_batch * code_batch),
+        static_cast<long long>(n_batch * n_groups * cap));
     const uint16_t sym_zero = f32_to_f16(static_cast<float>(1 << (bits - 1)));
     std::vector<uint8_t> codes(static_cast<size_t>(r_pad));
     for (int64_t b = 0; b < n_batch; ++b)
         for (int64_t g = 0; g < n_groups; ++g) {
-            const int64_t r = st.ranks[static_cast<size_t>(g)], cb = quant::packed_row_bytes(r, bits);
+            const int64_t r = st.ranks[static_cast<size_t>(g)],
+                          cb = quant::packed_row_bytes(r, bits);
             for (int64_t t = 0; t < cap; ++t) {
                 const int64_t row = (b * n_groups + g) * cap + t;
                 const uint16_t z = st.symmetric ? sym_zero : st.zeros[static_cast<size_t>(row)];
                 scales[static_cast<size_t>(row)] = st.scales[static_cast<size_t>(row)];
                 zeros[static_cast<size_t>(row)] = z;
-                quant::unpack_codes(st.codes.data() + b * code_batch + code_base[static_cast<size_t>(g)] + t * cb, r,
-                                       bits, codes.data());
+                quant::unpack_codes(
+                    st.codes.data() + b * code_batch + code_base[static_cast<size_t>(g)] + t * cb,
+                    r, bits, codes.data());
                 // Padding channels get the row's zero-point: (z − z)·scale = 0 exactly.
                 std::fill(codes.begin() + r, codes.end(), static_cast<uint8_t>(f16_to_f32(z)));
                 quant::pack_codes(codes.data(), r_pad, bits, data.data() + row * rb);
@@ -103,12 +112,14 @@ void copy_plane(const model::LatentKvLayerCache::Storage& st, int64_t n_batch, i
 }
 
 // U_g [s·d_head, r_g] of every group → [n_groups, s·d_head, r_pad] in dtype, zero-padded columns.
-std::vector<uint16_t> up_projection(const model::LowRankWeights& lr, int32_t r_pad, LatentDType dt) {
+std::vector<uint16_t> up_projection(const model::LowRankWeights& lr, int32_t r_pad,
+                                    LatentDType dt) {
     std::vector<uint16_t> out;
     for (const Tensor& u : lr.u) {
         const int64_t rows = u.dim(0), r = u.dim(1);
         for (int64_t i = 0; i < rows; ++i)
-            for (int64_t c = 0; c < r_pad; ++c) out.push_back(to_dtype(c < r ? u.data()[i * r + c] : 0.0f, dt));
+            for (int64_t c = 0; c < r_pad; ++c)
+                out.push_back(to_dtype(c < r ? u.data()[i * r + c] : 0.0f, dt));
     }
     return out;
 }
@@ -129,9 +140,13 @@ std::vector<uint16_t> up_projection(const model::LowRankWeights& lr, int32_t r_p
 // softmax passes that on. So kernel vs engine is held to the triangle bound
 // tolerance_for + err_ref_engine, which a correct kernel meets by construction and a wrong one
 // (layout, padding, RoPE, indexing: errors of 1e-1 and more) does not.
-double engine_tolerance(LatentDType dtype) { return tolerance_for(dtype); }
+double engine_tolerance(LatentDType dtype) {
+    return tolerance_for(dtype);
+}
 
-double engine_bound(LatentDType dtype, double err_ref_engine) { return tolerance_for(dtype) + err_ref_engine; }
+double engine_bound(LatentDType dtype, double err_ref_engine) {
+    return tolerance_for(dtype) + err_ref_engine;
+}
 
 bool passes(const LayerCheck& c, bool device) {
     if (!device) return true;
@@ -140,11 +155,13 @@ bool passes(const LayerCheck& c, bool device) {
     bool ok = c.err_kernel_ref >= 0 && c.err_kernel_ref <= tol &&
               c.err_kernel_engine <= engine_bound(dt, c.err_ref_engine);
     if (c.err_prefill_engine >= 0)
-        ok = ok && c.err_prefill_ref <= tol && c.err_prefill_engine <= engine_bound(dt, c.err_prefill_ref_engine);
+        ok = ok && c.err_prefill_ref <= tol &&
+             c.err_prefill_engine <= engine_bound(dt, c.err_prefill_ref_engine);
     return ok;
 }
 
-std::vector<double> reference_prefill(const HostProblem& pb, const std::vector<uint16_t>& q_seq, int32_t n_tokens) {
+std::vector<double> reference_prefill(const HostProblem& pb, const std::vector<uint16_t>& q_seq,
+                                      int32_t n_tokens) {
     const ProblemShape& s = pb.shape;
     const size_t hd = size_t(s.n_heads) * s.d_head;
     std::vector<double> out(size_t(s.batch) * n_tokens * hd);
@@ -158,23 +175,29 @@ std::vector<double> reference_prefill(const HostProblem& pb, const std::vector<u
         }
         const AttentionOutputs r = reference_latent_attention(step);
         for (int32_t b = 0; b < s.batch; ++b)
-            std::copy(r.out.begin() + ptrdiff_t(size_t(b) * hd), r.out.begin() + ptrdiff_t(size_t(b + 1) * hd),
+            std::copy(r.out.begin() + ptrdiff_t(size_t(b) * hd),
+                      r.out.begin() + ptrdiff_t(size_t(b + 1) * hd),
                       out.begin() + ptrdiff_t((size_t(b) * n_tokens + t) * hd));
     }
     return out;
 }
 
-std::vector<EngineProblem> engine_problems(model::Transformer& engine, const EngineCheckOptions& o) {
+std::vector<EngineProblem> engine_problems(model::Transformer& engine,
+                                           const EngineCheckOptions& o) {
     const ModelConfig& c = engine.config();
     const model::ModelWeights& mw = engine.weights();
-    PALU_CHECK(mw.layer(0)->compressed(), UsageError,
-               "kernels: engine check: the model has dense k_proj/v_proj; hint: pass a compressed palu "
-               "checkpoint");
-    PALU_CHECK(o.latent_bits == 16 || o.latent_bits == 4 || o.latent_bits == 3 || o.latent_bits == 2, UsageError,
-               "kernels: engine check: latent bits must be 16, 4, 3 or 2 (the kernel's formats), got %d",
-               o.latent_bits);
+    PALU_CHECK(
+        mw.layer(0)->compressed(), UsageError,
+        "kernels: engine check: the model has dense k_proj/v_proj; hint: pass a compressed palu "
+        "checkpoint");
+    PALU_CHECK(
+        o.latent_bits == 16 || o.latent_bits == 4 || o.latent_bits == 3 || o.latent_bits == 2,
+        UsageError,
+        "kernels: engine check: latent bits must be 16, 4, 3 or 2 (the kernel's formats), got %d",
+        o.latent_bits);
     PALU_CHECK(!(o.latent_bits == 16 && o.dtype == LatentDType::BF16), UsageError,
-               "kernels: engine check: the engine stores 16-bit latents as f16; hint: bf16 needs --latent-bits 4, 3 or 2");
+               "kernels: engine check: the engine stores 16-bit latents as f16; hint: bf16 needs "
+               "--latent-bits 4, 3 or 2");
     PALU_CHECK(o.n_batch >= 1 && o.n_tokens >= 1, UsageError,
                "kernels: engine check: n_batch and n_tokens must be >= 1, got %lld, %lld",
                static_cast<long long>(o.n_batch), static_cast<long long>(o.n_tokens));
@@ -192,8 +215,9 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
     if (layers.empty())
         for (int64_t l = 0; l < c.n_layers; ++l) layers.push_back(l);
     for (int64_t l : layers)
-        PALU_CHECK(l >= 0 && l < c.n_layers, UsageError, "kernels: engine check: layer %lld: expected 0..%lld",
-                   static_cast<long long>(l), static_cast<long long>(c.n_layers - 1));
+        PALU_CHECK(l >= 0 && l < c.n_layers, UsageError,
+                   "kernels: engine check: layer %lld: expected 0..%lld", static_cast<long long>(l),
+                   static_cast<long long>(c.n_layers - 1));
 
     // Engine: latent cache at the requested bits, one quantization group per latent group (the
     // kernel's layout), capacity rounded up to the kernel's multiple of 16.
@@ -205,9 +229,10 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
     auto cache = engine.make_cache(o.n_batch, cap);
 
     const int64_t d = c.d_model, dq = c.n_heads * c.d_head;
-    // Per layer: the post-norm input and the attention output of the last position of every sequence
-    // (all positions when checking the prefill too).
-    std::vector<std::vector<float>> x_in(static_cast<size_t>(c.n_layers)), attn(static_cast<size_t>(c.n_layers));
+    // Per layer: the post-norm input and the attention output of the last position of every
+    // sequence (all positions when checking the prefill too).
+    std::vector<std::vector<float>> x_in(static_cast<size_t>(c.n_layers)),
+        attn(static_cast<size_t>(c.n_layers));
     engine.clear_observers();
     engine.add_observer([&](int64_t l, model::ObservePoint p, const TensorView& v) {
         if (p != model::ObservePoint::KvInput && p != model::ObservePoint::AttnOut) return;
@@ -232,8 +257,10 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
         for (const auto* lr : {&w->lk, &w->lv})
             for (const Tensor& bias : lr->bias)
                 PALU_CHECK(bias.numel() == 0, UsageError,
-                           "kernels: engine check: layer %lld has k/v biases; the kernel has none; hint: a "
-                           "Llama-family checkpoint", static_cast<long long>(l));
+                           "kernels: engine check: layer %lld has k/v biases; the kernel has none; "
+                           "hint: a "
+                           "Llama-family checkpoint",
+                           static_cast<long long>(l));
         auto& lc = dynamic_cast<model::LatentKvLayerCache&>(cache->layer(l));
         const auto st_k = lc.storage(0), st_v = lc.storage(1);
         const int64_t max_k = *std::max_element(w->lk.ranks.begin(), w->lk.ranks.end());
@@ -275,7 +302,8 @@ std::vector<EngineProblem> engine_problems(model::Transformer& engine, const Eng
             for (int64_t b = 0; b < o.n_batch; ++b) {
                 const int64_t row = b * o.n_tokens + o.n_tokens - 1;
                 pb.q.insert(pb.q.end(), q_rows.begin() + row * dq, q_rows.begin() + (row + 1) * dq);
-                eng_f.insert(eng_f.end(), a_rows.begin() + row * dq, a_rows.begin() + (row + 1) * dq);
+                eng_f.insert(eng_f.end(), a_rows.begin() + row * dq,
+                             a_rows.begin() + (row + 1) * dq);
             }
         } else {
             pb.q = q_rows;
@@ -312,14 +340,17 @@ void evaluate(EngineProblem& p, bool run_device) {
         p.check.kernels.clear();
         for (const LatentKernel k : kernels_to_check(p.problem)) {
             const AttentionOutputs got = run_latent_attention_device(p.problem, 0, k);
-            p.check.err_kernel_engine = std::max(p.check.err_kernel_engine, rel_frobenius_error(got.out, p.engine_out));
-            p.check.err_kernel_ref = std::max(p.check.err_kernel_ref, rel_frobenius_error(got.out, ref.out));
+            p.check.err_kernel_engine =
+                std::max(p.check.err_kernel_engine, rel_frobenius_error(got.out, p.engine_out));
+            p.check.err_kernel_ref =
+                std::max(p.check.err_kernel_ref, rel_frobenius_error(got.out, ref.out));
             p.check.kernels += std::string(p.check.kernels.empty() ? "" : "+") + kernel_name(k);
         }
     }
     if (!p.q_seq.empty()) {
         const ProblemShape& s = p.problem.shape;
-        const int32_t n_tokens = static_cast<int32_t>(p.q_seq.size() / (size_t(s.batch) * s.n_heads * s.d_head));
+        const int32_t n_tokens =
+            static_cast<int32_t>(p.q_seq.size() / (size_t(s.batch) * s.n_heads * s.d_head));
         const std::vector<double> eng(p.engine_out_seq.begin(), p.engine_out_seq.end());
         const std::vector<double> ref_seq = reference_prefill(p.problem, p.q_seq, n_tokens);
         p.check.err_prefill_ref_engine = rel_frobenius_error(ref_seq, eng);
@@ -331,7 +362,8 @@ void evaluate(EngineProblem& p, bool run_device) {
     }
 }
 
-std::vector<LayerCheck> check_against_engine(model::Transformer& engine, const EngineCheckOptions& o) {
+std::vector<LayerCheck> check_against_engine(model::Transformer& engine,
+                                             const EngineCheckOptions& o) {
     std::vector<LayerCheck> out;
     for (EngineProblem& p : engine_problems(engine, o)) {
         evaluate(p, o.run_device);
@@ -348,15 +380,19 @@ namespace {
 
 template <typename T>
 formats::TensorToWrite tensor(const std::string& name, DType dt, const std::vector<T>& v) {
-    return {name, dt, {static_cast<int64_t>(v.size())},
-            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T))};
+    return {
+        name,
+        dt,
+        {static_cast<int64_t>(v.size())},
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T))};
 }
 
 template <typename T>
 std::vector<T> read_vec(const formats::SafetensorsFile& f, const std::string& name) {
     const auto bytes = f.bytes(name);
-    PALU_CHECK(bytes.size() % sizeof(T) == 0, FormatError, "kernels: engine problems: %s: %zu bytes, not a multiple of %zu",
-               name.c_str(), bytes.size(), sizeof(T));
+    PALU_CHECK(bytes.size() % sizeof(T) == 0, FormatError,
+               "kernels: engine problems: %s: %zu bytes, not a multiple of %zu", name.c_str(),
+               bytes.size(), sizeof(T));
     std::vector<T> v(bytes.size() / sizeof(T));
     std::memcpy(v.data(), bytes.data(), bytes.size());
     return v;
@@ -374,10 +410,11 @@ void save_engine_problems(const std::string& path, const std::vector<EngineProbl
         const HostProblem& pb = e.problem;
         const ProblemShape& s = pb.shape;
         const std::string p = std::to_string(i) + ".";
-        meta[p + "shape"] = strfmt("%lld %d %d %d %d %d %d %d %d %d %d %d %d %.17g", static_cast<long long>(e.check.layer),
-                                   s.batch, s.n_heads, s.n_kv_heads, s.group_size, s.d_head, s.r_k, s.r_v, s.bits_k,
-                                   s.bits_v, static_cast<int>(s.dtype), s.capacity, s.llama3_scaling ? 1 : 0,
-                                   s.rope_theta);
+        meta[p + "shape"] =
+            strfmt("%lld %d %d %d %d %d %d %d %d %d %d %d %d %.17g",
+                   static_cast<long long>(e.check.layer), s.batch, s.n_heads, s.n_kv_heads,
+                   s.group_size, s.d_head, s.r_k, s.r_v, s.bits_k, s.bits_v,
+                   static_cast<int>(s.dtype), s.capacity, s.llama3_scaling ? 1 : 0, s.rope_theta);
         meta[p + "ranks"] = e.check.ranks;
         ts.push_back(tensor(p + "q", DType::I16, pb.q));
         ts.push_back(tensor(p + "k_data", DType::U8, pb.k_data));
@@ -401,13 +438,16 @@ void save_engine_problems(const std::string& path, const std::vector<EngineProbl
     formats::write_safetensors_file(path, std::move(ts), meta);
 }
 
-std::vector<EngineProblem> load_engine_problems(const std::string& path, std::map<std::string, std::string>* metadata) {
+std::vector<EngineProblem> load_engine_problems(const std::string& path,
+                                                std::map<std::string, std::string>* metadata) {
     const formats::SafetensorsFile f = formats::SafetensorsFile::open(path);
     const auto& meta = f.metadata();
     const auto it = meta.find("palu.engine_problems");
-    PALU_CHECK(it != meta.end(), FormatError,
-               "kernels: engine problems: %s has no 'palu.engine_problems' metadata; hint: write it with "
-               "palu-kernels-check --save-problems", path.c_str());
+    PALU_CHECK(
+        it != meta.end(), FormatError,
+        "kernels: engine problems: %s has no 'palu.engine_problems' metadata; hint: write it with "
+        "palu-kernels-check --save-problems",
+        path.c_str());
     if (metadata) *metadata = meta;
     std::vector<EngineProblem> out;
     const size_t n = std::stoul(it->second);
@@ -419,12 +459,14 @@ std::vector<EngineProblem> load_engine_problems(const std::string& path, std::ma
         long long layer = 0;
         int dt = 0, llama3 = 0;
         const auto sh = meta.find(p + "shape");
-        PALU_CHECK(sh != meta.end() &&
-                       std::sscanf(sh->second.c_str(), "%lld %d %d %d %d %d %d %d %d %d %d %d %d %lf", &layer,
-                                   &s.batch, &s.n_heads, &s.n_kv_heads, &s.group_size, &s.d_head, &s.r_k, &s.r_v,
-                                   &s.bits_k, &s.bits_v, &dt, &s.capacity, &llama3, &s.rope_theta) == 14,
-                   FormatError, "kernels: engine problems: %s: metadata %sshape missing or malformed", path.c_str(),
-                   p.c_str());
+        PALU_CHECK(
+            sh != meta.end() &&
+                std::sscanf(sh->second.c_str(), "%lld %d %d %d %d %d %d %d %d %d %d %d %d %lf",
+                            &layer, &s.batch, &s.n_heads, &s.n_kv_heads, &s.group_size, &s.d_head,
+                            &s.r_k, &s.r_v, &s.bits_k, &s.bits_v, &dt, &s.capacity, &llama3,
+                            &s.rope_theta) == 14,
+            FormatError, "kernels: engine problems: %s: metadata %sshape missing or malformed",
+            path.c_str(), p.c_str());
         s.dtype = static_cast<LatentDType>(dt);
         s.llama3_scaling = llama3 != 0;
         s.random_positions = false;
@@ -448,22 +490,27 @@ std::vector<EngineProblem> load_engine_problems(const std::string& path, std::ma
         if (f.find(p + "q_seq") != nullptr) {
             e.q_seq = read_vec<uint16_t>(f, p + "q_seq");
             e.engine_out_seq = read_vec<float>(f, p + "engine_out_seq");
-            PALU_CHECK(e.q_seq.size() == e.engine_out_seq.size() &&
-                           e.q_seq.size() % (size_t(s.batch) * s.n_heads * s.d_head) == 0,
-                       FormatError, "kernels: engine problems: %s: problem %zu: prefill tensors of %zu and %zu values",
-                       path.c_str(), i, e.q_seq.size(), e.engine_out_seq.size());
+            PALU_CHECK(
+                e.q_seq.size() == e.engine_out_seq.size() &&
+                    e.q_seq.size() % (size_t(s.batch) * s.n_heads * s.d_head) == 0,
+                FormatError,
+                "kernels: engine problems: %s: problem %zu: prefill tensors of %zu and %zu values",
+                path.c_str(), i, e.q_seq.size(), e.engine_out_seq.size());
         }
         const int64_t n_groups = s.n_kv_heads / std::max(s.group_size, 1);
-        const size_t rows = static_cast<size_t>(s.batch) * static_cast<size_t>(n_groups) * static_cast<size_t>(s.capacity);
-        PALU_CHECK(pb.q.size() == size_t(s.batch) * s.n_heads * s.d_head &&
-                       e.engine_out.size() == pb.q.size() && pb.seq_lens.size() == size_t(s.batch) &&
-                       pb.k_data.size() == rows * size_t(latent_row_bytes(s.r_k, s.bits_k)) &&
-                       pb.v_data.size() == rows * size_t(latent_row_bytes(s.r_v, s.bits_v)) &&
-                       pb.k_up.size() == size_t(s.n_kv_heads) * s.d_head * s.r_k &&
-                       pb.v_up.size() == size_t(s.n_kv_heads) * s.d_head * s.r_v &&
-                       pb.inv_freq.size() == size_t(s.d_head / 2),
-                   FormatError, "kernels: engine problems: %s: problem %zu: tensor sizes do not match shape '%s'",
-                   path.c_str(), i, sh->second.c_str());
+        const size_t rows = static_cast<size_t>(s.batch) * static_cast<size_t>(n_groups) *
+                            static_cast<size_t>(s.capacity);
+        PALU_CHECK(
+            pb.q.size() == size_t(s.batch) * s.n_heads * s.d_head &&
+                e.engine_out.size() == pb.q.size() && pb.seq_lens.size() == size_t(s.batch) &&
+                pb.k_data.size() == rows * size_t(latent_row_bytes(s.r_k, s.bits_k)) &&
+                pb.v_data.size() == rows * size_t(latent_row_bytes(s.r_v, s.bits_v)) &&
+                pb.k_up.size() == size_t(s.n_kv_heads) * s.d_head * s.r_k &&
+                pb.v_up.size() == size_t(s.n_kv_heads) * s.d_head * s.r_v &&
+                pb.inv_freq.size() == size_t(s.d_head / 2),
+            FormatError,
+            "kernels: engine problems: %s: problem %zu: tensor sizes do not match shape '%s'",
+            path.c_str(), i, sh->second.c_str());
         e.check.shape = s;
         out.push_back(std::move(e));
     }

@@ -5,12 +5,12 @@
 // float32 angle fl32(pos · inv_freq)), softmax in double, P·h_v in latent space, then B_v.
 #include "latent_attention_reference.h"
 
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
-
-#include <cuda_runtime_api.h>
 
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
@@ -20,26 +20,32 @@
 namespace palu::cuda::testing {
 namespace {
 
-#define PALU_CUDA_CHECK(expr)                                                                               \
-    do {                                                                                                    \
-        const cudaError_t e_ = (expr);                                                                      \
-        if (e_ != cudaSuccess)                                                                              \
-            PALU_THROW(CudaError, "kernels: %s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #expr,          \
-                       cudaGetErrorName(e_), cudaGetErrorString(e_));                                       \
+#define PALU_CUDA_CHECK(expr)                                                                      \
+    do {                                                                                           \
+        const cudaError_t e_ = (expr);                                                             \
+        if (e_ != cudaSuccess)                                                                     \
+            PALU_THROW(CudaError, "kernels: %s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #expr, \
+                       cudaGetErrorName(e_), cudaGetErrorString(e_));                              \
     } while (0)
 
-uint16_t to_half_bits(float x, LatentDType dt) { return dt == LatentDType::F16 ? f32_to_f16(x) : f32_to_bf16(x); }
+uint16_t to_half_bits(float x, LatentDType dt) {
+    return dt == LatentDType::F16 ? f32_to_f16(x) : f32_to_bf16(x);
+}
 double from_half_bits(uint16_t x, LatentDType dt) {
     return dt == LatentDType::F16 ? double(f16_to_f32(x)) : double(bf16_to_f32(x));
 }
 
-int32_t n_groups_of(const ProblemShape& s) { return s.n_kv_heads / s.group_size; }
+int32_t n_groups_of(const ProblemShape& s) {
+    return s.n_kv_heads / s.group_size;
+}
 
 // Fills one latent cache (all sequences, groups, tokens up to capacity) with N(0,1) values, stored
-// as dtype or quantized: s = max(mx − mn, 1e-5)/(2^b − 1) (rounded to f16), z = clamp(round(−mn/s)),
-// code = clamp(round(x/s) + z, 0, 2^b − 1), packed little-endian along the rank.
-void fill_cache(const ProblemShape& sh, int32_t r, int32_t bits, std::mt19937_64& rng, std::vector<uint8_t>& data,
-                std::vector<uint16_t>& scales, std::vector<uint16_t>& zeros) {
+// as dtype or quantized: s = max(mx − mn, 1e-5)/(2^b − 1) (rounded to f16), z =
+// clamp(round(−mn/s)), code = clamp(round(x/s) + z, 0, 2^b − 1), packed little-endian along the
+// rank.
+void fill_cache(const ProblemShape& sh, int32_t r, int32_t bits, std::mt19937_64& rng,
+                std::vector<uint8_t>& data, std::vector<uint16_t>& scales,
+                std::vector<uint16_t>& zeros) {
     std::normal_distribution<float> nd(0.0f, 1.0f);
     const int64_t rows = int64_t(sh.batch) * n_groups_of(sh) * sh.capacity;
     const int64_t rb = latent_row_bytes(r, bits);
@@ -71,7 +77,8 @@ void fill_cache(const ProblemShape& sh, int32_t r, int32_t bits, std::mt19937_64
         scales[size_t(row)] = f32_to_f16(s);
         zeros[size_t(row)] = f32_to_f16(z);
         for (int32_t c = 0; c < r; ++c) {
-            const int32_t code = int32_t(std::clamp(std::nearbyint(x[size_t(c)] / s) + z, 0.0f, float(qmax)));
+            const int32_t code =
+                int32_t(std::clamp(std::nearbyint(x[size_t(c)] / s) + z, 0.0f, float(qmax)));
             const int64_t bit = int64_t(bits) * c;
             for (int32_t k = 0; k < bits; ++k)
                 if ((code >> k) & 1) dst[(bit + k) / 8] |= uint8_t(1u << ((bit + k) % 8));
@@ -107,23 +114,36 @@ struct DeviceBuffer {
     DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
-// Device copies of a problem's caches, up-projections and RoPE table (what decode and prefill share).
+// Device copies of a problem's caches, up-projections and RoPE table (what decode and prefill
+// share).
 struct DeviceCaches {
     DeviceBuffer<uint8_t> k_data, v_data;
     DeviceBuffer<uint16_t> k_scales, k_zeros, v_scales, v_zeros, k_up, v_up;
     DeviceBuffer<float> inv_freq;
     explicit DeviceCaches(const HostProblem& pb)
-        : k_data(pb.k_data), v_data(pb.v_data), k_scales(pb.k_scales), k_zeros(pb.k_zeros), v_scales(pb.v_scales),
-          v_zeros(pb.v_zeros), k_up(pb.k_up), v_up(pb.v_up), inv_freq(pb.inv_freq) {}
-    LatentCacheView k(const ProblemShape& s) const { return {k_data.ptr, k_scales.ptr, k_zeros.ptr, s.r_k, s.bits_k}; }
-    LatentCacheView v(const ProblemShape& s) const { return {v_data.ptr, v_scales.ptr, v_zeros.ptr, s.r_v, s.bits_v}; }
+        : k_data(pb.k_data),
+          v_data(pb.v_data),
+          k_scales(pb.k_scales),
+          k_zeros(pb.k_zeros),
+          v_scales(pb.v_scales),
+          v_zeros(pb.v_zeros),
+          k_up(pb.k_up),
+          v_up(pb.v_up),
+          inv_freq(pb.inv_freq) {}
+    LatentCacheView k(const ProblemShape& s) const {
+        return {k_data.ptr, k_scales.ptr, k_zeros.ptr, s.r_k, s.bits_k};
+    }
+    LatentCacheView v(const ProblemShape& s) const {
+        return {v_data.ptr, v_scales.ptr, v_zeros.ptr, s.r_v, s.bits_v};
+    }
 };
 
 }  // namespace
 
 std::string ProblemShape::describe() const {
-    return strfmt("batch=%d heads=%d/%d s=%d d=%d r_k=%d r_v=%d bits=%d/%d %s cap=%d%s", batch, n_heads, n_kv_heads,
-                  group_size, d_head, r_k, r_v, bits_k, bits_v, dtype == LatentDType::F16 ? "f16" : "bf16", capacity,
+    return strfmt("batch=%d heads=%d/%d s=%d d=%d r_k=%d r_v=%d bits=%d/%d %s cap=%d%s", batch,
+                  n_heads, n_kv_heads, group_size, d_head, r_k, r_v, bits_k, bits_v,
+                  dtype == LatentDType::F16 ? "f16" : "bf16", capacity,
                   llama3_scaling ? " llama3-rope" : "");
 }
 
@@ -164,14 +184,16 @@ HostProblem make_random_problem(const ProblemShape& shape, uint64_t seed) {
     for (auto& v : pb.k_up) v = to_half_bits(sk * nd(rng), s.dtype);
     for (auto& v : pb.v_up) v = to_half_bits(sv * nd(rng), s.dtype);
     pb.inv_freq = rope_inv_freq(s.d_head, s.rope_theta, s.llama3_scaling);
-    pb.seq_lens = s.seq_lens.empty() ? std::vector<int32_t>(size_t(s.batch), s.capacity) : s.seq_lens;
-    PALU_CHECK(int32_t(pb.seq_lens.size()) == s.batch, ShapeError, "kernels: seq_lens: expected %d entries, got %zu",
-               s.batch, pb.seq_lens.size());
+    pb.seq_lens =
+        s.seq_lens.empty() ? std::vector<int32_t>(size_t(s.batch), s.capacity) : s.seq_lens;
+    PALU_CHECK(int32_t(pb.seq_lens.size()) == s.batch, ShapeError,
+               "kernels: seq_lens: expected %d entries, got %zu", s.batch, pb.seq_lens.size());
     std::uniform_int_distribution<int32_t> pos_d(0, 4095), extra_d(0, 7);
     for (int32_t b = 0; b < s.batch; ++b) {
         const int32_t p0 = s.random_positions ? pos_d(rng) : 0;
         pb.k_pos0.push_back(p0);
-        pb.q_pos.push_back(p0 + pb.seq_lens[size_t(b)] - 1 + (s.random_positions ? extra_d(rng) : 0));
+        pb.q_pos.push_back(p0 + pb.seq_lens[size_t(b)] - 1 +
+                           (s.random_positions ? extra_d(rng) : 0));
     }
     return pb;
 }
@@ -192,18 +214,21 @@ double latent_value(const HostProblem& pb, bool key, int32_t b, int32_t g, int32
     return (double(code) - zero) * scale;
 }
 
-std::vector<double> reconstruct_keys_exact(const HostProblem& pb, int32_t b, int32_t j, int32_t len) {
+std::vector<double> reconstruct_keys_exact(const HostProblem& pb, int32_t b, int32_t j,
+                                           int32_t len) {
     const ProblemShape& s = pb.shape;
     const int32_t D = s.d_head, g = j / s.group_size;
     std::vector<double> hk(size_t(len) * s.r_k);
     for (int32_t t = 0; t < len; ++t)
-        for (int32_t c = 0; c < s.r_k; ++c) hk[size_t(t) * s.r_k + c] = latent_value(pb, true, b, g, t, c);
+        for (int32_t c = 0; c < s.r_k; ++c)
+            hk[size_t(t) * s.r_k + c] = latent_value(pb, true, b, g, t, c);
     std::vector<double> keys(size_t(len) * D);
     for (int32_t t = 0; t < len; ++t) {
         for (int32_t d = 0; d < D; ++d) {
             const uint16_t* brow = pb.k_up.data() + (size_t(j) * D + d) * s.r_k;  // row j·D + d
             double acc = 0.0;
-            for (int32_t c = 0; c < s.r_k; ++c) acc += from_half_bits(brow[c], s.dtype) * hk[size_t(t) * s.r_k + c];
+            for (int32_t c = 0; c < s.r_k; ++c)
+                acc += from_half_bits(brow[c], s.dtype) * hk[size_t(t) * s.r_k + c];
             keys[size_t(t) * D + d] = acc;
         }
     }
@@ -214,7 +239,8 @@ AttentionOutputs reference_latent_attention(const HostProblem& pb) {
     return reference_latent_attention(pb, reconstruct_keys_exact);
 }
 
-AttentionOutputs reference_latent_attention(const HostProblem& pb, const KeyReconstruction& reconstruct_keys) {
+AttentionOutputs reference_latent_attention(const HostProblem& pb,
+                                            const KeyReconstruction& reconstruct_keys) {
     const ProblemShape& s = pb.shape;
     const int32_t D = s.d_head, n_rep = s.n_heads / s.n_kv_heads;
     AttentionOutputs res;
@@ -225,15 +251,18 @@ AttentionOutputs reference_latent_attention(const HostProblem& pb, const KeyReco
         const int32_t len = pb.seq_lens[size_t(b)];
         for (int32_t j = 0; j < s.n_kv_heads; ++j) {
             const int32_t g = j / s.group_size;
-            // Value latents of group g (dequantized) and this head's rebuilt, rotated keys [len, D].
+            // Value latents of group g (dequantized) and this head's rebuilt, rotated keys [len,
+            // D].
             std::vector<double> hv(size_t(len) * s.r_v);
             for (int32_t t = 0; t < len; ++t)
-                for (int32_t c = 0; c < s.r_v; ++c) hv[size_t(t) * s.r_v + c] = latent_value(pb, false, b, g, t, c);
+                for (int32_t c = 0; c < s.r_v; ++c)
+                    hv[size_t(t) * s.r_v + c] = latent_value(pb, false, b, g, t, c);
             std::vector<double> keys = reconstruct_keys(pb, b, j, len);
             PALU_ASSERT(keys.size() == size_t(len) * D);
             std::vector<double> k(static_cast<size_t>(D));
             for (int32_t t = 0; t < len; ++t) {
-                std::copy(keys.begin() + ptrdiff_t(t) * D, keys.begin() + ptrdiff_t(t + 1) * D, k.begin());
+                std::copy(keys.begin() + ptrdiff_t(t) * D, keys.begin() + ptrdiff_t(t + 1) * D,
+                          k.begin());
                 rope_rotate(k, pb.k_pos0[size_t(b)] + t, pb.inv_freq);
                 std::copy(k.begin(), k.end(), keys.begin() + ptrdiff_t(t) * D);
             }
@@ -241,7 +270,8 @@ AttentionOutputs reference_latent_attention(const HostProblem& pb, const KeyReco
                 const int32_t h = j * n_rep + hr;
                 std::vector<double> q(static_cast<size_t>(D));
                 for (int32_t d = 0; d < D; ++d)
-                    q[size_t(d)] = from_half_bits(pb.q[(size_t(b) * s.n_heads + h) * D + d], s.dtype);
+                    q[size_t(d)] =
+                        from_half_bits(pb.q[(size_t(b) * s.n_heads + h) * D + d], s.dtype);
                 rope_rotate(q, pb.q_pos[size_t(b)], pb.inv_freq);
                 std::vector<double> sc(static_cast<size_t>(len));
                 double mx = -std::numeric_limits<double>::infinity();
@@ -262,7 +292,8 @@ AttentionOutputs reference_latent_attention(const HostProblem& pb, const KeyReco
                 for (int32_t d = 0; d < D; ++d) {
                     const uint16_t* brow = pb.v_up.data() + (size_t(j) * D + d) * s.r_v;
                     double acc = 0.0;
-                    for (int32_t c = 0; c < s.r_v; ++c) acc += from_half_bits(brow[c], s.dtype) * ol[c];
+                    for (int32_t c = 0; c < s.r_v; ++c)
+                        acc += from_half_bits(brow[c], s.dtype) * ol[c];
                     o[d] = acc;
                 }
             }
@@ -314,12 +345,14 @@ const char* kernel_name(LatentKernel k) {
     return k == LatentKernel::Block ? "block" : k == LatentKernel::Warp ? "warp" : "auto";
 }
 
-AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits, LatentKernel kernel) {
+AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_splits,
+                                             LatentKernel kernel) {
     const ProblemShape& s = pb.shape;
     const DeviceCaches dev(pb);
     DeviceBuffer<uint16_t> q(pb.q);
     DeviceBuffer<int32_t> lens(pb.seq_lens), kp0(pb.k_pos0), qp(pb.q_pos);
-    const size_t n_lat = size_t(s.batch) * s.n_heads * s.r_v, n_out = size_t(s.batch) * s.n_heads * s.d_head;
+    const size_t n_lat = size_t(s.batch) * s.n_heads * s.r_v,
+                 n_out = size_t(s.batch) * s.n_heads * s.d_head;
     DeviceBuffer<float> out_latent(n_lat);
     DeviceBuffer<uint16_t> out(n_out);
 
@@ -350,8 +383,10 @@ AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_sp
 
     std::vector<float> lat(n_lat);
     std::vector<uint16_t> o(n_out);
-    PALU_CUDA_CHECK(cudaMemcpy(lat.data(), out_latent.ptr, n_lat * sizeof(float), cudaMemcpyDeviceToHost));
-    PALU_CUDA_CHECK(cudaMemcpy(o.data(), out.ptr, n_out * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+    PALU_CUDA_CHECK(
+        cudaMemcpy(lat.data(), out_latent.ptr, n_lat * sizeof(float), cudaMemcpyDeviceToHost));
+    PALU_CUDA_CHECK(
+        cudaMemcpy(o.data(), out.ptr, n_out * sizeof(uint16_t), cudaMemcpyDeviceToHost));
     AttentionOutputs res;
     res.out_latent.assign(lat.begin(), lat.end());
     res.out.resize(n_out);
@@ -359,14 +394,15 @@ AttentionOutputs run_latent_attention_device(const HostProblem& pb, int32_t n_sp
     return res;
 }
 
-std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::vector<uint16_t>& q_seq,
+std::vector<double> run_latent_prefill_device(const HostProblem& pb,
+                                              const std::vector<uint16_t>& q_seq,
                                               int32_t n_tokens) {
     const ProblemShape& s = pb.shape;
     const DeviceCaches dev(pb);
     DeviceBuffer<uint16_t> q(q_seq);
     const size_t n_out = size_t(s.batch) * n_tokens * s.n_heads * s.d_head;
-    PALU_CHECK(q_seq.size() == n_out, ShapeError, "kernels: prefill queries: expected %zu values, got %zu", n_out,
-               q_seq.size());
+    PALU_CHECK(q_seq.size() == n_out, ShapeError,
+               "kernels: prefill queries: expected %zu values, got %zu", n_out, q_seq.size());
     DeviceBuffer<uint16_t> out(n_out);
     LatentPrefillParams p;
     p.batch = s.batch;
@@ -393,7 +429,8 @@ std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::
     PALU_CUDA_CHECK(cudaMemset(ws.ptr, 0xFF, ws_bytes));
     cublasHandle_t handle = nullptr;
     const cublasStatus_t st = cublasCreate(&handle);
-    PALU_CHECK(st == CUBLAS_STATUS_SUCCESS, CudaError, "kernels: cublasCreate failed: %s", cublasGetStatusName(st));
+    PALU_CHECK(st == CUBLAS_STATUS_SUCCESS, CudaError, "kernels: cublasCreate failed: %s",
+               cublasGetStatusName(st));
     try {
         latent_attention_prefill(p, handle, nullptr);
         PALU_CUDA_CHECK(cudaDeviceSynchronize());
@@ -403,7 +440,8 @@ std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::
     }
     cublasDestroy(handle);
     std::vector<uint16_t> o(n_out);
-    PALU_CUDA_CHECK(cudaMemcpy(o.data(), out.ptr, n_out * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+    PALU_CUDA_CHECK(
+        cudaMemcpy(o.data(), out.ptr, n_out * sizeof(uint16_t), cudaMemcpyDeviceToHost));
     std::vector<double> res(n_out);
     for (size_t i = 0; i < n_out; ++i) res[i] = from_half_bits(o[i], s.dtype);
     return res;
@@ -420,13 +458,17 @@ double rel_frobenius_error(const std::vector<double>& x, const std::vector<doubl
     return std::sqrt(num / std::max(den, 1e-300));
 }
 
-double tolerance_for(LatentDType dtype) { return dtype == LatentDType::F16 ? 1e-3 : 1e-2; }
+double tolerance_for(LatentDType dtype) {
+    return dtype == LatentDType::F16 ? 1e-3 : 1e-2;
+}
 
 bool cuda_device_available(std::string* why) {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
-        if (why) *why = e != cudaSuccess ? strfmt("%s (%s)", cudaGetErrorName(e), cudaGetErrorString(e)) : "0 devices";
+        if (why)
+            *why = e != cudaSuccess ? strfmt("%s (%s)", cudaGetErrorName(e), cudaGetErrorString(e))
+                                    : "0 devices";
         return false;
     }
     return true;

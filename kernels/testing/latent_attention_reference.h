@@ -18,23 +18,24 @@ struct ProblemShape {
     int32_t batch = 1, n_heads = 8, n_kv_heads = 8, group_size = 1, d_head = 128;
     int32_t r_k = 64, r_v = 64, bits_k = 16, bits_v = 16;
     LatentDType dtype = LatentDType::F16;
-    int32_t capacity = 256;              ///< multiple of 16; >= max(seq_lens)
-    std::vector<int32_t> seq_lens;       ///< [batch]; empty: all = capacity
-    bool random_positions = true;        ///< k_pos0 random in [0, 4096), q_pos = k_pos0 + len - 1 + extra
+    int32_t capacity = 256;         ///< multiple of 16; >= max(seq_lens)
+    std::vector<int32_t> seq_lens;  ///< [batch]; empty: all = capacity
+    bool random_positions = true;  ///< k_pos0 random in [0, 4096), q_pos = k_pos0 + len - 1 + extra
     double rope_theta = 10000.0;
-    bool llama3_scaling = false;         ///< Llama-3.1 rope scaling (factor 8, 1/4, 8192)
+    bool llama3_scaling = false;  ///< Llama-3.1 rope scaling (factor 8, 1/4, 8192)
     std::string describe() const;
 };
 
 /// Host copies of every input (raw little-endian f16/bf16 words, packed codes).
 struct HostProblem {
     ProblemShape shape;
-    std::vector<uint16_t> q;                          ///< [batch, n_heads, d_head]
-    std::vector<uint8_t> k_data, v_data;              ///< latent caches (layout of latent_attention.h)
-    std::vector<uint16_t> k_scales, k_zeros, v_scales, v_zeros;  ///< f16, [batch, n_groups, capacity]
-    std::vector<uint16_t> k_up, v_up;                 ///< [n_groups, s·d_head, r]
-    std::vector<float> inv_freq;                      ///< [d_head/2]
-    std::vector<int32_t> seq_lens, k_pos0, q_pos;     ///< [batch]
+    std::vector<uint16_t> q;              ///< [batch, n_heads, d_head]
+    std::vector<uint8_t> k_data, v_data;  ///< latent caches (layout of latent_attention.h)
+    std::vector<uint16_t> k_scales, k_zeros, v_scales,
+        v_zeros;                                   ///< f16, [batch, n_groups, capacity]
+    std::vector<uint16_t> k_up, v_up;              ///< [n_groups, s·d_head, r]
+    std::vector<float> inv_freq;                   ///< [d_head/2]
+    std::vector<int32_t> seq_lens, k_pos0, q_pos;  ///< [batch]
 };
 
 /// Outputs in double (reference) or as read back from the device.
@@ -62,11 +63,13 @@ using KeyReconstruction =
     std::function<std::vector<double>(const HostProblem& pb, int32_t b, int32_t j, int32_t len)>;
 
 /// The exact step, in double from the f16/bf16 B_k and the dequantized latents.
-std::vector<double> reconstruct_keys_exact(const HostProblem& pb, int32_t b, int32_t j, int32_t len);
+std::vector<double> reconstruct_keys_exact(const HostProblem& pb, int32_t b, int32_t j,
+                                           int32_t len);
 
 /// The reference with the key reconstruction replaced (low_precision_study.h emulates FP8/INT8 on
 /// it); reference_latent_attention(pb) is this with reconstruct_keys_exact.
-AttentionOutputs reference_latent_attention(const HostProblem& pb, const KeyReconstruction& reconstruct_keys);
+AttentionOutputs reference_latent_attention(const HostProblem& pb,
+                                            const KeyReconstruction& reconstruct_keys);
 
 /// Runs the kernel on the device (outputs poisoned with NaN first). `n_splits` 0 = auto; `kernel`
 /// forces the block or the warp kernel. Throws palu::CudaError on CUDA failures.
@@ -85,8 +88,8 @@ const char* kernel_name(LatentKernel k);
 /// Runs the prefill attention (latent_prefill.h) on the first n_tokens cached tokens of every
 /// sequence of `pb` (positions k_pos0[0] + t), queries q_seq [batch, n_tokens, n_heads, d_head] in
 /// the problem's dtype; returns out [batch, n_tokens, n_heads, d_head] (NaN-poisoned first).
-std::vector<double> run_latent_prefill_device(const HostProblem& pb, const std::vector<uint16_t>& q_seq,
-                                              int32_t n_tokens);
+std::vector<double> run_latent_prefill_device(const HostProblem& pb,
+                                              const std::vector<uint16_t>& q_seq, int32_t n_tokens);
 
 /// ‖x − ref‖_F / ‖ref‖_F; +inf when x holds a NaN/inf or the sizes differ.
 double rel_frobenius_error(const std::vector<double>& x, const std::vector<double>& ref);

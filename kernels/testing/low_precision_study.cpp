@@ -12,8 +12,8 @@
 namespace palu::cuda::testing {
 namespace {
 
-constexpr double kE4m3Max = 448.0;   // 1.75 · 2^8 (S.1111.111 is NaN, so .110 is the largest)
-constexpr int kE4m3MinExp = -6;      // smallest normal 2^-6; below it the quantum stays 2^-9
+constexpr double kE4m3Max = 448.0;  // 1.75 · 2^8 (S.1111.111 is NaN, so .110 is the largest)
+constexpr int kE4m3MinExp = -6;     // smallest normal 2^-6; below it the quantum stays 2^-9
 constexpr int kE4m3Mantissa = 3;
 constexpr double kInt8Max = 127.0;
 
@@ -57,18 +57,24 @@ double quantize_row(std::vector<double>& row, LowpMode mode) {
 
 }  // namespace
 
-const char* lowp_mode_name(LowpMode mode) { return mode == LowpMode::E4M3 ? "e4m3" : "int8"; }
+const char* lowp_mode_name(LowpMode mode) {
+    return mode == LowpMode::E4M3 ? "e4m3" : "int8";
+}
 
-float round_e4m3(float x) { return static_cast<float>(e4m3_rne(static_cast<double>(x))); }
+float round_e4m3(float x) {
+    return static_cast<float>(e4m3_rne(static_cast<double>(x)));
+}
 
-int32_t round_int8(float x) { return static_cast<int32_t>(int8_rne(static_cast<double>(x))); }
+int32_t round_int8(float x) {
+    return static_cast<int32_t>(int8_rne(static_cast<double>(x)));
+}
 
 namespace {
 
-// f_c = sqrt(max |h_k(c)|) over all cached tokens of group g (1 for an all-zero, e.g. padded, channel):
-// dividing the latent by f_c and multiplying B_k's column by it leaves k unchanged and balances the
-// channel magnitudes between the operands (SmoothQuant, α = 0.5). Palu latents are projections on
-// singular directions, so their channels differ in scale by orders of magnitude.
+// f_c = sqrt(max |h_k(c)|) over all cached tokens of group g (1 for an all-zero, e.g. padded,
+// channel): dividing the latent by f_c and multiplying B_k's column by it leaves k unchanged and
+// balances the channel magnitudes between the operands (SmoothQuant, α = 0.5). Palu latents are
+// projections on singular directions, so their channels differ in scale by orders of magnitude.
 std::vector<double> channel_factors(const HostProblem& pb, int32_t g) {
     const ProblemShape& s = pb.shape;
     std::vector<double> f(static_cast<size_t>(s.r_k), 0.0);
@@ -82,31 +88,38 @@ std::vector<double> channel_factors(const HostProblem& pb, int32_t g) {
 
 }  // namespace
 
-std::vector<double> reconstruct_keys_lowp(const HostProblem& pb, int32_t b, int32_t j, int32_t len, LowpMode mode,
-                                          LowpOperands operands, LowpScaling scaling) {
+std::vector<double> reconstruct_keys_lowp(const HostProblem& pb, int32_t b, int32_t j, int32_t len,
+                                          LowpMode mode, LowpOperands operands,
+                                          LowpScaling scaling) {
     const ProblemShape& s = pb.shape;
     PALU_CHECK(mode == LowpMode::E4M3 || mode == LowpMode::INT8, UsageError,
                "kernels: lowp study: mode: expected e4m3 or int8, got %d", static_cast<int>(mode));
     const int32_t D = s.d_head, r = s.r_k, g = j / s.group_size;
-    const bool round_h = operands != LowpOperands::UpOnly, round_b = operands != LowpOperands::LatentsOnly;
-    const std::vector<double> f = scaling == LowpScaling::ChannelBalanced ? channel_factors(pb, g)
-                                                                          : std::vector<double>(size_t(r), 1.0);
+    const bool round_h = operands != LowpOperands::UpOnly,
+               round_b = operands != LowpOperands::LatentsOnly;
+    const std::vector<double> f = scaling == LowpScaling::ChannelBalanced
+                                      ? channel_factors(pb, g)
+                                      : std::vector<double>(size_t(r), 1.0);
     // B_k rows of head j, [D, r] (row d = k_up row j·D + d), as grid values with one scale per row.
-    std::vector<double> up(size_t(D) * r), up_scale(static_cast<size_t>(D), 1.0), row(static_cast<size_t>(r));
+    std::vector<double> up(size_t(D) * r), up_scale(static_cast<size_t>(D), 1.0),
+        row(static_cast<size_t>(r));
     for (int32_t d = 0; d < D; ++d) {
         const uint16_t* brow = pb.k_up.data() + (size_t(j) * D + d) * r;
-        for (int32_t c = 0; c < r; ++c) row[size_t(c)] = decode_half(brow[c], s.dtype) * f[size_t(c)];
+        for (int32_t c = 0; c < r; ++c)
+            row[size_t(c)] = decode_half(brow[c], s.dtype) * f[size_t(c)];
         if (round_b) up_scale[size_t(d)] = quantize_row(row, mode);
         std::copy(row.begin(), row.end(), up.begin() + ptrdiff_t(d) * r);
     }
     // keys [len, D]: per token, the latent row (dequantized as the reference does) with one scale.
     std::vector<double> keys(size_t(len) * D);
     for (int32_t t = 0; t < len; ++t) {
-        for (int32_t c = 0; c < r; ++c) row[size_t(c)] = latent_value(pb, true, b, g, t, c) / f[size_t(c)];
+        for (int32_t c = 0; c < r; ++c)
+            row[size_t(c)] = latent_value(pb, true, b, g, t, c) / f[size_t(c)];
         const double h_scale = round_h ? quantize_row(row, mode) : 1.0;
         for (int32_t d = 0; d < D; ++d) {
             const double* u = up.data() + size_t(d) * r;
-            double acc = 0.0;  // Both: exact (4-bit-mantissa or int8 products, ≤ 256 terms, 53-bit double)
+            double acc =
+                0.0;  // Both: exact (4-bit-mantissa or int8 products, ≤ 256 terms, 53-bit double)
             for (int32_t c = 0; c < r; ++c) acc += u[c] * row[size_t(c)];
             keys[size_t(t) * D + d] = acc * (up_scale[size_t(d)] * h_scale);
         }
@@ -114,11 +127,12 @@ std::vector<double> reconstruct_keys_lowp(const HostProblem& pb, int32_t b, int3
     return keys;
 }
 
-AttentionOutputs reference_latent_attention_lowp(const HostProblem& pb, LowpMode mode, LowpOperands operands,
-                                                 LowpScaling scaling) {
-    return reference_latent_attention(pb, [=](const HostProblem& p, int32_t b, int32_t j, int32_t len) {
-        return reconstruct_keys_lowp(p, b, j, len, mode, operands, scaling);
-    });
+AttentionOutputs reference_latent_attention_lowp(const HostProblem& pb, LowpMode mode,
+                                                 LowpOperands operands, LowpScaling scaling) {
+    return reference_latent_attention(
+        pb, [=](const HostProblem& p, int32_t b, int32_t j, int32_t len) {
+            return reconstruct_keys_lowp(p, b, j, len, mode, operands, scaling);
+        });
 }
 
 }  // namespace palu::cuda::testing

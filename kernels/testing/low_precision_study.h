@@ -6,15 +6,16 @@
 // The emulated step is k_j[t] = B_k[g](j) · h_k[g][t] (B_k rows [d_head, r_k] of KV head j, h_k the
 // key latent of token t). An FP8/INT8 MMA with f32 accumulation and per-row dequantization scales
 // computes, for output row d of head j and token t,
-//   k_j[t](d) = s_B(j, d) · s_h(t, g) · Σ_c Q(B_k(j·d_head + d, c) / s_B(j, d)) · Q(h_k[g][t](c) / s_h(t, g))
+//   k_j[t](d) = s_B(j, d) · s_h(t, g) · Σ_c Q(B_k(j·d_head + d, c) / s_B(j, d)) · Q(h_k[g][t](c) /
+//   s_h(t, g))
 // with s_B(j, d) = max_c |B_k(j·d_head + d, c)| / M, s_h(t, g) = max_c |h_k[g][t](c)| / M, and
 // Q = round-to-nearest-even to e4m3 (M = 448) or to the int8 grid [−127, 127] (M = 127). The sum of
-// products is taken exactly (double), so the emulated error is the operand rounding alone: exact for
-// INT8 (s32 accumulation is exact), a lower bound for FP8 on Hopper, whose FP8 MMA is reported to
-// keep fewer accumulator bits than f32 (not emulated here). Scales are kept in double (a kernel's
-// f32 scales add a relative 2^-24, negligible next to e4m3's 2^-4). Quantized caches (bits < 16) are dequantized first, as the exact
-// reference does ((code − zero)·scale), then rounded. Everything else (RoPE, softmax, P·h_v, B_v) is
-// the exact double reference.
+// products is taken exactly (double), so the emulated error is the operand rounding alone: exact
+// for INT8 (s32 accumulation is exact), a lower bound for FP8 on Hopper, whose FP8 MMA is reported
+// to keep fewer accumulator bits than f32 (not emulated here). Scales are kept in double (a
+// kernel's f32 scales add a relative 2^-24, negligible next to e4m3's 2^-4). Quantized caches (bits
+// < 16) are dequantized first, as the exact reference does ((code − zero)·scale), then rounded.
+// Everything else (RoPE, softmax, P·h_v, B_v) is the exact double reference.
 #pragma once
 
 #include <cstdint>
@@ -35,18 +36,18 @@ enum class LowpOperands : int32_t {
     Both = 0,         ///< latents and B_k rows: what an FP8/INT8 MMA sees
     LatentsOnly = 1,  ///< only h_k rounded (B_k exact)
     UpOnly = 2,       ///< only B_k rounded (h_k exact): also the cost of a kernel that feeds a
-                      ///< ≤ 4-bit cache's integer codes (code − zero, exact in e4m3 and int8) and
-                      ///< applies the latent scale after the MMA
+                 ///< ≤ 4-bit cache's integer codes (code − zero, exact in e4m3 and int8) and
+                 ///< applies the latent scale after the MMA
 };
 
 /// How the operands are scaled before rounding.
 enum class LowpScaling : int32_t {
-    PerRow = 0,           ///< one amax scale per latent row (token, group) and per B_k row (the study's
-                          ///< subject; see the file comment)
-    ChannelBalanced = 1,  ///< first h_k(c) / f_c and B_k(·, c) · f_c with f_c = sqrt(max |h_k(c)|) over
-                          ///< every cached token of the group in the problem (a static per-layer,
-                          ///< per-channel factor folded into B_k offline, SmoothQuant's α = 0.5;
-                          ///< here an oracle taken from the problem itself), then PerRow
+    PerRow = 0,  ///< one amax scale per latent row (token, group) and per B_k row (the study's
+                 ///< subject; see the file comment)
+    ChannelBalanced = 1,  ///< first h_k(c) / f_c and B_k(·, c) · f_c with f_c = sqrt(max |h_k(c)|)
+                          ///< over every cached token of the group in the problem (a static
+                          ///< per-layer, per-channel factor folded into B_k offline, SmoothQuant's
+                          ///< α = 0.5; here an oracle taken from the problem itself), then PerRow
 };
 
 /// "e4m3" or "int8".
@@ -65,8 +66,8 @@ int32_t round_int8(float x);
 /// [len, d_head] row-major (see the file comment for the formula). Plugs into
 /// reference_latent_attention(pb, KeyReconstruction).
 /// Throws UsageError on an unknown mode.
-std::vector<double> reconstruct_keys_lowp(const HostProblem& pb, int32_t b, int32_t j, int32_t len, LowpMode mode,
-                                          LowpOperands operands = LowpOperands::Both,
+std::vector<double> reconstruct_keys_lowp(const HostProblem& pb, int32_t b, int32_t j, int32_t len,
+                                          LowpMode mode, LowpOperands operands = LowpOperands::Both,
                                           LowpScaling scaling = LowpScaling::PerRow);
 
 /// The double reference of latent_attention.h with the key reconstruction emulated in `mode`.

@@ -47,11 +47,15 @@ TEST(CollectGramSynthetic, Layer0MatchesDirectSum) {
     std::vector<double> ref(static_cast<size_t>(d * d), 0.0), x(static_cast<size_t>(d));
     for (int32_t tok : f.windows.tokens) {
         double ss = 0;
-        for (int64_t i = 0; i < d; ++i) ss += std::pow(static_cast<double>(emb.data()[tok * d + i]), 2);
-        const double r = 1.0 / std::sqrt(ss / static_cast<double>(d) + f.src.cfg.rms_norm_eps);
-        for (int64_t i = 0; i < d; ++i) x[static_cast<size_t>(i)] = emb.data()[tok * d + i] * r * w.data()[i];
         for (int64_t i = 0; i < d; ++i)
-            for (int64_t j = 0; j < d; ++j) ref[static_cast<size_t>(i * d + j)] += x[static_cast<size_t>(i)] * x[static_cast<size_t>(j)];
+            ss += std::pow(static_cast<double>(emb.data()[tok * d + i]), 2);
+        const double r = 1.0 / std::sqrt(ss / static_cast<double>(d) + f.src.cfg.rms_norm_eps);
+        for (int64_t i = 0; i < d; ++i)
+            x[static_cast<size_t>(i)] = emb.data()[tok * d + i] * r * w.data()[i];
+        for (int64_t i = 0; i < d; ++i)
+            for (int64_t j = 0; j < d; ++j)
+                ref[static_cast<size_t>(i * d + j)] +=
+                    x[static_cast<size_t>(i)] * x[static_cast<size_t>(j)];
     }
     double num = 0, den = 0;
     for (size_t i = 0; i < ref.size(); ++i) {
@@ -62,9 +66,11 @@ TEST(CollectGramSynthetic, Layer0MatchesDirectSum) {
     // Exactly symmetric, every layer; the observer is removed afterwards.
     for (const auto& m : g.gram)
         for (int64_t i = 0; i < d; ++i)
-            for (int64_t j = 0; j < i; ++j) ASSERT_EQ(m[static_cast<size_t>(i * d + j)], m[static_cast<size_t>(j * d + i)]);
+            for (int64_t j = 0; j < i; ++j)
+                ASSERT_EQ(m[static_cast<size_t>(i * d + j)], m[static_cast<size_t>(j * d + i)]);
     auto cache = engine.make_cache(1, 4);
-    engine.forward(f.windows.window(0), 1, 4, *cache, true);  // a leftover observer would write into freed sums (ASan)
+    engine.forward(f.windows.window(0), 1, 4, *cache,
+                   true);  // a leftover observer would write into freed sums (ASan)
 }
 
 // Batching windows into one forward must not change the sums (beyond f32 GEMM blocking noise).
@@ -106,8 +112,10 @@ TEST(CollectFisherSynthetic, SumsSquaredGradients) {
             for (size_t l = 0; l < 3; ++l) {
                 k[l].resize(static_cast<size_t>(gr.d_wk[l].numel()));
                 v[l].resize(static_cast<size_t>(gr.d_wv[l].numel()));
-                for (size_t j = 0; j < k[l].size(); ++j) k[l][j] += std::pow(static_cast<double>(gr.d_wk[l].data()[j]), 2);
-                for (size_t j = 0; j < v[l].size(); ++j) v[l][j] += std::pow(static_cast<double>(gr.d_wv[l].data()[j]), 2);
+                for (size_t j = 0; j < k[l].size(); ++j)
+                    k[l][j] += std::pow(static_cast<double>(gr.d_wk[l].data()[j]), 2);
+                for (size_t j = 0; j < v[l].size(); ++j)
+                    v[l][j] += std::pow(static_cast<double>(gr.d_wv[l].data()[j]), 2);
             }
         }
         EXPECT_NEAR(fs.mean_loss, loss / 5, 1e-12);

@@ -1,10 +1,10 @@
 // palu calibration tests: window samplers and the offsets file.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-#include <unistd.h>
 
 #include "palu/calib/sampling.h"
 #include "palu/core/error.h"
@@ -42,7 +42,7 @@ TEST(Sampling, RandomIsSeededAndInRange) {
         const int64_t o = a.offsets[static_cast<size_t>(i)];
         EXPECT_LE(o, 50 - 8 - 1);
         max_o = std::max(max_o, o);
-        EXPECT_EQ(a.window(i)[0], 1);                   // BOS
+        EXPECT_EQ(a.window(i)[0], 1);                          // BOS
         EXPECT_EQ(a.window(i)[1], s[static_cast<size_t>(o)]);  // then tokens[o : o+L-1]
         EXPECT_EQ(a.window(i)[7], s[static_cast<size_t>(o + 6)]);
     }
@@ -71,8 +71,9 @@ TEST(Sampling, BadRequests) {
     EXPECT_THROW(sample_windows(s, {SamplerKind::Random, 0, 5, 0, 1, {}}), UsageError);
     EXPECT_THROW(sample_windows(s, {SamplerKind::Random, 1, 1, 0, 1, {}}), UsageError);
     EXPECT_THROW(sample_windows(s, {SamplerKind::Random, 1, 20, 0, 1, {}}), UsageError);
-    EXPECT_THROW(sample_windows(s, {SamplerKind::Random, int64_t{1} << 40, int64_t{1} << 30, 0, 1, {}}),
-                 UsageError);
+    EXPECT_THROW(
+        sample_windows(s, {SamplerKind::Random, int64_t{1} << 40, int64_t{1} << 30, 0, 1, {}}),
+        UsageError);
     EXPECT_EQ(parse_sampler("contiguous"), SamplerKind::Contiguous);
     EXPECT_FALSE(parse_sampler("Random").has_value());
 }

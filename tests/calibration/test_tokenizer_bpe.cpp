@@ -3,10 +3,10 @@
 // `tokenizers` gives on WikiText-2 and C4 (tests/reference/bpe_smollm2_reference.json, made by
 // tests/reference/make_bpe_reference.py; the texts are read from the shared data, not copied).
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "palu/calib/bpe.h"
@@ -69,9 +69,8 @@ json toy_tokenizer_json() {
     json j;
     j["version"] = "1.0";
     j["normalizer"] = nullptr;
-    j["added_tokens"] = json::array(
-        {{{"id", 263}, {"content", "<|eot|>"}, {"special", true}},
-         {{"id", 264}, {"content", "<s>"}, {"special", true}}});
+    j["added_tokens"] = json::array({{{"id", 263}, {"content", "<|eot|>"}, {"special", true}},
+                                     {{"id", 264}, {"content", "<s>"}, {"special", true}}});
     j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
     j["decoder"] = {{"type", "ByteLevel"}};
     j["post_processor"] = nullptr;
@@ -102,7 +101,9 @@ TEST(TokenizerBpe, Toy_MergesByRankAndByteLevelRoundTrip) {
     auto ids = tok->encode("a<|eot|> the<s>", false);
     EXPECT_EQ(ids, (std::vector<int32_t>{'a', 263, 258, 264}));
     EXPECT_EQ(tok->decode(ids), "a<|eot|> the<s>");
-    const std::string text = "Gr\xC3\xBC\xC3\x9F" "e\n\n\t 123 \xF0\x9F\x98\x80!";
+    const std::string text =
+        "Gr\xC3\xBC\xC3\x9F"
+        "e\n\n\t 123 \xF0\x9F\x98\x80!";
     EXPECT_EQ(tok->decode(tok->encode(text, false)), text);
     std::string streamed;
     int32_t prev = -1;
@@ -131,7 +132,8 @@ TEST(TokenizerBpe, Toy_SplitDigitsAndPrefixSpaceSteps) {
     j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}};
     EXPECT_EQ(toy(j)->encode("12", false), (std::vector<int32_t>{262}));
     // Split with a literal String pattern (regex metacharacters are escaped).
-    j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", "."}}}, {"behavior", "Isolated"}};
+    j["pre_tokenizer"] = {
+        {"type", "Split"}, {"pattern", {{"String", "."}}}, {"behavior", "Isolated"}};
     EXPECT_EQ(toy(j)->encode("in.in", false), (std::vector<int32_t>{259, '.', 259}));
 }
 
@@ -284,8 +286,8 @@ int check_reference(const Tokenizer& tok, const Reference& ref, const std::strin
 
 Reference load_reference(const std::filesystem::path& wiki, const std::filesystem::path& c4) {
     Reference ref;
-    ref.j = json::parse(read_file(palu::test::source_root() /
-                                  "tests/reference/bpe_smollm2_reference.json"));
+    ref.j = json::parse(
+        read_file(palu::test::source_root() / "tests/reference/bpe_smollm2_reference.json"));
     const std::string raw = read_file(wiki);
     for (size_t pos = 0; pos < raw.size();) {
         size_t nl = raw.find('\n', pos);

@@ -46,8 +46,12 @@ void write_bytes(const std::filesystem::path& p, const std::string& data) {
     f << data;
 }
 
-void put_i32(std::string& s, int32_t v) { s.append(reinterpret_cast<const char*>(&v), 4); }
-void put_f32(std::string& s, float v) { s.append(reinterpret_cast<const char*>(&v), 4); }
+void put_i32(std::string& s, int32_t v) {
+    s.append(reinterpret_cast<const char*>(&v), 4);
+}
+void put_f32(std::string& s, float v) {
+    s.append(reinterpret_cast<const char*>(&v), 4);
+}
 
 /// A toy llama2.c tokenizer: <unk>, <s>, </s>, 256 byte pieces, then `extra` pieces with scores.
 std::filesystem::path write_toy_tok(const std::vector<std::pair<std::string, float>>& extra) {
@@ -110,7 +114,8 @@ TEST(TokenizerLlama2c, TinyStoriesParagraphs_ReproduceGoldenStream_Data) {
 TEST(TokenizerLlama2c, DecodeRoundTrip_Data) {
     PALU_REQUIRE_DATA(tok_path, "models/stories260K/tok512.bin");
     auto tok = load_tokenizer(tok_path);
-    const std::string text = "Once upon a time, Lily saw a big \xC3\xA9l\xC3\xA9phant! \xF0\x9F\x98\x80 ok";
+    const std::string text =
+        "Once upon a time, Lily saw a big \xC3\xA9l\xC3\xA9phant! \xF0\x9F\x98\x80 ok";
     auto ids = tok->encode(text, true);
     ASSERT_FALSE(ids.empty());
     EXPECT_EQ(ids[0], 1);
@@ -125,8 +130,8 @@ TEST(TokenizerLlama2c, DecodeRoundTrip_Data) {
 
 TEST(TokenizerLlama2c, ToyVocab_MergesByBestScoreLeftmostFirst) {
     // Pieces: " " (dummy prefix), "a", "b", "ab" (score 1), "ba" (score 2), " a" (score 0.5).
-    auto path = write_toy_tok({{" ", 0}, {"a", 0}, {"b", 0}, {"ab", 1}, {"ba", 2}, {" a", 0.5f},
-                               {"aa", 1}});
+    auto path = write_toy_tok(
+        {{" ", 0}, {"a", 0}, {"b", 0}, {"ab", 1}, {"ba", 2}, {" a", 0.5f}, {"aa", 1}});
     auto tok = load_tokenizer(path);
     ASSERT_EQ(tok->n_vocab(), 259 + 7);
     const int32_t sp = 259, a = 260, b = 261, ab = 262, ba = 263, spa = 264, aa = 265;

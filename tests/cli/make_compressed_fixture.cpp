@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
         std::vector<palu::pipeline::CompressedLayer> layers(static_cast<size_t>(c.n_layers));
         for (int64_t l = 0; l < c.n_layers; ++l) {
             for (char which : {'k', 'v'}) {
-                const auto proj = which == 'k' ? palu::formats::KvProj::K : palu::formats::KvProj::V;
+                const auto proj =
+                    which == 'k' ? palu::formats::KvProj::K : palu::formats::KvProj::V;
                 const std::string p = palu::formats::kv_proj_prefix(l, proj);
                 const palu::Tensor w = src->load_f32(palu::formats::kv_dense_weight_name(l, proj));
                 palu::RowMatrixXf wm =

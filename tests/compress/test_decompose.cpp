@@ -15,9 +15,9 @@ using namespace palu::compress;
 namespace {
 
 struct Problem {
-    RowMatrixXd x;   // [n_tokens, d] calibration activations
-    RowMatrixXd s;   // [d, d] chol(XᵀX)
-    RowMatrixXd w;   // [m, d]
+    RowMatrixXd x;  // [n_tokens, d] calibration activations
+    RowMatrixXd s;  // [d, d] chol(XᵀX)
+    RowMatrixXd w;  // [m, d]
 };
 
 Problem make_problem(int64_t m, int64_t d, int64_t n_tokens, uint64_t seed) {
@@ -75,8 +75,8 @@ TEST(DecomposeGroup, ErrorNonIncreasingInRank) {
         for (int64_t r = 1; r <= 32; ++r) {
             GroupFactors f = decompose_group(p.w, r, method, &p.s, "g");
             const double act = activation_error(p, f);
-            const double rep = method == DecomposeMethod::Whitened ? f.error.whitened_abs
-                                                                   : f.error.plain_abs;
+            const double rep =
+                method == DecomposeMethod::Whitened ? f.error.whitened_abs : f.error.plain_abs;
             // 1e-9 relative: f64 rounding of the explicit products, not of the method.
             EXPECT_LE(act, prev_act * (1 + 1e-9) + 1e-9) << r;
             EXPECT_LE(rep, prev_rep) << r;
@@ -155,8 +155,8 @@ TEST(DecomposeProjection, GroupsBiasAndFullRankReconstruction) {
         // Truncated: latent h = x·VTᵀ, group g output = h_g·U_gᵀ equals x·(U_g VT_g)ᵀ.
         std::vector<int64_t> ranks(n_groups);
         for (int64_t g = 0; g < n_groups; ++g) ranks[g] = std::max<int64_t>(1, gs * d_head / 2 - g);
-        LowRankKV t = decompose_projection(w, {}, ranks, d_head, gs, DecomposeMethod::Whitened,
-                                           &s, "layer 0 k_proj");
+        LowRankKV t = decompose_projection(w, {}, ranks, d_head, gs, DecomposeMethod::Whitened, &s,
+                                           "layer 0 k_proj");
         EXPECT_TRUE(t.bias.empty());
         for (int64_t g = 0; g < n_groups; ++g) {
             EXPECT_EQ(t.vt.middleRows(t.rank_offset(g), ranks[g]).rows(), ranks[g]);
@@ -164,12 +164,12 @@ TEST(DecomposeProjection, GroupsBiasAndFullRankReconstruction) {
             EXPECT_LT(t.errors[g].whitened_rel, 1.0);
         }
     }
-    EXPECT_THROW(decompose_projection(w, {}, {8, 8}, d_head, 3, DecomposeMethod::Plain, nullptr,
-                                      "l"),
-                 UsageError);
-    EXPECT_THROW(decompose_projection(w, {}, {8, 8, 8}, d_head, 2, DecomposeMethod::Plain,
-                                      nullptr, "l"),
-                 ShapeError);
+    EXPECT_THROW(
+        decompose_projection(w, {}, {8, 8}, d_head, 3, DecomposeMethod::Plain, nullptr, "l"),
+        UsageError);
+    EXPECT_THROW(
+        decompose_projection(w, {}, {8, 8, 8}, d_head, 2, DecomposeMethod::Plain, nullptr, "l"),
+        ShapeError);
 }
 
 TEST(HadamardFusion, F64_ReconstructionPreservedAndLatentRotated) {
@@ -191,8 +191,8 @@ TEST(HadamardFusion, F32_LowRankKVPreservesReconstruction) {
     RowMatrixXd x = test::correlated_activations(300, d, 12);
     RowMatrixXd s = linalg::cholesky(x.transpose() * x, {}, "g").factor;
     RowMatrixXf w = test::random_gaussian(n_kv * d_head, d, 13).cast<float>();
-    LowRankKV kv = decompose_projection(w, {}, {16, 12}, d_head, 2, DecomposeMethod::Whitened, &s,
-                                        "l");
+    LowRankKV kv =
+        decompose_projection(w, {}, {16, 12}, d_head, 2, DecomposeMethod::Whitened, &s, "l");
     const RowMatrixXf before = kv.reconstruct();
     fuse_hadamard(kv, 99);
     ASSERT_EQ(kv.rotations.size(), 2u);
@@ -203,8 +203,8 @@ TEST(HadamardFusion, F32_LowRankKVPreservesReconstruction) {
     EXPECT_LT((kv.reconstruct() - before).norm() / before.norm(), 1e-6);
     EXPECT_THROW(fuse_hadamard(kv, 99), UsageError);
 
-    LowRankKV odd = decompose_projection(w, {}, {10, 6}, d_head, 2, DecomposeMethod::Whitened, &s,
-                                         "l");
+    LowRankKV odd =
+        decompose_projection(w, {}, {10, 6}, d_head, 2, DecomposeMethod::Whitened, &s, "l");
     const RowMatrixXf odd_before = odd.reconstruct();
     fuse_hadamard(odd, 7);
     EXPECT_EQ(odd.rotations[0].kind, linalg::RotationKind::RandomOrthogonal);

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-
 #include <vector>
 
 #include "palu/compress/rank_search.h"
@@ -88,10 +87,13 @@ TEST(RankSearch, Uniform_RoundsHalfToEven) {
     KvShape shape{3, 4, 16};
     RankSearchParams p;
     p.method = RankSearchMethod::Uniform;
-    p.group_size = 2;   // width 32, B = 8
-    for (auto [ratio, expect] : std::vector<std::pair<double, int64_t>>{
-             {0.3, 8}, {0.7, 24}, {0.625, 16} /* 2.5 → 2 */, {0.875, 32} /* 3.5 → 4 */,
-             {0.01, 8} /* max(1, 0) */, {1.0, 32}}) {
+    p.group_size = 2;  // width 32, B = 8
+    for (auto [ratio, expect] : std::vector<std::pair<double, int64_t>>{{0.3, 8},
+                                                                        {0.7, 24},
+                                                                        {0.625, 16} /* 2.5 → 2 */,
+                                                                        {0.875, 32} /* 3.5 → 4 */,
+                                                                        {0.01, 8} /* max(1, 0) */,
+                                                                        {1.0, 32}}) {
         p.ratio = ratio;
         RankPlan plan = search_ranks(shape, nullptr, p);
         for (const auto& l : plan.k_ranks)
@@ -128,8 +130,10 @@ TEST(RankSearch, MeetsBudgetAndRespectsRounding_ManyInputs) {
     for (uint64_t seed = 1; seed <= 20; ++seed) {
         FisherScalars f;
         uint64_t x = seed * 2654435761u;
-        auto next = [&] { x = x * 6364136223846793005ull + 1442695040888963407ull;
-                          return 0.1 + static_cast<double>(x >> 40) / (1ull << 24); };
+        auto next = [&] {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            return 0.1 + static_cast<double>(x >> 40) / (1ull << 24);
+        };
         for (int l = 0; l < 6; ++l) {
             f.k.push_back(next());
             f.v.push_back(next() * 3);

@@ -13,9 +13,16 @@
 using namespace palu;
 
 TEST(DType, ParseAndSize_AllSafetensorsNames) {
-    for (auto [n, sz] : std::vector<std::pair<const char*, size_t>>{
-             {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
-             {"I16", 2}, {"I8", 1}, {"U8", 1}, {"BOOL", 1}}) {
+    for (auto [n, sz] : std::vector<std::pair<const char*, size_t>>{{"F64", 8},
+                                                                    {"F32", 4},
+                                                                    {"F16", 2},
+                                                                    {"BF16", 2},
+                                                                    {"I64", 8},
+                                                                    {"I32", 4},
+                                                                    {"I16", 2},
+                                                                    {"I8", 1},
+                                                                    {"U8", 1},
+                                                                    {"BOOL", 1}}) {
         auto t = parse_dtype(n);
         ASSERT_TRUE(t.has_value()) << n;
         EXPECT_EQ(dtype_size(*t), sz);
@@ -50,7 +57,8 @@ TEST(DType, F16_RoundsHalfToEven) {
 
 TEST(DType, ConvertVectorized_MatchesScalarOnUnalignedBuffers) {
     std::vector<unsigned char> raw(2 * 1000 + 1);
-    for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<unsigned char>((i * 37 + 11) & 0xff);
+    for (size_t i = 0; i < raw.size(); ++i)
+        raw[i] = static_cast<unsigned char>((i * 37 + 11) & 0xff);
     std::vector<float> out(1000);
     convert_to_f32(DType::F16, raw.data() + 1, out.data(), out.size());  // odd address
     for (size_t i = 0; i < out.size(); ++i) {

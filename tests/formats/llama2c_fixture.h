@@ -35,16 +35,22 @@ inline Llama2cFixture make_llama2c_fixture(const formats::Llama2cHeader& h, uint
     const int64_t d_head = dim / h.n_heads, d_kv = d_head * h.n_kv_heads;
     const int64_t n_vocab = h.vocab_size < 0 ? -int64_t(h.vocab_size) : h.vocab_size;
     std::vector<std::pair<std::string, int64_t>> plan = {
-        {"token_embedding", n_vocab * dim}, {"rms_att", L * dim},
-        {"wq", L * dim * dim},              {"wk", L * d_kv * dim},
-        {"wv", L * d_kv * dim},             {"wo", L * dim * dim},
-        {"rms_ffn", L * dim},               {"w1", L * hidden * dim},
-        {"w2", L * dim * hidden},           {"w3", L * hidden * dim},
-        {"rms_final", dim},                 {"freq_cis_real", int64_t(h.seq_len) * d_head / 2},
+        {"token_embedding", n_vocab * dim},
+        {"rms_att", L * dim},
+        {"wq", L * dim * dim},
+        {"wk", L * d_kv * dim},
+        {"wv", L * d_kv * dim},
+        {"wo", L * dim * dim},
+        {"rms_ffn", L * dim},
+        {"w1", L * hidden * dim},
+        {"w2", L * dim * hidden},
+        {"w3", L * hidden * dim},
+        {"rms_final", dim},
+        {"freq_cis_real", int64_t(h.seq_len) * d_head / 2},
         {"freq_cis_imag", int64_t(h.seq_len) * d_head / 2}};
     if (h.vocab_size < 0) plan.push_back({"wcls", n_vocab * dim});
-    int32_t hdr[7] = {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size,
-                      h.seq_len};
+    int32_t hdr[7] = {h.dim,        h.hidden_dim, h.n_layers, h.n_heads,
+                      h.n_kv_heads, h.vocab_size, h.seq_len};
     f.bytes.resize(sizeof(hdr));
     std::memcpy(f.bytes.data(), hdr, sizeof(hdr));
     std::mt19937 rng(seed);

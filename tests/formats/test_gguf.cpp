@@ -7,8 +7,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 
@@ -29,7 +29,8 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::unique_ptr<GgufFile> parse(const std::vector<uint8_t>& bytes, const std::string& name = "t.gguf") {
+std::unique_ptr<GgufFile> parse(const std::vector<uint8_t>& bytes,
+                                const std::string& name = "t.gguf") {
     return GgufFile::open_memory(bytes.data(), bytes.size(), name);
 }
 
@@ -49,7 +50,8 @@ uint32_t f32_bits(float f) {
 
 std::vector<uint8_t> from_hex(const std::string& s) {
     std::vector<uint8_t> out(s.size() / 2);
-    for (size_t i = 0; i < out.size(); ++i) out[i] = uint8_t(std::stoul(s.substr(2 * i, 2), nullptr, 16));
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i] = uint8_t(std::stoul(s.substr(2 * i, 2), nullptr, 16));
     return out;
 }
 
@@ -63,7 +65,13 @@ void put_f16(uint8_t* p, float f) {
 // ---- type table -------------------------------------------------------------------------------
 
 TEST(GgufTypes, BlockAndTypeSizes) {
-    struct Row { GgmlType t; int64_t block; uint64_t size; const char* name; bool deq; };
+    struct Row {
+        GgmlType t;
+        int64_t block;
+        uint64_t size;
+        const char* name;
+        bool deq;
+    };
     for (auto r : std::vector<Row>{{GgmlType::F32, 1, 4, "F32", true},
                                    {GgmlType::F16, 1, 2, "F16", true},
                                    {GgmlType::BF16, 1, 2, "BF16", true},
@@ -150,7 +158,8 @@ TEST(GgufDequant, Q4_K_KnownBlock) {
     put_f16(blk, 0.5f);       // d
     put_f16(blk + 2, 0.25f);  // dmin
     uint8_t sc[8], mn[8];
-    for (int s = 0; s < 8; ++s) sc[s] = uint8_t(s + 1 + (s >= 4 ? 40 : 0)), mn[s] = uint8_t(2 * s + (s >= 4 ? 33 : 0));
+    for (int s = 0; s < 8; ++s)
+        sc[s] = uint8_t(s + 1 + (s >= 4 ? 40 : 0)), mn[s] = uint8_t(2 * s + (s >= 4 ? 33 : 0));
     uint8_t* S = blk + 4;
     for (int s = 0; s < 4; ++s) {
         S[s] = uint8_t((sc[s] & 63) | ((sc[s + 4] >> 4) << 6));
@@ -248,7 +257,8 @@ TEST(GgufDequant, MatchesGgufPy_AllTypes) {
         GgmlType t{};
         bool found = false;
         for (uint32_t id = 0; id < 64; ++id)
-            if (ggml_type_known(id) && type == ggml_type_name(GgmlType(id))) t = GgmlType(id), found = true;
+            if (ggml_type_known(id) && type == ggml_type_name(GgmlType(id)))
+                t = GgmlType(id), found = true;
         ASSERT_TRUE(found) << type;
         const int64_t n = c.at("n");
         const auto bytes = from_hex(c.at("bytes"));
@@ -294,8 +304,8 @@ GgufWriter writer_with_all_value_types(uint32_t version) {
     w.set("t.arr_i32", gguf_i32_array({1, -2, 3}));
     w.set("t.arr_f32", gguf_f32_array({0.5f, -1.25f}));
     w.set("t.arr_empty", gguf_array(GgufValueType::U8, {}));
-    w.set("t.nested", gguf_array(GgufValueType::ARRAY,
-                                 {gguf_i32_array({1, 2}), gguf_i32_array({}), gguf_i32_array({3})}));
+    w.set("t.nested", gguf_array(GgufValueType::ARRAY, {gguf_i32_array({1, 2}), gguf_i32_array({}),
+                                                        gguf_i32_array({3})}));
     return w;
 }
 
@@ -368,7 +378,7 @@ TEST(GgufRoundTrip, Tensors_AllWriterTypes_Aligned) {
         w.set_alignment(alignment);
         w.set("general.architecture", gguf_str("none"));
         const auto v = random_values(64 * 3, 7);
-        const std::vector<GgmlType> types = {GgmlType::F32, GgmlType::F16, GgmlType::BF16,
+        const std::vector<GgmlType> types = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16,
                                              GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1};
         for (auto t : types) w.add_tensor(std::string("w.") + ggml_type_name(t), {64, 3}, t, v);
         w.add_tensor("odd.f32", {3}, GgmlType::F32, {1.0f, 2.0f, 3.0f});
@@ -391,7 +401,8 @@ TEST(GgufRoundTrip, Tensors_AllWriterTypes_Aligned) {
                 const size_t b0 = i / 32 * 32;
                 float amax = 0, lo = v[b0], hi = v[b0];
                 for (size_t j = b0; j < b0 + 32; ++j)
-                    amax = std::max(amax, std::fabs(v[j])), lo = std::min(lo, v[j]), hi = std::max(hi, v[j]);
+                    amax = std::max(amax, std::fabs(v[j])), lo = std::min(lo, v[j]),
+                    hi = std::max(hi, v[j]);
                 float tol = 0;
                 switch (types[k]) {
                     case GgmlType::F32: tol = 0; break;
@@ -400,7 +411,9 @@ TEST(GgufRoundTrip, Tensors_AllWriterTypes_Aligned) {
                     case GgmlType::Q8_0: tol = amax / 127 * 0.5f * 1.01f + amax * 0x1p-11f; break;
                     // q = 16 clamps to 15 for the value opposite the extreme: a full step.
                     case GgmlType::Q4_0: tol = amax / 8 * 1.01f + amax * 0x1p-9f; break;
-                    case GgmlType::Q4_1: tol = (hi - lo) / 15 * 0.5f * 1.01f + (hi - lo + std::fabs(lo)) * 0x1p-10f; break;
+                    case GgmlType::Q4_1:
+                        tol = (hi - lo) / 15 * 0.5f * 1.01f + (hi - lo + std::fabs(lo)) * 0x1p-10f;
+                        break;
                     default: break;
                 }
                 ASSERT_LE(std::fabs(y[i] - v[i]), tol) << "element " << i;
@@ -475,11 +488,31 @@ TEST(GgufRoundTrip, UnsupportedTensorType_DequantizeNamesTensor) {
 namespace {
 
 enum class Corruption {
-    WrongMagic, VersionOne, VersionFour, TruncatedHeader, EmptyFile, TruncatedTensorData,
-    BadAlignment, AlignmentWrongType, TensorOffsetPastEnd, TensorOffsetMisaligned,
-    StringLengthPastEnd, AbsurdArrayCount, AbsurdKeyCount, AbsurdTensorCount, TooManyDims,
-    ZeroDims, UnknownTensorType, UnknownValueType, DuplicateKey, DuplicateTensor,
-    BlockSizeMismatch, DimsOverflow, OverlappingTensors, BadBool, NestedTooDeep,
+    WrongMagic,
+    VersionOne,
+    VersionFour,
+    TruncatedHeader,
+    EmptyFile,
+    TruncatedTensorData,
+    BadAlignment,
+    AlignmentWrongType,
+    TensorOffsetPastEnd,
+    TensorOffsetMisaligned,
+    StringLengthPastEnd,
+    AbsurdArrayCount,
+    AbsurdKeyCount,
+    AbsurdTensorCount,
+    TooManyDims,
+    ZeroDims,
+    UnknownTensorType,
+    UnknownValueType,
+    DuplicateKey,
+    DuplicateTensor,
+    BlockSizeMismatch,
+    DimsOverflow,
+    OverlappingTensors,
+    BadBool,
+    NestedTooDeep,
     NegativeDim,
 };
 
@@ -489,7 +522,9 @@ struct CorruptionCase {
     std::vector<std::string> substrings;  // the error message must contain each
 };
 // Readable (and stable) parameter names in test listings.
-void PrintTo(const CorruptionCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const CorruptionCase& c, std::ostream* os) {
+    *os << c.name;
+}
 
 // A valid file with one tensor whose data ends exactly at the end of the file.
 std::vector<uint8_t> valid_bytes() {
@@ -542,14 +577,15 @@ std::vector<uint8_t> make_corrupt(Corruption c) {
             g.header(3, 0, 1).put<uint64_t>(1000).zeros(20);
             return g.b;
         case Corruption::AbsurdArrayCount:
-            g.header(3, 0, 1).str("arr").put<uint32_t>(9).put<uint32_t>(5).put<uint64_t>(1ull << 60).zeros(16);
+            g.header(3, 0, 1)
+                .str("arr")
+                .put<uint32_t>(9)
+                .put<uint32_t>(5)
+                .put<uint64_t>(1ull << 60)
+                .zeros(16);
             return g.b;
-        case Corruption::AbsurdKeyCount:
-            g.header(3, 0, 1ull << 62).zeros(64);
-            return g.b;
-        case Corruption::AbsurdTensorCount:
-            g.header(3, 1ull << 62, 0).zeros(64);
-            return g.b;
+        case Corruption::AbsurdKeyCount: g.header(3, 0, 1ull << 62).zeros(64); return g.b;
+        case Corruption::AbsurdTensorCount: g.header(3, 1ull << 62, 0).zeros(64); return g.b;
         case Corruption::TooManyDims:
             g.header(3, 1, 0).tensor("w", {1, 1, 1, 1, 8}, 0, 0).pad_to(32).zeros(32);
             return g.b;
@@ -562,9 +598,7 @@ std::vector<uint8_t> make_corrupt(Corruption c) {
         case Corruption::UnknownValueType:
             g.header(3, 0, 1).str("k").put<uint32_t>(13).put<uint32_t>(0);
             return g.b;
-        case Corruption::DuplicateKey:
-            g.header(3, 0, 2).kv_u32("k", 1).kv_u32("k", 2);
-            return g.b;
+        case Corruption::DuplicateKey: g.header(3, 0, 2).kv_u32("k", 1).kv_u32("k", 2); return g.b;
         case Corruption::DuplicateTensor:
             g.header(3, 2, 0).tensor("w", {8}, 0, 0).tensor("w", {8}, 0, 32).pad_to(32).zeros(64);
             return g.b;
@@ -572,7 +606,10 @@ std::vector<uint8_t> make_corrupt(Corruption c) {
             g.header(3, 1, 0).tensor("w", {33}, 2, 0).pad_to(32).zeros(64);
             return g.b;
         case Corruption::DimsOverflow:
-            g.header(3, 1, 0).tensor("w", {1ull << 32, 1ull << 32, 1ull << 32}, 0, 0).pad_to(32).zeros(32);
+            g.header(3, 1, 0)
+                .tensor("w", {1ull << 32, 1ull << 32, 1ull << 32}, 0, 0)
+                .pad_to(32)
+                .zeros(32);
             return g.b;
         case Corruption::NegativeDim:
             g.header(3, 1, 0).tensor("w", {~0ull}, 0, 0).pad_to(32).zeros(32);
@@ -611,32 +648,76 @@ TEST_P(GgufCorruption, ThrowsFormatErrorNamingFileAndField) {
 INSTANTIATE_TEST_SUITE_P(
     All, GgufCorruption,
     ::testing::Values(
-        CorruptionCase{Corruption::WrongMagic, "WrongMagic", {"bad magic", "expected 'GGUF'", "got 58 47 55 46"}},
-        CorruptionCase{Corruption::VersionOne, "VersionOne", {"unsupported GGUF version", "expected 2 or 3, got 1", "hint"}},
-        CorruptionCase{Corruption::VersionFour, "VersionFour", {"unsupported GGUF version", "got 4"}},
-        CorruptionCase{Corruption::TruncatedHeader, "TruncatedHeader", {"truncated header", "metadata key 'key' needs 4 bytes at offset 39", "got 2 bytes left"}},
-        CorruptionCase{Corruption::EmptyFile, "EmptyFile", {"truncated header", "magic needs 4 bytes", "got 0 bytes left"}},
-        CorruptionCase{Corruption::TruncatedTensorData, "TruncatedTensorData", {"tensor 'a.weight' data [0, 32)", "data section of 28 bytes", "incomplete download"}},
-        CorruptionCase{Corruption::BadAlignment, "BadAlignment", {"general.alignment", "expected a power of two, got 24"}},
-        CorruptionCase{Corruption::AlignmentWrongType, "AlignmentWrongType", {"general.alignment", "expected type u32, got u64"}},
-        CorruptionCase{Corruption::TensorOffsetPastEnd, "TensorOffsetPastEnd", {"tensor 'w' data [64, 96)", "data section of 32 bytes"}},
-        CorruptionCase{Corruption::TensorOffsetMisaligned, "TensorOffsetMisaligned", {"tensor 'w' offset", "multiple of the alignment 32, got 4"}},
-        CorruptionCase{Corruption::StringLengthPastEnd, "StringLengthPastEnd", {"metadata key #0 length", "expected <= 20", "got 1000"}},
-        CorruptionCase{Corruption::AbsurdArrayCount, "AbsurdArrayCount", {"metadata key 'arr' array count", "got 1152921504606846976"}},
-        CorruptionCase{Corruption::AbsurdKeyCount, "AbsurdKeyCount", {"metadata key count", "got 4611686018427387904"}},
-        CorruptionCase{Corruption::AbsurdTensorCount, "AbsurdTensorCount", {"tensor count", "got 4611686018427387904"}},
-        CorruptionCase{Corruption::TooManyDims, "TooManyDims", {"tensor 'w' n_dims", "expected 1..4, got 5"}},
+        CorruptionCase{Corruption::WrongMagic,
+                       "WrongMagic",
+                       {"bad magic", "expected 'GGUF'", "got 58 47 55 46"}},
+        CorruptionCase{Corruption::VersionOne,
+                       "VersionOne",
+                       {"unsupported GGUF version", "expected 2 or 3, got 1", "hint"}},
+        CorruptionCase{
+            Corruption::VersionFour, "VersionFour", {"unsupported GGUF version", "got 4"}},
+        CorruptionCase{Corruption::TruncatedHeader,
+                       "TruncatedHeader",
+                       {"truncated header", "metadata key 'key' needs 4 bytes at offset 39",
+                        "got 2 bytes left"}},
+        CorruptionCase{Corruption::EmptyFile,
+                       "EmptyFile",
+                       {"truncated header", "magic needs 4 bytes", "got 0 bytes left"}},
+        CorruptionCase{
+            Corruption::TruncatedTensorData,
+            "TruncatedTensorData",
+            {"tensor 'a.weight' data [0, 32)", "data section of 28 bytes", "incomplete download"}},
+        CorruptionCase{Corruption::BadAlignment,
+                       "BadAlignment",
+                       {"general.alignment", "expected a power of two, got 24"}},
+        CorruptionCase{Corruption::AlignmentWrongType,
+                       "AlignmentWrongType",
+                       {"general.alignment", "expected type u32, got u64"}},
+        CorruptionCase{Corruption::TensorOffsetPastEnd,
+                       "TensorOffsetPastEnd",
+                       {"tensor 'w' data [64, 96)", "data section of 32 bytes"}},
+        CorruptionCase{Corruption::TensorOffsetMisaligned,
+                       "TensorOffsetMisaligned",
+                       {"tensor 'w' offset", "multiple of the alignment 32, got 4"}},
+        CorruptionCase{Corruption::StringLengthPastEnd,
+                       "StringLengthPastEnd",
+                       {"metadata key #0 length", "expected <= 20", "got 1000"}},
+        CorruptionCase{Corruption::AbsurdArrayCount,
+                       "AbsurdArrayCount",
+                       {"metadata key 'arr' array count", "got 1152921504606846976"}},
+        CorruptionCase{Corruption::AbsurdKeyCount,
+                       "AbsurdKeyCount",
+                       {"metadata key count", "got 4611686018427387904"}},
+        CorruptionCase{Corruption::AbsurdTensorCount,
+                       "AbsurdTensorCount",
+                       {"tensor count", "got 4611686018427387904"}},
+        CorruptionCase{
+            Corruption::TooManyDims, "TooManyDims", {"tensor 'w' n_dims", "expected 1..4, got 5"}},
         CorruptionCase{Corruption::ZeroDims, "ZeroDims", {"tensor 'w' n_dims", "got 0"}},
-        CorruptionCase{Corruption::UnknownTensorType, "UnknownTensorType", {"tensor 'w' type", "known ggml type", "got 200"}},
-        CorruptionCase{Corruption::UnknownValueType, "UnknownValueType", {"metadata key 'k' value type", "expected 0..12, got 13"}},
+        CorruptionCase{Corruption::UnknownTensorType,
+                       "UnknownTensorType",
+                       {"tensor 'w' type", "known ggml type", "got 200"}},
+        CorruptionCase{Corruption::UnknownValueType,
+                       "UnknownValueType",
+                       {"metadata key 'k' value type", "expected 0..12, got 13"}},
         CorruptionCase{Corruption::DuplicateKey, "DuplicateKey", {"metadata key 'k'", "duplicate"}},
         CorruptionCase{Corruption::DuplicateTensor, "DuplicateTensor", {"tensor 'w'", "duplicate"}},
-        CorruptionCase{Corruption::BlockSizeMismatch, "BlockSizeMismatch", {"tensor 'w'", "Q4_0", "multiple of the block size 32, got 33"}},
+        CorruptionCase{Corruption::BlockSizeMismatch,
+                       "BlockSizeMismatch",
+                       {"tensor 'w'", "Q4_0", "multiple of the block size 32, got 33"}},
         CorruptionCase{Corruption::DimsOverflow, "DimsOverflow", {"tensor 'w'", "overflows"}},
-        CorruptionCase{Corruption::NegativeDim, "NegativeDim", {"tensor 'w' ne[0]", "got 18446744073709551615"}},
-        CorruptionCase{Corruption::OverlappingTensors, "OverlappingTensors", {"tensor 'v'", "overlap", "'w' ending at 64"}},
-        CorruptionCase{Corruption::BadBool, "BadBool", {"metadata key 'flag'", "expected a bool (0 or 1), got 2"}},
-        CorruptionCase{Corruption::NestedTooDeep, "NestedTooDeep", {"metadata key 'deep'", "nested at most 8"}}),
+        CorruptionCase{Corruption::NegativeDim,
+                       "NegativeDim",
+                       {"tensor 'w' ne[0]", "got 18446744073709551615"}},
+        CorruptionCase{Corruption::OverlappingTensors,
+                       "OverlappingTensors",
+                       {"tensor 'v'", "overlap", "'w' ending at 64"}},
+        CorruptionCase{Corruption::BadBool,
+                       "BadBool",
+                       {"metadata key 'flag'", "expected a bool (0 or 1), got 2"}},
+        CorruptionCase{Corruption::NestedTooDeep,
+                       "NestedTooDeep",
+                       {"metadata key 'deep'", "nested at most 8"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(GgufCorruptionFile, MissingAndDirectory_IoError) {
@@ -680,8 +761,8 @@ std::vector<float> llama_cpp_permute(const std::vector<float>& w, int64_t rows, 
     const int64_t half = rows / n_head / 2;
     std::vector<float> out(w.size());
     int64_t dst_row = 0;
-    for (int64_t h = 0; h < n_head; ++h)          // axis 0
-        for (int64_t i = 0; i < half; ++i)        // axis 1 after the swap (was axis 2)
+    for (int64_t h = 0; h < n_head; ++h)                  // axis 0
+        for (int64_t i = 0; i < half; ++i)                // axis 1 after the swap (was axis 2)
             for (int64_t j = 0; j < 2; ++j, ++dst_row) {  // axis 2 after the swap (was axis 1)
                 const int64_t src_row = (h * 2 + j) * half + i;
                 std::copy(w.begin() + src_row * cols, w.begin() + (src_row + 1) * cols,
@@ -725,7 +806,8 @@ std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> write
         // What the reader must give back: the HF values after the storage type's rounding.
         if (type != GgmlType::F32) {
             GgufWriter one;
-            one.add_tensor("x", std::vector<int64_t>(hf_shape.rbegin(), hf_shape.rend()), type, stored);
+            one.add_tensor("x", std::vector<int64_t>(hf_shape.rbegin(), hf_shape.rend()), type,
+                           stored);
             auto g = parse(one.to_bytes());
             auto deq = g->dequantize(g->tensor_infos()[0]);
             v = std::vector<float>(deq.size());
@@ -745,16 +827,24 @@ std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> write
         const std::string g = "blk." + std::to_string(l) + ".";
         const std::string h = "model.layers." + std::to_string(l) + ".";
         add(g + "attn_norm.weight", h + "input_layernorm.weight", {c.d_model}, 0, GgmlType::F32);
-        add(g + "attn_q.weight", h + "self_attn.q_proj.weight", {c.n_heads * c.d_head, c.d_model}, c.n_heads, wt);
-        add(g + "attn_k.weight", h + "self_attn.k_proj.weight", {c.n_kv_heads * c.d_head, c.d_model}, c.n_kv_heads, wt);
-        add(g + "attn_v.weight", h + "self_attn.v_proj.weight", {c.n_kv_heads * c.d_head, c.d_model}, 0, wt);
+        add(g + "attn_q.weight", h + "self_attn.q_proj.weight", {c.n_heads * c.d_head, c.d_model},
+            c.n_heads, wt);
+        add(g + "attn_k.weight", h + "self_attn.k_proj.weight",
+            {c.n_kv_heads * c.d_head, c.d_model}, c.n_kv_heads, wt);
+        add(g + "attn_v.weight", h + "self_attn.v_proj.weight",
+            {c.n_kv_heads * c.d_head, c.d_model}, 0, wt);
         if (c.qkv_bias) {
-            add(g + "attn_q.bias", h + "self_attn.q_proj.bias", {c.n_heads * c.d_head}, c.n_heads, GgmlType::F32);
-            add(g + "attn_k.bias", h + "self_attn.k_proj.bias", {c.n_kv_heads * c.d_head}, c.n_kv_heads, GgmlType::F32);
-            add(g + "attn_v.bias", h + "self_attn.v_proj.bias", {c.n_kv_heads * c.d_head}, 0, GgmlType::F32);
+            add(g + "attn_q.bias", h + "self_attn.q_proj.bias", {c.n_heads * c.d_head}, c.n_heads,
+                GgmlType::F32);
+            add(g + "attn_k.bias", h + "self_attn.k_proj.bias", {c.n_kv_heads * c.d_head},
+                c.n_kv_heads, GgmlType::F32);
+            add(g + "attn_v.bias", h + "self_attn.v_proj.bias", {c.n_kv_heads * c.d_head}, 0,
+                GgmlType::F32);
         }
-        add(g + "attn_output.weight", h + "self_attn.o_proj.weight", {c.d_model, c.n_heads * c.d_head}, 0, wt);
-        add(g + "ffn_norm.weight", h + "post_attention_layernorm.weight", {c.d_model}, 0, GgmlType::F32);
+        add(g + "attn_output.weight", h + "self_attn.o_proj.weight",
+            {c.d_model, c.n_heads * c.d_head}, 0, wt);
+        add(g + "ffn_norm.weight", h + "post_attention_layernorm.weight", {c.d_model}, 0,
+            GgmlType::F32);
         add(g + "ffn_gate.weight", h + "mlp.gate_proj.weight", {c.d_ff, c.d_model}, 0, wt);
         add(g + "ffn_up.weight", h + "mlp.up_proj.weight", {c.d_ff, c.d_model}, 0, wt);
         add(g + "ffn_down.weight", h + "mlp.down_proj.weight", {c.d_model, c.d_ff}, 0, wt);
@@ -777,14 +867,16 @@ TEST(GgufNames, GgufToHf) {
     EXPECT_EQ(gguf_to_hf_name("blk.12.attn_q.weight"), "model.layers.12.self_attn.q_proj.weight");
     EXPECT_EQ(gguf_to_hf_name("blk.3.attn_k.bias"), "model.layers.3.self_attn.k_proj.bias");
     EXPECT_EQ(gguf_to_hf_name("blk.3.attn_v.weight"), "model.layers.3.self_attn.v_proj.weight");
-    EXPECT_EQ(gguf_to_hf_name("blk.3.attn_output.weight"), "model.layers.3.self_attn.o_proj.weight");
-    EXPECT_EQ(gguf_to_hf_name("blk.29.ffn_norm.weight"), "model.layers.29.post_attention_layernorm.weight");
+    EXPECT_EQ(gguf_to_hf_name("blk.3.attn_output.weight"),
+              "model.layers.3.self_attn.o_proj.weight");
+    EXPECT_EQ(gguf_to_hf_name("blk.29.ffn_norm.weight"),
+              "model.layers.29.post_attention_layernorm.weight");
     EXPECT_EQ(gguf_to_hf_name("blk.1.ffn_gate.weight"), "model.layers.1.mlp.gate_proj.weight");
     EXPECT_EQ(gguf_to_hf_name("blk.1.ffn_up.weight"), "model.layers.1.mlp.up_proj.weight");
     EXPECT_EQ(gguf_to_hf_name("blk.1.ffn_down.weight"), "model.layers.1.mlp.down_proj.weight");
-    for (const char* bad : {"rope_freqs.weight", "blk.x.attn_q.weight", "blk..attn_q.weight",
-                            "blk.01.attn_q.weight", "blk.1.attn_q", "blk.1.attn_qq.weight",
-                            "token_embd", "output.weight.x", "blk.1", ""})
+    for (const char* bad :
+         {"rope_freqs.weight", "blk.x.attn_q.weight", "blk..attn_q.weight", "blk.01.attn_q.weight",
+          "blk.1.attn_q", "blk.1.attn_qq.weight", "token_embd", "output.weight.x", "blk.1", ""})
         EXPECT_FALSE(gguf_to_hf_name(bad).has_value()) << bad;
 }
 
@@ -1018,7 +1110,9 @@ const char* value_type_py_name(GgufValueType t) {
     return "?";
 }
 
-bool is_float(GgufValueType t) { return t == GgufValueType::F32 || t == GgufValueType::F64; }
+bool is_float(GgufValueType t) {
+    return t == GgufValueType::F32 || t == GgufValueType::F64;
+}
 bool is_signed(GgufValueType t) {
     return t == GgufValueType::I8 || t == GgufValueType::I16 || t == GgufValueType::I32 ||
            t == GgufValueType::I64;
@@ -1096,13 +1190,13 @@ TEST(GgufReference, SmolLM2_MatchesGgufPy) {
                 expect_scalar_eq(key, v.array.front(), e.at("first"));
                 expect_scalar_eq(key, v.array.back(), e.at("last"));
                 const auto cb = canonical_bytes(v);
-                EXPECT_EQ(sha256_hex(std::string_view(reinterpret_cast<const char*>(cb.data()), cb.size())),
+                EXPECT_EQ(sha256_hex(std::string_view(reinterpret_cast<const char*>(cb.data()),
+                                                      cb.size())),
                           e.at("sha256").get<std::string>());
             }
         } else if (e.contains("sha256")) {
             EXPECT_EQ(v.s.size(), e.at("length").get<size_t>());
-            EXPECT_EQ(sha256_hex(v.s),
-                      e.at("sha256").get<std::string>());
+            EXPECT_EQ(sha256_hex(v.s), e.at("sha256").get<std::string>());
         } else {
             expect_scalar_eq(key, v, e.at("value"));
         }
@@ -1122,12 +1216,14 @@ TEST(GgufReference, SmolLM2_MatchesGgufPy) {
         EXPECT_EQ(t.offset, e.at("offset").get<uint64_t>());
         EXPECT_EQ(t.n_bytes, e.at("n_bytes").get<uint64_t>());
         const auto y = f->dequantize(t);
-        EXPECT_EQ(sha256_hex(std::string_view(reinterpret_cast<const char*>(y.data()), y.size() * 4)),
-                  e.at("f32_sha256").get<std::string>());
+        EXPECT_EQ(
+            sha256_hex(std::string_view(reinterpret_cast<const char*>(y.data()), y.size() * 4)),
+            e.at("f32_sha256").get<std::string>());
         ++n_checked_by_type[ggml_type_name(t.type)];
     }
     // The file holds F32 norms, a Q8_0 embedding and Q4_1 projections.
-    EXPECT_EQ(n_checked_by_type, (std::map<std::string, int>{{"F32", 61}, {"Q4_1", 210}, {"Q8_0", 1}}));
+    EXPECT_EQ(n_checked_by_type,
+              (std::map<std::string, int>{{"F32", 61}, {"Q4_1", 210}, {"Q8_0", 1}}));
 }
 
 // ---- fuzz seed corpus (tests/fuzz/corpus/gguf) --------------------------------------------------
@@ -1144,8 +1240,8 @@ std::map<std::string, std::vector<uint8_t>> fuzz_seeds() {
         GgufWriter w;
         w.set_alignment(64);
         const auto v = random_values(64, 11);
-        for (auto t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
-                       GgmlType::Q4_0, GgmlType::Q4_1})
+        for (auto t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                       GgmlType::Q4_1})
             w.add_tensor(std::string("t.") + ggml_type_name(t), {32, 2}, t, v);
         seeds["tensors_writer_types.gguf"] = w.to_bytes();
     }

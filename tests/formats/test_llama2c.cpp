@@ -4,11 +4,11 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
-#include <tuple>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "llama2c_fixture.h"
@@ -51,7 +51,8 @@ void rope_rotate_half(std::vector<float>& x, int64_t d_head, int pos) {
         }
 }
 
-std::vector<float> matvec(const float* w, int64_t n_out, int64_t n_in, const std::vector<float>& x) {
+std::vector<float> matvec(const float* w, int64_t n_out, int64_t n_in,
+                          const std::vector<float>& x) {
     std::vector<float> y(size_t(n_out), 0.0f);
     for (int64_t r = 0; r < n_out; ++r) {
         double acc = 0;
@@ -109,8 +110,10 @@ TEST(Llama2c, SyntheticTied_HfNamesShapesAndValues) {
         expect_tensor(p + "mlp.gate_proj.weight", {24, 16}, slice(s.at("w1"), l * 384, 384));
         expect_tensor(p + "mlp.down_proj.weight", {16, 24}, slice(s.at("w2"), l * 384, 384));
         expect_tensor(p + "mlp.up_proj.weight", {24, 16}, slice(s.at("w3"), l * 384, 384));
-        EXPECT_EQ(m->load_f32(p + "self_attn.q_proj.weight").shape(), (std::vector<int64_t>{16, 16}));
-        EXPECT_EQ(m->load_f32(p + "self_attn.k_proj.weight").shape(), (std::vector<int64_t>{8, 16}));
+        EXPECT_EQ(m->load_f32(p + "self_attn.q_proj.weight").shape(),
+                  (std::vector<int64_t>{16, 16}));
+        EXPECT_EQ(m->load_f32(p + "self_attn.k_proj.weight").shape(),
+                  (std::vector<int64_t>{8, 16}));
     }
 }
 
@@ -134,8 +137,8 @@ TEST(Llama2c, QkRows_AreRotateHalfPermutationOfInterleaved) {
     for (int l = 0; l < 2; ++l) {
         for (auto [proj, sec, n_heads] :
              {std::tuple{"q_proj", "wq", int64_t(4)}, std::tuple{"k_proj", "wk", int64_t(2)}}) {
-            Tensor t = m->load_f32("model.layers." + std::to_string(l) + ".self_attn." + proj +
-                                   ".weight");
+            Tensor t =
+                m->load_f32("model.layers." + std::to_string(l) + ".self_attn." + proj + ".weight");
             const auto& orig = fx.sections.at(sec);
             const int64_t layer_off = l * n_heads * d_head * dim;
             for (int64_t hd = 0; hd < n_heads; ++hd)
@@ -163,7 +166,8 @@ TEST(Llama2c, AttentionScores_SameUnderBothRopeConventions) {
     const float* wk_l2c = fx.sections.at("wk").data() + n_kv * d_head * dim;
     for (auto [pq, pk] : {std::pair{5, 2}, std::pair{7, 0}, std::pair{3, 3}}) {
         auto q1 = matvec(wq_l2c, dim, dim, x), k1 = matvec(wk_l2c, n_kv * d_head, dim, x);
-        auto q2 = matvec(wq_hf.data(), dim, dim, x), k2 = matvec(wk_hf.data(), n_kv * d_head, dim, x);
+        auto q2 = matvec(wq_hf.data(), dim, dim, x),
+             k2 = matvec(wk_hf.data(), n_kv * d_head, dim, x);
         rope_interleaved(q1, d_head, pq);
         rope_interleaved(k1, d_head, pk);
         rope_rotate_half(q2, d_head, pq);
@@ -198,7 +202,8 @@ TEST(Llama2c, OpenFromFile_EqualsFromBytes) {
     auto b = Llama2cModel::from_bytes(fx.bytes, "m.bin");
     EXPECT_EQ(a->path(), (dir / "m.bin").string());
     ASSERT_EQ(a->tensors().size(), b->tensors().size());
-    for (const auto& ti : a->tensors()) EXPECT_EQ(a->load_f32(ti.name).vec(), b->load_f32(ti.name).vec());
+    for (const auto& ti : a->tensors())
+        EXPECT_EQ(a->load_f32(ti.name).vec(), b->load_f32(ti.name).vec());
 }
 
 TEST(Llama2c, MissingFileAndTensor_Errors) {
@@ -222,7 +227,9 @@ struct Llama2cCorruptionCase {
     std::vector<std::string> must_contain;
 };
 
-void set_field(std::vector<uint8_t>& b, int field, int32_t v) { std::memcpy(b.data() + 4 * field, &v, 4); }
+void set_field(std::vector<uint8_t>& b, int field, int32_t v) {
+    std::memcpy(b.data() + 4 * field, &v, 4);
+}
 
 class Llama2cCorruption : public ::testing::TestWithParam<Llama2cCorruptionCase> {};
 
@@ -254,41 +261,55 @@ TEST_P(Llama2cCorruption, ThrowsFormatErrorNamingTheProblem) {
 INSTANTIATE_TEST_SUITE_P(
     Llama2c, Llama2cCorruption,
     ::testing::Values(
-        Llama2cCorruptionCase{"truncated_tail", [](auto& b) { b.resize(b.size() - 100); },
-                              {"truncated", "expected 17884 bytes, got 17784", "100 bytes missing",
-                               "'freq_cis_real' [8,2] at bytes [17756, 17820) is cut", "incomplete download"}},
-        Llama2cCorruptionCase{"truncated_in_wq", [](auto& b) { b.resize(3000); },
-                              {"14884 bytes missing", "section 'wq' [2,16,16] at bytes [2204, 4252)"}},
-        Llama2cCorruptionCase{"header_only", [](auto& b) { b.resize(28); },
+        Llama2cCorruptionCase{
+            "truncated_tail",
+            [](auto& b) { b.resize(b.size() - 100); },
+            {"truncated", "expected 17884 bytes, got 17784", "100 bytes missing",
+             "'freq_cis_real' [8,2] at bytes [17756, 17820) is cut", "incomplete download"}},
+        Llama2cCorruptionCase{
+            "truncated_in_wq",
+            [](auto& b) { b.resize(3000); },
+            {"14884 bytes missing", "section 'wq' [2,16,16] at bytes [2204, 4252)"}},
+        Llama2cCorruptionCase{"header_only",
+                              [](auto& b) { b.resize(28); },
                               {"17856 bytes missing", "'token_embedding'"}},
-        Llama2cCorruptionCase{"shorter_than_header", [](auto& b) { b.resize(10); },
+        Llama2cCorruptionCase{"shorter_than_header",
+                              [](auto& b) { b.resize(10); },
                               {"too small", "at least 28", "got 10"}},
         Llama2cCorruptionCase{"empty", [](auto& b) { b.clear(); }, {"too small", "got 0"}},
-        Llama2cCorruptionCase{"trailing_bytes", [](auto& b) { b.resize(b.size() + 12, 0); },
+        Llama2cCorruptionCase{"trailing_bytes",
+                              [](auto& b) { b.resize(b.size() + 12, 0); },
                               {"expected 17884 bytes, got 17896", "12 trailing bytes"}},
-        Llama2cCorruptionCase{"zero_dim", [](auto& b) { set_field(b, 0, 0); },
-                              {"field dim", "got 0"}},
-        Llama2cCorruptionCase{"negative_layers", [](auto& b) { set_field(b, 2, -3); },
-                              {"field n_layers", "got -3"}},
-        Llama2cCorruptionCase{"zero_hidden", [](auto& b) { set_field(b, 1, 0); },
-                              {"field hidden_dim", "got 0"}},
-        Llama2cCorruptionCase{"zero_vocab", [](auto& b) { set_field(b, 5, 0); },
-                              {"field |vocab_size|", "got 0"}},
-        Llama2cCorruptionCase{"int_min_vocab", [](auto& b) { set_field(b, 5, INT32_MIN); },
+        Llama2cCorruptionCase{
+            "zero_dim", [](auto& b) { set_field(b, 0, 0); }, {"field dim", "got 0"}},
+        Llama2cCorruptionCase{
+            "negative_layers", [](auto& b) { set_field(b, 2, -3); }, {"field n_layers", "got -3"}},
+        Llama2cCorruptionCase{
+            "zero_hidden", [](auto& b) { set_field(b, 1, 0); }, {"field hidden_dim", "got 0"}},
+        Llama2cCorruptionCase{
+            "zero_vocab", [](auto& b) { set_field(b, 5, 0); }, {"field |vocab_size|", "got 0"}},
+        Llama2cCorruptionCase{"int_min_vocab",
+                              [](auto& b) { set_field(b, 5, INT32_MIN); },
                               {"field |vocab_size|", "got 2147483648"}},
-        Llama2cCorruptionCase{"negative_seq_len", [](auto& b) { set_field(b, 6, -1); },
-                              {"field seq_len", "got -1"}},
-        Llama2cCorruptionCase{"heads_not_dividing_dim", [](auto& b) { set_field(b, 3, 3); },
+        Llama2cCorruptionCase{
+            "negative_seq_len", [](auto& b) { set_field(b, 6, -1); }, {"field seq_len", "got -1"}},
+        Llama2cCorruptionCase{"heads_not_dividing_dim",
+                              [](auto& b) { set_field(b, 3, 3); },
                               {"dim=16 is not a multiple of n_heads=3"}},
-        Llama2cCorruptionCase{"kv_heads_not_dividing_heads", [](auto& b) { set_field(b, 4, 3); },
+        Llama2cCorruptionCase{"kv_heads_not_dividing_heads",
+                              [](auto& b) { set_field(b, 4, 3); },
                               {"n_heads=4 is not a multiple of n_kv_heads=3"}},
-        Llama2cCorruptionCase{"kv_heads_above_heads", [](auto& b) { set_field(b, 4, 8); },
+        Llama2cCorruptionCase{"kv_heads_above_heads",
+                              [](auto& b) { set_field(b, 4, 8); },
                               {"field n_kv_heads", "expected 1..4, got 8"}},
-        Llama2cCorruptionCase{"odd_head_size", [](auto& b) { set_field(b, 3, 16); },
+        Llama2cCorruptionCase{"odd_head_size",
+                              [](auto& b) { set_field(b, 3, 16); },
                               {"head size dim/n_heads=1 must be even"}},
-        Llama2cCorruptionCase{"huge_dim", [](auto& b) { set_field(b, 0, 1 << 20); },
+        Llama2cCorruptionCase{"huge_dim",
+                              [](auto& b) { set_field(b, 0, 1 << 20); },
                               {"field dim", "expected 1..65536, got 1048576"}},
-        Llama2cCorruptionCase{"huge_all", [](auto& b) {
+        Llama2cCorruptionCase{"huge_all",
+                              [](auto& b) {
                                   set_field(b, 0, 65536);
                                   set_field(b, 1, 1 << 20);
                                   set_field(b, 2, 1024);
@@ -296,10 +317,13 @@ INSTANTIATE_TEST_SUITE_P(
                                   set_field(b, 6, 1 << 22);
                               },
                               {"truncated", "bytes missing", "dim=65536"}},
-        Llama2cCorruptionCase{"huge_layers", [](auto& b) { set_field(b, 2, 100000); },
+        Llama2cCorruptionCase{"huge_layers",
+                              [](auto& b) { set_field(b, 2, 100000); },
                               {"field n_layers", "expected 1..1024, got 100000"}},
-        Llama2cCorruptionCase{"v1_magic", [](auto& b) {
-                                  set_field(b, 0, 0x616b3432);  // uint32 "ak42" as export.py writes it
+        Llama2cCorruptionCase{"v1_magic",
+                              [](auto& b) {
+                                  set_field(b, 0,
+                                            0x616b3432);  // uint32 "ak42" as export.py writes it
                                   set_field(b, 1, 1);
                               },
                               {"export version 1", "legacy v0", "--version 0"}}),

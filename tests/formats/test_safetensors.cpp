@@ -364,15 +364,33 @@ namespace {
 
 const char* corruption_name(Corruption c) {
     switch (c) {
+        // clang-format off (a macro list clang-format 14 does not format stably)
 #define C(x) \
     case Corruption::x: return #x;
         C(HeaderTooSmall)
-        C(HeaderTooLarge) C(HeaderPastEof) C(NotJson) C(NotObject) C(DuplicateName) C(UnknownDtype)
-            C(MissingField) C(NegativeDim) C(ShapeOverflow) C(BadMetadata) C(SizeMismatch)
-                C(OffsetOverlap) C(OffsetGap) C(OffsetPastEnd) C(IncompleteBuffer) C(Truncated)
-                    C(ShardMissing) C(ShardTensorMissing) C(TensorInTwoShards) C(IndexNotJson)
-                        C(DeepNesting)
+        C(HeaderTooLarge)
+        C(HeaderPastEof)
+        C(NotJson)
+        C(NotObject)
+        C(DuplicateName)
+        C(UnknownDtype)
+        C(MissingField)
+        C(NegativeDim)
+        C(ShapeOverflow)
+        C(BadMetadata)
+        C(SizeMismatch)
+        C(OffsetOverlap)
+        C(OffsetGap)
+        C(OffsetPastEnd)
+        C(IncompleteBuffer)
+        C(Truncated)
+        C(ShardMissing)
+        C(ShardTensorMissing)
+        C(TensorInTwoShards)
+        C(IndexNotJson)
+        C(DeepNesting)
 #undef C
+        // clang-format on
     }
     return "?";
 }

@@ -5,12 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -82,7 +82,8 @@ TEST(Hdf5Stats, RoundTrip_ValuesBitIdenticalAndAttributes) {
     // A Gram-like f64 matrix with awkward values, an f32 Fisher block, a scalar, an empty and a
     // rank-3 array.
     std::vector<double> gram(64 * 64);
-    for (size_t i = 0; i < gram.size(); ++i) gram[i] = std::sin(double(i)) * std::exp(double(i % 7) * 50);
+    for (size_t i = 0; i < gram.size(); ++i)
+        gram[i] = std::sin(double(i)) * std::exp(double(i % 7) * 50);
     gram[1] = -0.0;
     gram[2] = std::numeric_limits<double>::denorm_min();
     gram[3] = std::numeric_limits<double>::infinity();
@@ -169,9 +170,11 @@ TEST(Hdf5Stats, Compression_ShuffleAndDeflateOnChunkedDatasets) {
     unsigned flags = 0, cfg = 0, cd[4] = {};
     size_t n_cd = 4;
     char name[32];
-    EXPECT_EQ(H5Pget_filter2(dcpl, 0, &flags, &n_cd, cd, sizeof(name), name, &cfg), H5Z_FILTER_SHUFFLE);
+    EXPECT_EQ(H5Pget_filter2(dcpl, 0, &flags, &n_cd, cd, sizeof(name), name, &cfg),
+              H5Z_FILTER_SHUFFLE);
     n_cd = 4;
-    EXPECT_EQ(H5Pget_filter2(dcpl, 1, &flags, &n_cd, cd, sizeof(name), name, &cfg), H5Z_FILTER_DEFLATE);
+    EXPECT_EQ(H5Pget_filter2(dcpl, 1, &flags, &n_cd, cd, sizeof(name), name, &cfg),
+              H5Z_FILTER_DEFLATE);
     EXPECT_EQ(cd[0], 1u);  // default deflate level
     EXPECT_LT(H5Dget_storage_size(ds), hsize_t(512 * 512 * 8 / 20));
     H5Pclose(dcpl);
@@ -216,10 +219,14 @@ TEST(Hdf5Stats, RefusesOtherModelAndOtherData) {
         StatsWriter w(dir / "s.h5", sample_info());
         w.commit();
     }
-    auto msg = expect_throw_msg<UsageError>([&] { StatsStore::open(dir / "s.h5", {"model-cccc", ""}); });
+    auto msg = expect_throw_msg<UsageError>([&] {
+        StatsStore::open(dir / "s.h5", {"model-cccc", ""});
+    });
     expect_contains(msg, "expected model fingerprint model-cccc, got model-aaaa");
     expect_contains(msg, "--stats belongs to another model");
-    msg = expect_throw_msg<UsageError>([&] { StatsStore::open(dir / "s.h5", {"model-aaaa", "data-x"}); });
+    msg = expect_throw_msg<UsageError>([&] {
+        StatsStore::open(dir / "s.h5", {"model-aaaa", "data-x"});
+    });
     expect_contains(msg, "expected data fingerprint data-x, got data-bbbb");
     EXPECT_NO_THROW(StatsStore::open(dir / "s.h5", {"model-aaaa", ""}));
 }
@@ -249,10 +256,12 @@ TEST(Hdf5Stats, NotHdf5_MissingAndForeignFiles) {
 TEST(Hdf5Stats, UnwritableOutputDir_IoErrorAndNothingLeft) {
     auto dir = test::make_temp_dir("stats");
     std::ofstream(dir / "plainfile") << "x";
-    auto msg = expect_throw_msg<IoError>([&] { StatsWriter w(dir / "plainfile" / "s.h5", sample_info()); });
+    auto msg = expect_throw_msg<IoError>(
+        [&] { StatsWriter w(dir / "plainfile" / "s.h5", sample_info()); });
     expect_contains(msg, "s.h5");
     expect_contains(msg, "is not a directory");
-    msg = expect_throw_msg<IoError>([&] { StatsWriter w(dir / "no" / "such" / "s.h5", sample_info()); });
+    msg = expect_throw_msg<IoError>(
+        [&] { StatsWriter w(dir / "no" / "such" / "s.h5", sample_info()); });
     expect_contains(msg, "does not exist");
     EXPECT_EQ(files_in(dir), std::vector<std::string>{"plainfile"});
     if (::geteuid() != 0) {  // root writes anywhere
@@ -347,7 +356,9 @@ TEST(Hdf5Fingerprint, ModelFingerprint_StableAndSensitiveToKvAndConfig) {
     // Config: seq_len differs (max_position_embeddings), same weights otherwise.
     auto h2 = test::tiny_llama2c_header(true);
     h2.seq_len = 16;
-    EXPECT_NE(fingerprint_model(*Llama2cModel::from_bytes(test::make_llama2c_fixture(h2, 5).bytes, "s.bin")), fa);
+    EXPECT_NE(fingerprint_model(
+                  *Llama2cModel::from_bytes(test::make_llama2c_fixture(h2, 5).bytes, "s.bin")),
+              fa);
     // Untied: an extra tensor.
     EXPECT_NE(fingerprint_model(*Llama2cModel::from_bytes(
                   test::make_llama2c_fixture(test::tiny_llama2c_header(false), 5).bytes, "u.bin")),

@@ -18,12 +18,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (const auto& key : f->keys()) {
             const GgufValue* v = f->find(key);
             if (!v) __builtin_trap();
-            try { (void)f->get_int(key); } catch (const palu::Error&) {}
-            try { (void)f->get_float(key); } catch (const palu::Error&) {}
-            try { (void)f->get_string(key); } catch (const palu::Error&) {}
-            try { (void)f->get_int_array(key); } catch (const palu::Error&) {}
-            try { (void)f->get_float_array(key); } catch (const palu::Error&) {}
-            try { (void)f->get_string_array(key); } catch (const palu::Error&) {}
+            try {
+                (void)f->get_int(key);
+            } catch (const palu::Error&) {
+            }
+            try {
+                (void)f->get_float(key);
+            } catch (const palu::Error&) {
+            }
+            try {
+                (void)f->get_string(key);
+            } catch (const palu::Error&) {
+            }
+            try {
+                (void)f->get_int_array(key);
+            } catch (const palu::Error&) {
+            }
+            try {
+                (void)f->get_float_array(key);
+            } catch (const palu::Error&) {
+            }
+            try {
+                (void)f->get_string_array(key);
+            } catch (const palu::Error&) {
+            }
         }
         for (const auto& t : f->tensor_infos()) {
             if (f->find_tensor(t.name) != &t) __builtin_trap();

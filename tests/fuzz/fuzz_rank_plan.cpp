@@ -2,7 +2,6 @@
 // a valid RankPlan or throw a palu::Error / a JSON parse error; never crash or hit UB.
 #include <cstddef>
 #include <cstdint>
-
 #include <nlohmann/json.hpp>
 
 #include "palu/compress/rank_search.h"

@@ -4,12 +4,12 @@
 // engine's attention output through the double reference, and problems survive a save/load. Device
 // tests (skip without a GPU) run the kernel on those problems against the engine.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -29,7 +29,9 @@ namespace {
 // Replaces every k_proj / v_proj of `dense` by plain-SVD low-rank factors, head groups of `s` KV
 // heads, rank ranks[g % ranks.size()] for group g (uneven ranks exercise the kernel-side padding).
 // Factors are rounded to f16, as a checkpoint written with --factor-dtype f16 stores them.
-float f16_round(float x) { return f16_to_f32(f32_to_f16(x)); }
+float f16_round(float x) {
+    return f16_to_f32(f32_to_f16(x));
+}
 
 test::MemoryWeightSource compress_model(const test::MemoryWeightSource& dense, int64_t s,
                                         const std::vector<int64_t>& ranks_cycle) {
@@ -37,11 +39,13 @@ test::MemoryWeightSource compress_model(const test::MemoryWeightSource& dense, i
     const ModelConfig& c = dense.cfg;
     for (int64_t l = 0; l < c.n_layers; ++l) {
         for (const char* proj : {"k_proj", "v_proj"}) {
-            const std::string p = strfmt("model.layers.%lld.self_attn.%s", static_cast<long long>(l), proj);
+            const std::string p =
+                strfmt("model.layers.%lld.self_attn.%s", static_cast<long long>(l), proj);
             const Tensor w = dense.load_f32(p + ".weight");
             const RowMatrixXf wm = Eigen::Map<const RowMatrixXf>(w.data(), w.dim(0), w.dim(1));
             std::vector<int64_t> ranks;
-            for (int64_t g = 0; g < c.n_kv_heads / s; ++g) ranks.push_back(ranks_cycle[size_t(g) % ranks_cycle.size()]);
+            for (int64_t g = 0; g < c.n_kv_heads / s; ++g)
+                ranks.push_back(ranks_cycle[size_t(g) % ranks_cycle.size()]);
             const compress::LowRankKV kv = compress::decompose_projection(
                 wm, {}, ranks, c.d_head, s, compress::DecomposeMethod::Plain, nullptr, p);
             m.tensors_by_name.erase(p + ".weight");
@@ -52,7 +56,8 @@ test::MemoryWeightSource compress_model(const test::MemoryWeightSource& dense, i
                 const RowMatrixXf& u = kv.u[size_t(g)];
                 Tensor ut({u.rows(), u.cols()});
                 std::transform(u.data(), u.data() + u.size(), ut.data(), f16_round);
-                m.tensors_by_name[strfmt("%s.U.%lld.weight", p.c_str(), static_cast<long long>(g))] = ut;
+                m.tensors_by_name[strfmt("%s.U.%lld.weight", p.c_str(),
+                                         static_cast<long long>(g))] = ut;
             }
         }
     }
@@ -83,7 +88,9 @@ struct EngineCase {
     LatentDType dtype;
 };
 
-void PrintTo(const EngineCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const EngineCase& c, std::ostream* os) {
+    *os << c.name;
+}
 
 EngineCheckOptions options_for(const EngineCase& c) {
     EngineCheckOptions o;
@@ -110,13 +117,16 @@ TEST_P(EngineCheck, ProblemFromEngineCache_ReferenceMatchesEngine) {
     const std::vector<LayerCheck> res = check_against_engine(engine, o);
     ASSERT_EQ(res.size(), 2u);
     for (const LayerCheck& r : res) {
-        EXPECT_LE(r.err_ref_engine, engine_tolerance(c.dtype)) << "layer " << r.layer << " " << r.shape.describe();
-        EXPECT_LE(r.err_prefill_ref_engine, engine_tolerance(c.dtype)) << "prefill, layer " << r.layer;
+        EXPECT_LE(r.err_ref_engine, engine_tolerance(c.dtype))
+            << "layer " << r.layer << " " << r.shape.describe();
+        EXPECT_LE(r.err_prefill_ref_engine, engine_tolerance(c.dtype))
+            << "prefill, layer " << r.layer;
         EXPECT_GE(r.err_prefill_ref_engine, 0.0);
         EXPECT_EQ(r.shape.r_k % 32, 0);
         EXPECT_EQ(r.err_kernel_engine, -1.0);  // not run
-        std::printf("  layer %lld %s: ref vs engine %.2e, prefill %.2e\n", static_cast<long long>(r.layer),
-                    r.ranks.c_str(), r.err_ref_engine, r.err_prefill_ref_engine);
+        std::printf("  layer %lld %s: ref vs engine %.2e, prefill %.2e\n",
+                    static_cast<long long>(r.layer), r.ranks.c_str(), r.err_ref_engine,
+                    r.err_prefill_ref_engine);
     }
 }
 
@@ -132,16 +142,20 @@ TEST_P(EngineCheck, KernelAndPrefillMatchEngine) {
     const std::vector<LayerCheck> res = check_against_engine(engine, o);
     for (const LayerCheck& r : res) {
         const double tol = engine_tolerance(c.dtype);
-        const std::string what = strfmt("layer %lld %s", static_cast<long long>(r.layer), r.shape.describe().c_str());
+        const std::string what =
+            strfmt("layer %lld %s", static_cast<long long>(r.layer), r.shape.describe().c_str());
         EXPECT_LE(r.err_kernel_ref, tol) << what;
         EXPECT_LE(r.err_kernel_engine, engine_bound(c.dtype, r.err_ref_engine)) << what;
         EXPECT_LE(r.err_prefill_ref, tol) << "prefill, " << what;
-        EXPECT_LE(r.err_prefill_engine, engine_bound(c.dtype, r.err_prefill_ref_engine)) << "prefill, " << what;
+        EXPECT_LE(r.err_prefill_engine, engine_bound(c.dtype, r.err_prefill_ref_engine))
+            << "prefill, " << what;
         EXPECT_GE(r.err_prefill_engine, 0.0);
         EXPECT_TRUE(passes(r, true)) << what;
-        std::printf("  %s: decode kernel-ref %.2e ref-engine %.2e kernel-engine %.2e; prefill %.2e %.2e %.2e\n",
-                    what.c_str(), r.err_kernel_ref, r.err_ref_engine, r.err_kernel_engine, r.err_prefill_ref,
-                    r.err_prefill_ref_engine, r.err_prefill_engine);
+        std::printf(
+            "  %s: decode kernel-ref %.2e ref-engine %.2e kernel-engine %.2e; prefill %.2e %.2e "
+            "%.2e\n",
+            what.c_str(), r.err_kernel_ref, r.err_ref_engine, r.err_kernel_engine,
+            r.err_prefill_ref, r.err_prefill_ref_engine, r.err_prefill_engine);
     }
 }
 
@@ -165,9 +179,10 @@ TEST(EngineProblems, SaveLoad_RoundTrips) {
     o.prefill = true;
     const std::vector<EngineProblem> a = engine_problems(engine, o);
     ASSERT_EQ(a.size(), 1u);
-    const std::string path = (std::filesystem::temp_directory_path() /
-                              strfmt("palu_engine_problems_%d.safetensors", static_cast<int>(::getpid())))
-                                 .string();
+    const std::string path =
+        (std::filesystem::temp_directory_path() /
+         strfmt("palu_engine_problems_%d.safetensors", static_cast<int>(::getpid())))
+            .string();
     save_engine_problems(path, a, {{"checkpoint", "memory"}});
     std::map<std::string, std::string> meta;
     const std::vector<EngineProblem> b = load_engine_problems(path, &meta);

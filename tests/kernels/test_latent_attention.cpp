@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 #include <ostream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "latent_attention_reference.h"
 #include "palu/core/error.h"
@@ -19,9 +19,9 @@ using namespace palu::cuda::testing;
 
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                                   \
-    do {                                                                                     \
-        std::string why_;                                                                    \
+#define SKIP_WITHOUT_GPU()                                                                    \
+    do {                                                                                      \
+        std::string why_;                                                                     \
         if (!cuda_device_available(&why_)) GTEST_SKIP() << "no CUDA device (" << why_ << ")"; \
     } while (0)
 
@@ -33,7 +33,9 @@ struct DeviceCase {
     LatentKernel kernel = LatentKernel::Block;
 };
 
-void PrintTo(const DeviceCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const DeviceCase& c, std::ostream* os) {
+    *os << c.name;
+}
 
 class LatentAttentionDevice : public ::testing::TestWithParam<DeviceCase> {};
 
@@ -55,13 +57,16 @@ TEST_P(LatentAttentionDevice, MatchesReference_RaggedBatch) {
     s.seq_lens = {272, 77};
     s.rope_theta = 500000.0;
     s.llama3_scaling = true;
-    const uint64_t seed = 0x5eed0000u + uint64_t(c.r_k) * 131 + uint64_t(c.bits_k) * 7 + uint64_t(c.dtype);
+    const uint64_t seed =
+        0x5eed0000u + uint64_t(c.r_k) * 131 + uint64_t(c.bits_k) * 7 + uint64_t(c.dtype);
     const HostProblem pb = make_random_problem(s, seed);
     const AttentionOutputs ref = reference_latent_attention(pb);
-    ASSERT_TRUE(latent_kernel_applies(pb, c.kernel)) << kernel_name(c.kernel) << " on " << s.describe();
+    ASSERT_TRUE(latent_kernel_applies(pb, c.kernel))
+        << kernel_name(c.kernel) << " on " << s.describe();
     const AttentionOutputs got = run_latent_attention_device(pb, c.n_splits, c.kernel);
     const double tol = tolerance_for(c.dtype);
-    EXPECT_LE(rel_frobenius_error(got.out_latent, ref.out_latent), tol) << s.describe() << " seed " << seed;
+    EXPECT_LE(rel_frobenius_error(got.out_latent, ref.out_latent), tol)
+        << s.describe() << " seed " << seed;
     EXPECT_LE(rel_frobenius_error(got.out, ref.out), tol) << s.describe() << " seed " << seed;
     for (size_t i = 0; i < 4 && i < got.out.size(); ++i)
         if (std::abs(got.out[i] - ref.out[i]) > 10 * tol * (1e-2 + std::abs(ref.out[i])))
@@ -70,12 +75,13 @@ TEST_P(LatentAttentionDevice, MatchesReference_RaggedBatch) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, LatentAttentionDevice,
-    ::testing::Values(DeviceCase{"mha_s1_f16", 4, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 0},
-                      DeviceCase{"mha_s4_bf16", 4, 4, 4, 128, 256, 256, 16, 16, LatentDType::BF16, 0},
-                      DeviceCase{"gqa_s4_f16_q4", 16, 4, 4, 128, 160, 160, 4, 4, LatentDType::F16, 2},
-                      DeviceCase{"gqa_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0},
-                      DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1},
-                      DeviceCase{"d64_s2_bf16_k16_v4", 12, 2, 2, 64, 128, 96, 16, 4, LatentDType::BF16, 0}),
+    ::testing::Values(
+        DeviceCase{"mha_s1_f16", 4, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 0},
+        DeviceCase{"mha_s4_bf16", 4, 4, 4, 128, 256, 256, 16, 16, LatentDType::BF16, 0},
+        DeviceCase{"gqa_s4_f16_q4", 16, 4, 4, 128, 160, 160, 4, 4, LatentDType::F16, 2},
+        DeviceCase{"gqa_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0},
+        DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1},
+        DeviceCase{"d64_s2_bf16_k16_v4", 12, 2, 2, 64, 128, 96, 16, 4, LatentDType::BF16, 0}),
     [](const ::testing::TestParamInfo<DeviceCase>& i) { return std::string(i.param.name); });
 
 // The warp kernel (v9) on its compile-time variants: n_rep 1 / ≤ 4 / ≤ 8; constant-folded ranks
@@ -85,18 +91,21 @@ INSTANTIATE_TEST_SUITE_P(
 constexpr LatentKernel kW = LatentKernel::Warp;
 INSTANTIATE_TEST_SUITE_P(
     WarpKernel, LatentAttentionDevice,
-    ::testing::Values(DeviceCase{"mha_s1_f16", 4, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 0, kW},
-                      DeviceCase{"mha_s1_bf16_q4_r128", 4, 4, 1, 128, 128, 128, 4, 4, LatentDType::BF16, 0, kW},
-                      DeviceCase{"mha_s1_f16_r32_split2", 4, 4, 1, 128, 32, 32, 16, 16, LatentDType::F16, 2, kW},
-                      DeviceCase{"gqa4_s1_f16_q3_r96", 16, 4, 1, 128, 96, 96, 3, 3, LatentDType::F16, 0, kW},
-                      DeviceCase{"gqa4_s1_f16_split3", 16, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 3, kW},
-                      DeviceCase{"gqa2_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0, kW},
-                      DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1, kW},
-                      DeviceCase{"gqa8_d64_f16_r128", 16, 2, 1, 64, 128, 128, 16, 16, LatentDType::F16, 2, kW},
-                      DeviceCase{"gqa6_s2_bf16_q4", 12, 2, 2, 64, 128, 96, 4, 4, LatentDType::BF16, 0, kW},
-                      DeviceCase{"mha_s4_f16_r256_1stage", 4, 4, 4, 128, 256, 256, 16, 16, LatentDType::F16, 0, kW},
-                      DeviceCase{"gqa4_s4_bf16_q4_r160", 16, 4, 4, 128, 160, 160, 4, 4, LatentDType::BF16, 2, kW},
-                      DeviceCase{"gqa2_s2_d64_f16_r256x192", 8, 4, 2, 64, 256, 192, 16, 16, LatentDType::F16, 0, kW}),
+    ::testing::Values(
+        DeviceCase{"mha_s1_f16", 4, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 0, kW},
+        DeviceCase{"mha_s1_bf16_q4_r128", 4, 4, 1, 128, 128, 128, 4, 4, LatentDType::BF16, 0, kW},
+        DeviceCase{"mha_s1_f16_r32_split2", 4, 4, 1, 128, 32, 32, 16, 16, LatentDType::F16, 2, kW},
+        DeviceCase{"gqa4_s1_f16_q3_r96", 16, 4, 1, 128, 96, 96, 3, 3, LatentDType::F16, 0, kW},
+        DeviceCase{"gqa4_s1_f16_split3", 16, 4, 1, 128, 64, 64, 16, 16, LatentDType::F16, 3, kW},
+        DeviceCase{"gqa2_s1_bf16_q3", 8, 4, 1, 128, 32, 64, 3, 3, LatentDType::BF16, 0, kW},
+        DeviceCase{"d64_s2_f16_q2", 8, 4, 2, 64, 96, 64, 2, 2, LatentDType::F16, 1, kW},
+        DeviceCase{"gqa8_d64_f16_r128", 16, 2, 1, 64, 128, 128, 16, 16, LatentDType::F16, 2, kW},
+        DeviceCase{"gqa6_s2_bf16_q4", 12, 2, 2, 64, 128, 96, 4, 4, LatentDType::BF16, 0, kW},
+        DeviceCase{"mha_s4_f16_r256_1stage", 4, 4, 4, 128, 256, 256, 16, 16, LatentDType::F16, 0,
+                   kW},
+        DeviceCase{"gqa4_s4_bf16_q4_r160", 16, 4, 4, 128, 160, 160, 4, 4, LatentDType::BF16, 2, kW},
+        DeviceCase{"gqa2_s2_d64_f16_r256x192", 8, 4, 2, 64, 256, 192, 16, 16, LatentDType::F16, 0,
+                   kW}),
     [](const ::testing::TestParamInfo<DeviceCase>& i) { return std::string(i.param.name); });
 
 // GPU-free: with one cached token the softmax weight is 1, so o_lat is that token's value latent.
@@ -115,7 +124,8 @@ TEST(LatentAttentionReference, SingleToken_OutLatentIsValueLatent) {
     const AttentionOutputs ref = reference_latent_attention(pb);
     for (int32_t h = 0; h < s.n_heads; ++h)
         for (int32_t c = 0; c < s.r_v; ++c)
-            EXPECT_DOUBLE_EQ(ref.out_latent[size_t(h) * s.r_v + c], latent_value(pb, false, 0, 0, 0, c));
+            EXPECT_DOUBLE_EQ(ref.out_latent[size_t(h) * s.r_v + c],
+                             latent_value(pb, false, 0, 0, 0, c));
 }
 
 // GPU-free: a b-bit row dequantizes to at most 2^b distinct values, all finite, spanning the row.
@@ -192,7 +202,8 @@ TEST(LatentAttentionPlan, RejectsUnsupportedKernelRequest) {
         plan_latent_attention(p);
         FAIL() << "expected UsageError";
     } catch (const palu::UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("n_heads/n_kv_heads <= 8 (got 16)"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("n_heads/n_kv_heads <= 8 (got 16)"), std::string::npos)
+            << e.what();
     }
     p.n_heads = 8;
     p.k.bits = 16;
@@ -204,7 +215,8 @@ TEST(LatentAttentionPlan, RejectsUnsupportedKernelRequest) {
         plan_latent_attention(p);
         FAIL() << "expected UsageError";
     } catch (const palu::UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("kernel: expected Auto, Block or Warp, got 7"), std::string::npos)
+        EXPECT_NE(std::string(e.what()).find("kernel: expected Auto, Block or Warp, got 7"),
+                  std::string::npos)
             << e.what();
     }
 }
@@ -220,7 +232,8 @@ TEST(LatentAttentionPlan, KernelChoice) {
     p.d_head = 128;
     p.capacity = 4096;
     p.k.rank = p.v.rank = 64;
-    LatentAttentionPlan plan = plan_latent_attention(p);  // Llama-2 M-LRD: the warp kernel, 2-stage ring
+    LatentAttentionPlan plan =
+        plan_latent_attention(p);  // Llama-2 M-LRD: the warp kernel, 2-stage ring
     EXPECT_EQ(plan.kernel, LatentKernel::Warp);
     EXPECT_EQ(plan.kv_heads_per_block, 1);
     EXPECT_EQ(plan.n_stages, 2);
@@ -251,7 +264,8 @@ TEST(LatentAttentionPlan, KernelChoice) {
         plan_latent_attention(p);
         FAIL() << "expected UsageError";
     } catch (const palu::UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("n_heads/n_kv_heads <= 8 (got 16)"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("n_heads/n_kv_heads <= 8 (got 16)"), std::string::npos)
+            << e.what();
     }
     p.n_heads = p.n_kv_heads = 32;
     p.group_size = 1;

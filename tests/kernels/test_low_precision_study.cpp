@@ -61,7 +61,8 @@ void set_f16(std::vector<uint8_t>& bytes, size_t index, float v) {
 // from `latent(rng)` with its first channel set to `latent_amax`, every B_k row values from
 // `up(rng)` with its first column set to `up_amax`.
 template <typename LatentFn, typename UpFn>
-void set_key_operands(HostProblem& pb, LatentFn latent, float latent_amax, UpFn up, float up_amax, uint64_t seed) {
+void set_key_operands(HostProblem& pb, LatentFn latent, float latent_amax, UpFn up, float up_amax,
+                      uint64_t seed) {
     const ProblemShape& s = pb.shape;
     std::mt19937_64 rng(seed);
     const size_t rows = pb.k_data.size() / (2 * size_t(s.r_k));
@@ -80,7 +81,8 @@ void scale_queries(HostProblem& pb, float factor) {
 }
 
 double lowp_error(const HostProblem& pb, LowpMode mode) {
-    return rel_frobenius_error(reference_latent_attention_lowp(pb, mode).out, reference_latent_attention(pb).out);
+    return rel_frobenius_error(reference_latent_attention_lowp(pb, mode).out,
+                               reference_latent_attention(pb).out);
 }
 
 }  // namespace
@@ -91,27 +93,27 @@ TEST(RoundE4m3, KnownValues) {
     EXPECT_EQ(round_e4m3(1.0f), 1.0f);
     EXPECT_EQ(round_e4m3(448.0f), 448.0f);
     EXPECT_EQ(round_e4m3(-448.0f), -448.0f);
-    EXPECT_EQ(round_e4m3(449.0f), 448.0f);   // saturates (satfinite)
-    EXPECT_EQ(round_e4m3(464.0f), 448.0f);   // the tie above 448 would round to 480: saturates
+    EXPECT_EQ(round_e4m3(449.0f), 448.0f);  // saturates (satfinite)
+    EXPECT_EQ(round_e4m3(464.0f), 448.0f);  // the tie above 448 would round to 480: saturates
     EXPECT_EQ(round_e4m3(1e9f), 448.0f);
     EXPECT_EQ(round_e4m3(-1e9f), -448.0f);
     EXPECT_EQ(round_e4m3(std::numeric_limits<float>::infinity()), 448.0f);
     EXPECT_EQ(round_e4m3(-std::numeric_limits<float>::infinity()), -448.0f);
     EXPECT_TRUE(std::isnan(round_e4m3(std::numeric_limits<float>::quiet_NaN())));
-    EXPECT_EQ(round_e4m3(1.0625f), 1.0f);    // tie between 1.0 (m 000) and 1.125 (m 001): even
-    EXPECT_EQ(round_e4m3(1.1875f), 1.25f);   // tie between 1.125 (001) and 1.25 (010): even
-    EXPECT_EQ(round_e4m3(1.07f), 1.125f);    // above the tie
+    EXPECT_EQ(round_e4m3(1.0625f), 1.0f);   // tie between 1.0 (m 000) and 1.125 (m 001): even
+    EXPECT_EQ(round_e4m3(1.1875f), 1.25f);  // tie between 1.125 (001) and 1.25 (010): even
+    EXPECT_EQ(round_e4m3(1.07f), 1.125f);   // above the tie
     EXPECT_EQ(round_e4m3(-1.0625f), -1.0f);
-    EXPECT_EQ(round_e4m3(17.0f), 16.0f);     // step 2 in [16, 32): tie, even
+    EXPECT_EQ(round_e4m3(17.0f), 16.0f);  // step 2 in [16, 32): tie, even
     EXPECT_EQ(round_e4m3(19.0f), 20.0f);
     EXPECT_EQ(round_e4m3(0.3f), 0.3125f);    // step 2^-5 in [0.25, 0.5)
     const float sub = std::ldexp(1.0f, -9);  // smallest subnormal
     EXPECT_EQ(round_e4m3(sub), sub);
     EXPECT_EQ(round_e4m3(-sub), -sub);
-    EXPECT_EQ(round_e4m3(0.5f * sub), 0.0f);   // tie between 0 and 2^-9: even (0)
+    EXPECT_EQ(round_e4m3(0.5f * sub), 0.0f);  // tie between 0 and 2^-9: even (0)
     EXPECT_EQ(round_e4m3(0.49f * sub), 0.0f);
     EXPECT_EQ(round_e4m3(0.51f * sub), sub);
-    EXPECT_EQ(round_e4m3(1.5f * sub), 2.0f * sub);  // subnormal tie: even
+    EXPECT_EQ(round_e4m3(1.5f * sub), 2.0f * sub);                      // subnormal tie: even
     EXPECT_EQ(round_e4m3(std::ldexp(1.0f, -6)), std::ldexp(1.0f, -6));  // smallest normal
     EXPECT_EQ(round_e4m3(std::ldexp(1.0f, -20)), 0.0f);
 }
@@ -160,7 +162,8 @@ TEST(LowPrecisionStudy, ExactHook_IsTheReference) {
     const AttentionOutputs b = reference_latent_attention(pb, reconstruct_keys_exact);
     ASSERT_EQ(a.out.size(), b.out.size());
     for (size_t i = 0; i < a.out.size(); ++i) ASSERT_EQ(a.out[i], b.out[i]) << i;
-    for (size_t i = 0; i < a.out_latent.size(); ++i) ASSERT_EQ(a.out_latent[i], b.out_latent[i]) << i;
+    for (size_t i = 0; i < a.out_latent.size(); ++i)
+        ASSERT_EQ(a.out_latent[i], b.out_latent[i]) << i;
 }
 
 // Each emulated key is within the rounding bound of its operands: with x̂ = x + δ,
@@ -175,12 +178,14 @@ TEST(LowPrecisionStudy, KeysWithinOperandRoundingBound) {
         for (const LowpMode mode : {LowpMode::E4M3, LowpMode::INT8}) {
             const double m = mode == LowpMode::E4M3 ? 448.0 : 127.0;
             auto delta = [&](double x, double scale) {
-                return mode == LowpMode::E4M3 ? std::ldexp(std::abs(x), -4) + std::ldexp(scale, -10) : 0.5 * scale;
+                return mode == LowpMode::E4M3 ? std::ldexp(std::abs(x), -4) + std::ldexp(scale, -10)
+                                              : 0.5 * scale;
             };
             double max_diff = 0.0;
             for (int32_t b = 0; b < s.batch; ++b)
                 for (int32_t j = 0; j < s.n_kv_heads; ++j) {
-                    const int32_t len = pb.seq_lens[size_t(b)], g = j / s.group_size, D = s.d_head, r = s.r_k;
+                    const int32_t len = pb.seq_lens[size_t(b)], g = j / s.group_size, D = s.d_head,
+                                  r = s.r_k;
                     const std::vector<double> exact = reconstruct_keys_exact(pb, b, j, len);
                     const std::vector<double> lowp = reconstruct_keys_lowp(pb, b, j, len, mode);
                     ASSERT_EQ(lowp.size(), exact.size());
@@ -195,7 +200,8 @@ TEST(LowPrecisionStudy, KeysWithinOperandRoundingBound) {
                             const uint16_t* row = pb.k_up.data() + (size_t(j) * D + d) * r;
                             double b_amax = 0.0;
                             for (int32_t c = 0; c < r; ++c)
-                                b_amax = std::max(b_amax, std::abs(double(palu::f16_to_f32(row[c]))));
+                                b_amax =
+                                    std::max(b_amax, std::abs(double(palu::f16_to_f32(row[c]))));
                             double bound = 0.0;
                             for (int32_t c = 0; c < r; ++c) {
                                 const double bv = palu::f16_to_f32(row[c]), hv = h[size_t(c)];
@@ -206,8 +212,8 @@ TEST(LowPrecisionStudy, KeysWithinOperandRoundingBound) {
                             const double diff = std::abs(lowp[i] - exact[i]);
                             max_diff = std::max(max_diff, diff);
                             ASSERT_LE(diff, bound * (1 + 1e-12) + 1e-300)
-                                << lowp_mode_name(mode) << " bits " << bits << " b " << b << " j " << j << " t " << t
-                                << " d " << d;
+                                << lowp_mode_name(mode) << " bits " << bits << " b " << b << " j "
+                                << j << " t " << t << " d " << d;
                         }
                     }
                 }
@@ -226,22 +232,30 @@ TEST(LowPrecisionStudy, RandomProblem_ErrorPositiveAndSmall) {
     EXPECT_LT(int8, 0.1);
     // Only one operand rounded: also non-zero, and the rounded operand matters.
     const AttentionOutputs ref = reference_latent_attention(pb);
-    EXPECT_GT(rel_frobenius_error(reference_latent_attention_lowp(pb, LowpMode::E4M3, LowpOperands::UpOnly).out,
-                                  ref.out), 0.0);
-    EXPECT_GT(rel_frobenius_error(
-                  reference_latent_attention_lowp(pb, LowpMode::E4M3, LowpOperands::LatentsOnly).out, ref.out),
-              0.0);
+    EXPECT_GT(
+        rel_frobenius_error(
+            reference_latent_attention_lowp(pb, LowpMode::E4M3, LowpOperands::UpOnly).out, ref.out),
+        0.0);
+    EXPECT_GT(
+        rel_frobenius_error(
+            reference_latent_attention_lowp(pb, LowpMode::E4M3, LowpOperands::LatentsOnly).out,
+            ref.out),
+        0.0);
 }
 
 // Operands on the e4m3 grid after scaling: latent rows of integers in [−7, 7] with amax 7 (scale
 // 7/448 = 2^-6, so x/scale = 64·x, exact) and B_k rows of ±2^k, k in [−4, 0], with amax 1
-// (x/scale = 448·2^k = 1.75·2^(8+k), exact). E4M3 is then exact; INT8 is not (127·x/7 is no integer).
+// (x/scale = 448·2^k = 1.75·2^(8+k), exact). E4M3 is then exact; INT8 is not (127·x/7 is no
+// integer).
 TEST(LowPrecisionStudy, E4m3ExactOperands_NoError) {
     HostProblem pb = make_random_problem(small_shape(), 9);
     std::uniform_int_distribution<int> li(-7, 7), ki(-4, 0), sign(0, 1);
     set_key_operands(
         pb, [&](std::mt19937_64& rng) { return float(li(rng)); }, 7.0f,
-        [&](std::mt19937_64& rng) { return (sign(rng) ? 1.0f : -1.0f) * std::ldexp(1.0f, ki(rng)); }, 1.0f, 99);
+        [&](std::mt19937_64& rng) {
+            return (sign(rng) ? 1.0f : -1.0f) * std::ldexp(1.0f, ki(rng));
+        },
+        1.0f, 99);
     scale_queries(pb, 1.0f / 16.0f);
     EXPECT_LE(lowp_error(pb, LowpMode::E4M3), 1e-12);
     EXPECT_GT(lowp_error(pb, LowpMode::INT8), 1e-6);
@@ -272,12 +286,16 @@ TEST(LowPrecisionStudy, ChannelBalanced_HelpsInt8OnDecayingChannels) {
     std::normal_distribution<float> nd(0.0f, 1.0f);
     const size_t rows = pb.k_data.size() / (2 * size_t(s.r_k));
     for (size_t row = 0; row < rows; ++row)
-        for (int32_t c = 0; c < s.r_k; ++c) set_f16(pb.k_data, row * s.r_k + c, nd(rng) * std::ldexp(4.0f, -c / 4));
+        for (int32_t c = 0; c < s.r_k; ++c)
+            set_f16(pb.k_data, row * s.r_k + c, nd(rng) * std::ldexp(4.0f, -c / 4));
     const AttentionOutputs ref = reference_latent_attention(pb);
-    const double per_row = rel_frobenius_error(reference_latent_attention_lowp(pb, LowpMode::INT8).out, ref.out);
-    const double balanced = rel_frobenius_error(
-        reference_latent_attention_lowp(pb, LowpMode::INT8, LowpOperands::Both, LowpScaling::ChannelBalanced).out,
-        ref.out);
+    const double per_row =
+        rel_frobenius_error(reference_latent_attention_lowp(pb, LowpMode::INT8).out, ref.out);
+    const double balanced =
+        rel_frobenius_error(reference_latent_attention_lowp(pb, LowpMode::INT8, LowpOperands::Both,
+                                                            LowpScaling::ChannelBalanced)
+                                .out,
+                            ref.out);
     EXPECT_GT(balanced, 0.0);
     EXPECT_LT(balanced, 0.8 * per_row) << "per-row " << per_row;
 }

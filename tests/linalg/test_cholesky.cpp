@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Cholesky>
-
 #include <string>
 
 #include "palu/core/error.h"

@@ -25,8 +25,8 @@ void expect_hadamard(const RowMatrixXd& h, int64_t n) {
 }  // namespace
 
 TEST(LinalgHadamard, EveryBaseOrder_HHt_EqualsNI) {
-    const std::vector<int64_t> constructible = {12, 20, 28, 36, 40, 44, 52, 60, 68,
-                                                76, 84, 108, 140, 180, 244};
+    const std::vector<int64_t> constructible = {12, 20, 28, 36,  40,  44,  52, 60,
+                                                68, 76, 84, 108, 140, 180, 244};
     for (int64_t k : constructible) {
         EXPECT_EQ(hadamard_base_order(k), k);
         ASSERT_TRUE(hadamard_supported(k)) << k;
@@ -55,13 +55,13 @@ TEST(LinalgHadamard, BaseOrderRule_MatchesReference) {
     EXPECT_EQ(hadamard_base_order(1), 1);
     EXPECT_EQ(hadamard_base_order(2), 1);
     EXPECT_EQ(hadamard_base_order(512), 1);
-    EXPECT_EQ(hadamard_base_order(80), 40);    // 40 precedes 20 in the list
+    EXPECT_EQ(hadamard_base_order(80), 40);  // 40 precedes 20 in the list
     EXPECT_EQ(hadamard_base_order(96), 12);
     EXPECT_EQ(hadamard_base_order(480), 60);
     EXPECT_EQ(hadamard_base_order(736), 92);
-    EXPECT_EQ(hadamard_base_order(6), 0);      // ≡ 2 mod 4: no Hadamard matrix exists
-    for (int64_t n : {800, 928, 992, 1056, 1184, 1312, 1504, 1568, 1600, 1632, 1696, 1760,
-                      1824, 1856, 1888, 1984, 2016})
+    EXPECT_EQ(hadamard_base_order(6), 0);  // ≡ 2 mod 4: no Hadamard matrix exists
+    for (int64_t n : {800, 928, 992, 1056, 1184, 1312, 1504, 1568, 1600, 1632, 1696, 1760, 1824,
+                      1856, 1888, 1984, 2016})
         EXPECT_EQ(hadamard_base_order(n), 0) << n;
     // Every multiple of 32 up to 768 has a Hadamard size in the reference.
     for (int64_t n = 32; n <= 768; n += 32) EXPECT_NE(hadamard_base_order(n), 0) << n;

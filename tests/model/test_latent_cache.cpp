@@ -8,11 +8,11 @@
 #include <cmath>
 
 #include "palu/compress/decompose.h"
-#include "palu/quant/latent_quant.h"
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/model/latent_cache.h"
 #include "palu/model/transformer.h"
+#include "palu/quant/latent_quant.h"
 #include "synthetic_model.h"
 
 namespace palu::test {
@@ -26,7 +26,8 @@ MemoryWeightSource compress_synthetic(const MemoryWeightSource& dense, int64_t s
     const ModelConfig& c = dense.cfg;
     for (int64_t l = 0; l < c.n_layers; ++l) {
         for (const char* proj : {"k_proj", "v_proj"}) {
-            const std::string p = strfmt("model.layers.%lld.self_attn.%s", static_cast<long long>(l), proj);
+            const std::string p =
+                strfmt("model.layers.%lld.self_attn.%s", static_cast<long long>(l), proj);
             const Tensor w = dense.load_f32(p + ".weight");
             const bool has_bias = dense.has_tensor(p + ".bias");
             const Tensor b = has_bias ? dense.load_f32(p + ".bias") : Tensor();
@@ -45,10 +46,12 @@ MemoryWeightSource compress_synthetic(const MemoryWeightSource& dense, int64_t s
                 const RowMatrixXf& u = kv.u[static_cast<size_t>(g)];
                 Tensor ut({u.rows(), u.cols()});
                 std::copy(u.data(), u.data() + u.size(), ut.data());
-                m.tensors_by_name[strfmt("%s.U.%lld.weight", p.c_str(), static_cast<long long>(g))] = ut;
+                m.tensors_by_name[strfmt("%s.U.%lld.weight", p.c_str(),
+                                         static_cast<long long>(g))] = ut;
                 if (has_bias) {
                     const auto& bg = kv.bias[static_cast<size_t>(g)];
-                    m.tensors_by_name[strfmt("%s.U.%lld.bias", p.c_str(), static_cast<long long>(g))] =
+                    m.tensors_by_name[strfmt("%s.U.%lld.bias", p.c_str(),
+                                             static_cast<long long>(g))] =
                         Tensor({static_cast<int64_t>(bg.size())}, bg);
                 }
             }
@@ -59,7 +62,8 @@ MemoryWeightSource compress_synthetic(const MemoryWeightSource& dense, int64_t s
 
 double max_abs(const Tensor& t) {
     double m = 0;
-    for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(static_cast<double>(t.data()[i])));
+    for (int64_t i = 0; i < t.numel(); ++i)
+        m = std::max(m, std::abs(static_cast<double>(t.data()[i])));
     return m;
 }
 
@@ -179,17 +183,20 @@ TEST(LatentCache, StoresQuantizedLatentsPerTokenAndGroup) {
                 for (int64_t j = 0; j < lr.n_latent(); ++j) {
                     double acc = 0;
                     for (int64_t i = 0; i < d; ++i)
-                        acc += static_cast<double>(lr.vt.data()[j * d + i]) * x[static_cast<size_t>((b * 3 + t) * d + i)];
+                        acc += static_cast<double>(lr.vt.data()[j * d + i]) *
+                               x[static_cast<size_t>((b * 3 + t) * d + i)];
                     h[static_cast<size_t>(j)] = static_cast<float>(acc);
                 }
                 quant::LatentQuantSpec q;
                 q.bits = 4;
                 for (int64_t g = 0; g < lr.n_groups(); ++g)
-                    quant::fake_quantize_rows(h.data() + lr.rank_offset(g), 1, lr.ranks[static_cast<size_t>(g)], q);
+                    quant::fake_quantize_rows(h.data() + lr.rank_offset(g), 1,
+                                              lr.ranks[static_cast<size_t>(g)], q);
                 const std::vector<float> got = cache.latent(b, t, which);
                 ASSERT_EQ(got.size(), h.size());
                 for (size_t j = 0; j < h.size(); ++j)
-                    EXPECT_NEAR(got[j], h[j], 2e-3 * (std::abs(h[j]) + 1)) << b << " " << t << " " << j;
+                    EXPECT_NEAR(got[j], h[j], 2e-3 * (std::abs(h[j]) + 1))
+                        << b << " " << t << " " << j;
             }
     // 2 groups of rank 8 per K/V: 4 bytes of codes + f16 scale + f16 zero each.
     EXPECT_EQ(cache.bytes_per_token(), 2 * 2 * (4 + 2 + 2));
@@ -202,10 +209,12 @@ TEST(LatentCache, RefusesBadOptionsAndGradients) {
     model::LatentCacheOptions opts;
     opts.bits = 5;
     auto ws = std::make_shared<model::LatentWorkspace>();
-    EXPECT_THROW(model::LatentKvLayerCache(e.config(), *e.weights().layer(0), 1, 4, opts, ws), UsageError);
+    EXPECT_THROW(model::LatentKvLayerCache(e.config(), *e.weights().layer(0), 1, 4, opts, ws),
+                 UsageError);
     opts.bits = 4;
     opts.quant.group_size = 3;  // does not divide rank 8
-    EXPECT_THROW(model::LatentKvLayerCache(e.config(), *e.weights().layer(0), 1, 4, opts, ws), UsageError);
+    EXPECT_THROW(model::LatentKvLayerCache(e.config(), *e.weights().layer(0), 1, 4, opts, ws),
+                 UsageError);
     const auto toks = random_tokens(8, spec.n_vocab, 1);
     EXPECT_THROW(e.kv_gradients(toks.data(), 8, model::LabelShift::Single), UsageError);
     // A dense model has no latent cache.
@@ -226,7 +235,8 @@ TEST(LatentCache, MalformedFactorsAreRefused) {
     EXPECT_THROW(model::Transformer{wrong}, ShapeError);
     MemoryWeightSource one_group = comp;  // one group of d_head rows cannot cover 2 KV heads
     one_group.tensors_by_name.erase("model.layers.0.self_attn.k_proj.U.1.weight");
-    one_group.tensors_by_name["model.layers.0.self_attn.k_proj.VT.weight"] = Tensor({8, spec.d_model});
+    one_group.tensors_by_name["model.layers.0.self_attn.k_proj.VT.weight"] =
+        Tensor({8, spec.d_model});
     EXPECT_THROW(model::Transformer{one_group}, ShapeError);
 }
 

@@ -1,6 +1,6 @@
 // palu pipeline tests: the stories260K rank-parity check against the reference implementation
-// (../shared/data/golden/palu-reference-stories260K.md), called by RankParity.Stories260KReference_Data
-// with the Fisher scalars that calibration produces.
+// (../shared/data/golden/palu-reference-stories260K.md), called by
+// RankParity.Stories260KReference_Data with the Fisher scalars that calibration produces.
 #pragma once
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
-// palu pipeline tests: the Palu reference implementation's parity settings on stories260K, shared by
-// the reference-parity test (test_compress.cpp) and the transformers check of the dense export
+// palu pipeline tests: the Palu reference implementation's parity settings on stories260K, shared
+// by the reference-parity test (test_compress.cpp) and the transformers check of the dense export
 // (test_dense_export_hf.cpp): 256 × 256 calibration windows at the golden offsets, double label
 // shift, rank block 4, kept ratio 0.5, one thread, no progress output.
 #pragma once

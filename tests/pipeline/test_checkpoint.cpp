@@ -25,8 +25,8 @@
 #include "palu/formats/hf_config.h"
 #include "palu/formats/hf_model.h"
 #include "palu/formats/model_loader.h"
-#include "palu/formats/safetensors.h"
 #include "palu/formats/palu_checkpoint.h"
+#include "palu/formats/safetensors.h"
 #include "palu/pipeline/export.h"
 #include "palu/pipeline/write.h"
 #include "test_data.h"
@@ -550,7 +550,9 @@ TEST(Checkpoint, BadFactors_UsageErrorNamingLayer_NothingWritten) {
         UsageError);
     formats::PaluWriteOptions o;
     o.factor_dtype = DType::I8;
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, out, o), UsageError);
+    EXPECT_THROW(
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, out, o),
+        UsageError);
     EXPECT_FALSE(fs::exists(out));
     EXPECT_EQ(listing(t.root), std::vector<std::string>{"src"});
 }
@@ -582,8 +584,10 @@ TEST(Checkpoint, FailureMidWrite_OutDirUntouchedAndStagingRemoved) {
     big[0].v.u[1](0, 0) = 1e6f;
     formats::PaluWriteOptions f16;
     f16.factor_dtype = DType::F16;
-    const std::string m2 = error_of<NumericalError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, big, formats::PaluBlock{}, t.root / "out16", f16); });
+    const std::string m2 = error_of<NumericalError>([&] {
+        pipeline::write_compressed_checkpoint(*t.src, big, formats::PaluBlock{}, t.root / "out16",
+                                              f16);
+    });
     EXPECT_NE(m2.find("overflows F16; hint: store it as f32"), std::string::npos) << m2;
     EXPECT_FALSE(fs::exists(t.root / "out16"));
 }
@@ -593,12 +597,12 @@ TEST(Checkpoint, NonEmptyOutDir_RefusedUnlessOverwrite) {
     const fs::path out = t.root / "out";
     fs::create_directories(out);  // an empty directory is fine
     pipeline::write_compressed_checkpoint(*t.src, t.layers, run_block(1), out);
-    const std::string msg = error_of<UsageError>([&] {
-        pipeline::write_compressed_checkpoint(*t.src, t.layers, run_block(2), out);
-    });
+    const std::string msg = error_of<UsageError>(
+        [&] { pipeline::write_compressed_checkpoint(*t.src, t.layers, run_block(2), out); });
     EXPECT_NE(msg.find("exists and is not empty; hint: pass --overwrite"), std::string::npos)
         << msg;
-    EXPECT_EQ(formats::read_hf_config(out / "config.json").raw["palu"]["source_model"]["path"], "run 1");
+    EXPECT_EQ(formats::read_hf_config(out / "config.json").raw["palu"]["source_model"]["path"],
+              "run 1");
 
     std::ofstream(out / "stale.txt") << "old";
     auto other = make_factors(*t.src, 2, 5);
@@ -613,16 +617,19 @@ TEST(Checkpoint, NonEmptyOutDir_RefusedUnlessOverwrite) {
 
     // Writing over the source directory, or a directory holding it, is refused even with
     // --overwrite.
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root / "src", ow),
+    EXPECT_THROW(pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{},
+                                                       t.root / "src", ow),
                  UsageError);
-    const std::string m2 = error_of<UsageError>(
-        [&] { pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root, ow); });
+    const std::string m2 = error_of<UsageError>([&] {
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root, ow);
+    });
     EXPECT_NE(m2.find("contains the source model"), std::string::npos) << m2;
     EXPECT_TRUE(fs::exists(t.root / "src/config.json"));
     // A compressed checkpoint is not compressed again.
     auto c = formats::open_model(out);
-    EXPECT_THROW(pipeline::write_compressed_checkpoint(*c, t.layers, formats::PaluBlock{}, t.root / "again"),
-                 UsageError);
+    EXPECT_THROW(
+        pipeline::write_compressed_checkpoint(*c, t.layers, formats::PaluBlock{}, t.root / "again"),
+        UsageError);
     // Dense export follows the same rules.
     pipeline::export_dense(*c, t.root / "dense");
     EXPECT_THROW(pipeline::export_dense(*c, t.root / "dense"), UsageError);
@@ -635,18 +642,21 @@ TEST(Checkpoint, UnwritableDir_IoErrorWithHint) {
     TinyFixture t;
     std::ofstream(t.root / "a_file") << "x";
     std::string msg = error_of<IoError>([&] {
-        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root / "a_file/sub/out");
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{},
+                                              t.root / "a_file/sub/out");
     });
     EXPECT_NE(msg.find("hint: choose another --out"), std::string::npos) << msg;
     msg = error_of<IoError>([&] {
-        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, "/proc/palu-no-such/out");
+        pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{},
+                                              "/proc/palu-no-such/out");
     });
     EXPECT_NE(msg.find("hint: choose another --out"), std::string::npos) << msg;
     if (geteuid() != 0) {
         fs::create_directories(t.root / "ro");
         ::chmod((t.root / "ro").c_str(), 0555);
         msg = error_of<IoError>([&] {
-            pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{}, t.root / "ro/out");
+            pipeline::write_compressed_checkpoint(*t.src, t.layers, formats::PaluBlock{},
+                                                  t.root / "ro/out");
         });
         EXPECT_NE(msg.find("hint: choose another --out"), std::string::npos) << msg;
         ::chmod((t.root / "ro").c_str(), 0755);

@@ -1,5 +1,6 @@
 // palu pipeline tests: palu-compress end to end (issue #4).
-//  * Parity with the Palu reference on stories260K (../shared/data/golden/palu-reference-stories260K.md):
+//  * Parity with the Palu reference on stories260K
+//  (../shared/data/golden/palu-reference-stories260K.md):
 //    with its settings (256 windows × 256 at the listed offsets, double label shift, rank block 4)
 //    the ranks must be equal and the perplexity of the compressed model (128 windows × 256 of the
 //    golden token stream, ppl = exp(mean window NLL)) within 0.2% of the reference's.
@@ -7,7 +8,6 @@
 //    Gram takes the counted damping fallback; the written checkpoint runs with a real latent cache.
 //  * Bad input: one clear error, nothing left on disk.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -19,8 +19,8 @@
 #include "palu/pipeline/calibrate.h"
 #include "palu/pipeline/compress.h"
 #include "stories260k_reference.h"
-#include "tiny_model.h"
 #include "test_data.h"
+#include "tiny_model.h"
 
 namespace palu::test {
 namespace {
@@ -40,7 +40,8 @@ struct TempDir {
     // Entries of the directory (to check that nothing half-written is left behind).
     std::vector<std::string> entries() const {
         std::vector<std::string> out;
-        for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
+        for (const auto& e : fs::directory_iterator(path))
+            out.push_back(e.path().filename().string());
         std::sort(out.begin(), out.end());
         return out;
     }
@@ -59,7 +60,8 @@ using Ranks = std::vector<std::vector<int64_t>>;
 
 Ranks layer_ranks(const json& report, const char* which) {
     Ranks out;
-    for (const auto& l : report["layers"]) out.push_back(l[which]["ranks"].get<std::vector<int64_t>>());
+    for (const auto& l : report["layers"])
+        out.push_back(l[which]["ranks"].get<std::vector<int64_t>>());
     return out;
 }
 
@@ -79,8 +81,8 @@ TEST(CompressParity, Stories260KReference_Data) {
     PALU_REQUIRE_DATA(offsets, "golden/stories260K.calib256x256.offsets.txt");
     TempDir tmp("parity");
     const std::vector<ParityCase> cases = {
-        {"gs4_fisher_uniform", 4, "fisher_uniform", Ranks(5, {8}), Ranks{{16}, {28}, {24}, {28}, {24}},
-         5.076792},
+        {"gs4_fisher_uniform", 4, "fisher_uniform", Ranks(5, {8}),
+         Ranks{{16}, {28}, {24}, {28}, {24}}, 5.076792},
         {"gs2_fisher_uniform", 2, "fisher_uniform", Ranks(5, {4, 4}),
          Ranks{{8, 8}, {12, 12}, {12, 12}, {12, 12}, {12, 12}}, 5.895566},
         {"gs2_uniform", 2, "uniform", Ranks(5, {8, 8}), Ranks(5, {8, 8}), 6.341253},
@@ -191,13 +193,24 @@ TEST(CompressBadInput, OneClearErrorNothingWritten_Data) {
     const std::vector<BadCase> cases = {
         {"ratio 0", [](auto& p, auto&) { p.rank.ratio = 0.0; }, "--ratio must be in (0, 1]"},
         {"ratio 1.5", [](auto& p, auto&) { p.rank.ratio = 1.5; }, "--ratio must be in (0, 1]"},
-        {"group size 3", [](auto& p, auto&) { p.rank.group_size = 3; }, "does not divide the 4 KV heads"},
-        {"no calibration", [](auto& p, auto&) { p.calib.tokens_path.clear(); }, "needs calibration statistics"},
-        {"missing calibration", [](auto& p, auto& d) { p.calib.tokens_path.clear(); p.calib.text_path = (d / "nope.txt").string(); },
+        {"group size 3", [](auto& p, auto&) { p.rank.group_size = 3; },
+         "does not divide the 4 KV heads"},
+        {"no calibration", [](auto& p, auto&) { p.calib.tokens_path.clear(); },
+         "needs calibration statistics"},
+        {"missing calibration",
+         [](auto& p, auto& d) {
+             p.calib.tokens_path.clear();
+             p.calib.text_path = (d / "nope.txt").string();
+         },
          "does not exist"},
-        {"empty calibration", [](auto& p, auto& d) { p.calib.tokens_path.clear(); p.calib.text_path = (d / "empty.txt").string(); },
+        {"empty calibration",
+         [](auto& p, auto& d) {
+             p.calib.tokens_path.clear();
+             p.calib.text_path = (d / "empty.txt").string();
+         },
          "is empty"},
-        {"unwritable out", [](auto& p, auto& d) { p.out_dir = (d / "file" / "out").string(); }, "cannot write"},
+        {"unwritable out", [](auto& p, auto& d) { p.out_dir = (d / "file" / "out").string(); },
+         "cannot write"},
         {"out not empty", [](auto& p, auto& d) { p.out_dir = d.string(); }, "is not empty"},
     };
     const auto before = tmp.entries();
@@ -231,7 +244,8 @@ TEST(CompressBadInput, StatsOfAnotherModelRefused_Data) {
         std::vector<int32_t> ids(4096);
         for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919) % 96);
         std::ofstream(tmp.path / "ids.i32", std::ios::binary)
-            .write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 4));
+            .write(reinterpret_cast<const char*>(ids.data()),
+                   static_cast<std::streamsize>(ids.size() * 4));
     }
     pipeline::CalibrateParams cp;
     cp.model_path = (tmp.path / "tiny").string();
@@ -250,7 +264,8 @@ TEST(CompressBadInput, StatsOfAnotherModelRefused_Data) {
         pipeline::run_compress(p);
         ADD_FAILURE() << "no error";
     } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("belongs to another model"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("belongs to another model"), std::string::npos)
+            << e.what();
     }
     EXPECT_FALSE(fs::exists(p.out_dir));
 }

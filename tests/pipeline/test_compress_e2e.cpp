@@ -20,8 +20,8 @@
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/formats/model_loader.h"
-#include "palu/model/weights.h"
 #include "palu/formats/palu_checkpoint.h"
+#include "palu/model/weights.h"
 #include "palu/pipeline/compress.h"
 #include "palu/pipeline/eval.h"
 #include "test_data.h"
@@ -261,8 +261,8 @@ TEST_F(CompressE2e, OneRun_OpensModelOnce_NoStatsFileWithoutStats) {
     EXPECT_TRUE(r.palu.calibration->stats_path.empty());
 
     // With --stats the same run keeps them, and a second run reuses the file (still one open).
-    pipeline::CompressParams p = e2e_params(model_dir(), calib_tokens(), eval_tokens(),
-                                            out_dir("with_stats"), 0.5);
+    pipeline::CompressParams p =
+        e2e_params(model_dir(), calib_tokens(), eval_tokens(), out_dir("with_stats"), 0.5);
     p.calib.stats_path = (out.parent_path() / "kept.calib.h5").string();
     const pipeline::CompressResult first = pipeline::run_compress(p);
     ASSERT_TRUE(fs::exists(p.calib.stats_path));

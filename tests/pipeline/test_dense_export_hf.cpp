@@ -9,7 +9,6 @@
 // f64-rounded dense weights), so per-window NLLs agree to ~1e-6 nats (measured ≤ 5e-7); bound
 // 2e-5 nats per window, far inside the 0.1% on the perplexity (which is also checked).
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -39,7 +38,8 @@ void expect_matches_hf(const pipeline::EvalPplResult& got, const json& hf) {
     const auto ref = hf["window_nll"].get<std::vector<double>>();
     ASSERT_EQ(got.window_nll.size(), ref.size());
     double worst = 0;
-    for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(got.window_nll[i] - ref[i]));
+    for (size_t i = 0; i < ref.size(); ++i)
+        worst = std::max(worst, std::abs(got.window_nll[i] - ref[i]));
     std::printf("palu ppl %.6f, transformers %.6f (rel %.2e), worst window NLL diff %.2e nats\n",
                 got.ppl, hf["ppl"].get<double>(), got.ppl / hf["ppl"].get<double>() - 1, worst);
     EXPECT_LE(worst, 2e-5);
@@ -49,7 +49,8 @@ void expect_matches_hf(const pipeline::EvalPplResult& got, const json& hf) {
 struct TempDir {
     fs::path path;
     explicit TempDir(const char* tag) {
-        path = fs::temp_directory_path() / strfmt("palu_hfcheck_%s_%d", tag, static_cast<int>(getpid()));
+        path = fs::temp_directory_path() /
+               strfmt("palu_hfcheck_%s_%d", tag, static_cast<int>(getpid()));
         fs::remove_all(path);
         fs::create_directories(path);
     }
@@ -75,7 +76,8 @@ TEST(DenseExportHf, Stories260KMatchesTransformers_Data) {
     e.eval.latent_bits = 32;
     e.run.n_threads = 1;
     e.run.progress = false;
-    expect_matches_hf(pipeline::run_eval_ppl(e), read_reference("stories260K_dense_export_hf_ppl.json"));
+    expect_matches_hf(pipeline::run_eval_ppl(e),
+                      read_reference("stories260K_dense_export_hf_ppl.json"));
 }
 
 // SmolLM2-135M-Instruct (Q4_1 GGUF), ratio 0.5, uniform ranks at group size 3 (J-LRD), whitened by
@@ -109,7 +111,8 @@ TEST(DenseExportHf, SmolLM2MatchesTransformers_Slow) {
     e.eval.seqlen = 1024;
     e.eval.latent_bits = 32;
     e.run.progress = false;
-    expect_matches_hf(pipeline::run_eval_ppl(e), read_reference("smollm2_dense_export_hf_ppl.json"));
+    expect_matches_hf(pipeline::run_eval_ppl(e),
+                      read_reference("smollm2_dense_export_hf_ppl.json"));
 }
 
 }  // namespace

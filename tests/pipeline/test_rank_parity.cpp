@@ -2,15 +2,14 @@
 // (stats file, reuse, refusal) and the stories260K rank parity with the Palu reference
 // (../shared/data/golden/palu-reference-stories260K.md).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <string>
-#include <unistd.h>
 
-#include "stories260k_parity.h"
 #include "../model/golden_file.h"
 #include "palu/calib/collect.h"
 #include "palu/calib/sampling.h"
@@ -21,6 +20,7 @@
 #include "palu/model/transformer.h"
 #include "palu/pipeline/calibrate.h"
 #include "palu/pipeline/rank_search.h"
+#include "stories260k_parity.h"
 #include "test_data.h"
 
 namespace palu::test {
@@ -49,8 +49,8 @@ calib::CalibWindows golden_windows(const std::map<std::string, GoldenTensor>& g)
 }
 
 struct MatrixError {
-    double rel_fro = 0.0;      // ‖got − ref‖_F / ‖ref‖_F
-    double rel_max = 0.0;      // max |got − ref| / max |ref|
+    double rel_fro = 0.0;  // ‖got − ref‖_F / ‖ref‖_F
+    double rel_max = 0.0;  // max |got − ref| / max |ref|
 };
 MatrixError compare(const std::vector<double>& got, const std::vector<double>& ref) {
     double num = 0, den = 0, mx = 0, max_err = 0;
@@ -115,12 +115,13 @@ TEST(CollectFisher, MatchesGolden_Data) {
     EXPECT_NEAR(f.mean_loss, ref_loss / 16, 1e-5);
     for (size_t l = 0; l < 5; ++l) {
         for (int which = 0; which < 2; ++which) {
-            const auto& ref = g.at(strfmt("%s.%zu", which == 0 ? "fisher_k" : "fisher_v", l)).values;
+            const auto& ref =
+                g.at(strfmt("%s.%zu", which == 0 ? "fisher_k" : "fisher_v", l)).values;
             const auto& got = which == 0 ? f.k[l] : f.v[l];
             ASSERT_EQ(got.size(), ref.size());
             const MatrixError e = compare(got, ref);
-            std::printf("fisher_%c layer %zu: rel fro %.3g, rel max %.3g\n", which == 0 ? 'k' : 'v', l,
-                        e.rel_fro, e.rel_max);
+            std::printf("fisher_%c layer %zu: rel fro %.3g, rel max %.3g\n", which == 0 ? 'k' : 'v',
+                        l, e.rel_fro, e.rel_max);
             EXPECT_LE(e.rel_fro, 2e-5) << which << " layer " << l;
             EXPECT_LE(e.rel_max, 2e-5) << which << " layer " << l;
         }
@@ -144,7 +145,8 @@ TEST(RankParity, Stories260KReference_Data) {
     cp.calib.fisher_shift = model::LabelShift::Double;
     cp.calib.stats_path = (tmp.path / "stats.h5").string();
     cp.run.progress = false;
-    cp.run.n_threads = 1;  // the fastest on a loaded 2-core machine (spinning threads oversubscribe it)
+    cp.run.n_threads =
+        1;  // the fastest on a loaded 2-core machine (spinning threads oversubscribe it)
     const pipeline::CalibrateResult r = pipeline::run_calibrate(cp);
     EXPECT_FALSE(r.reused);
     EXPECT_EQ(r.n_samples, 256);

@@ -7,7 +7,6 @@
 //  * the grid lists reject bad items with one message naming the option and the item.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -25,8 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 using pipeline::SweepRow;
 
-const SweepRow* find_row(const std::vector<SweepRow>& rows, const std::string& method,
-                         double ratio, const std::string& latents) {
+const SweepRow* find_row(const std::vector<SweepRow>& rows, const std::string& method, double ratio,
+                         const std::string& latents) {
     for (const auto& r : rows)
         if (!r.original && r.method == method && r.target_ratio == ratio &&
             r.latent.label() == latents)
@@ -117,8 +116,9 @@ TEST(Sweep, GridListsRejectBadItems) {
         return std::string("(no UsageError)");
     };
     EXPECT_EQ(pipeline::parse_ratio_list("1.0, 0.5", "--ratios"), (std::vector<double>{1.0, 0.5}));
-    EXPECT_THAT(message([] { pipeline::parse_ratio_list("1.0,1.5", "--ratios"); }),
-                ::testing::HasSubstr("sweep: --ratios: item '1.5': expected a kept ratio in (0, 1]"));
+    EXPECT_THAT(
+        message([] { pipeline::parse_ratio_list("1.0,1.5", "--ratios"); }),
+        ::testing::HasSubstr("sweep: --ratios: item '1.5': expected a kept ratio in (0, 1]"));
     EXPECT_THAT(message([] { pipeline::parse_ratio_list("1.0,,0.5", "--ratios"); }),
                 ::testing::HasSubstr("sweep: --ratios '1.0,,0.5': empty item"));
     EXPECT_THAT(message([] { pipeline::parse_ratio_list("0.5x", "--ratios"); }),

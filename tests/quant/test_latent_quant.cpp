@@ -7,9 +7,9 @@
 #include <random>
 #include <vector>
 
-#include "palu/quant/latent_quant.h"
 #include "palu/core/dtype.h"
 #include "palu/core/error.h"
+#include "palu/quant/latent_quant.h"
 
 using namespace palu;
 using namespace palu::quant;
@@ -90,7 +90,8 @@ TEST(LatentQuant, ErrorWithinHalfScale_AllBitsAndGroupings) {
 }
 
 TEST(LatentQuant, RoundsHalfToEven) {
-    // Symmetric 4-bit, absmax 3.5 → s = 0.5: x/s = 0.5, 1.5, 2.5, −0.5, −1.5 round to 0, 2, 2, 0, −2.
+    // Symmetric 4-bit, absmax 3.5 → s = 0.5: x/s = 0.5, 1.5, 2.5, −0.5, −1.5 round to 0, 2, 2, 0,
+    // −2.
     std::vector<float> x = {3.5f, 0.25f, 0.75f, 1.25f, -0.25f, -0.75f};
     LatentQuantSpec spec;
     spec.bits = 4;

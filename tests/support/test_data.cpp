@@ -1,10 +1,11 @@
 // palu tests: shared data and model file lookup.
 #include "test_data.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 
 namespace palu::test {
 
@@ -56,8 +57,9 @@ std::string missing_model_file_message(const std::string& rel, const std::string
 
 std::filesystem::path make_temp_dir(const std::string& tag) {
     static std::atomic<int> counter{0};
-    auto base = std::filesystem::path(::testing::TempDir()) /
-                ("palu_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    auto base =
+        std::filesystem::path(::testing::TempDir()) /
+        ("palu_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     std::filesystem::remove_all(base);
     std::filesystem::create_directories(base);
     return base;

@@ -43,27 +43,27 @@ inline constexpr const char* kSmolLM2Gguf = "models/smollm2/SmolLM2-135M-Instruc
 }  // namespace palu::test
 
 /// Declares `var` as the path of shared data file `rel`, or skips / fails the test when absent.
-#define PALU_REQUIRE_DATA(var, rel)                                                                 \
-    auto var##_opt = ::palu::test::find_data(rel);                                                  \
-    if (!var##_opt) {                                                                               \
-        if (::palu::test::data_required())                                                          \
-            FAIL() << "missing test data " << (::palu::test::data_root() / (rel))                   \
-                   << " (PALU_TEST_DATA is set); point PALU_TEST_DATA at the shared data folder";   \
-        GTEST_SKIP() << "needs " << (rel) << " under ../shared/data or $PALU_TEST_DATA";            \
-    }                                                                                               \
+#define PALU_REQUIRE_DATA(var, rel)                                                               \
+    auto var##_opt = ::palu::test::find_data(rel);                                                \
+    if (!var##_opt) {                                                                             \
+        if (::palu::test::data_required())                                                        \
+            FAIL() << "missing test data " << (::palu::test::data_root() / (rel))                 \
+                   << " (PALU_TEST_DATA is set); point PALU_TEST_DATA at the shared data folder"; \
+        GTEST_SKIP() << "needs " << (rel) << " under ../shared/data or $PALU_TEST_DATA";          \
+    }                                                                                             \
     const std::filesystem::path var = *var##_opt
 
 /// Declares `var` as the path of model file `rel` under the source tree (fetched by the command
 /// `how`), or fails the test when CI=true / skips it otherwise, saying how to get the file.
-#define PALU_REQUIRE_MODEL_FILE(var, rel, how)                                                      \
-    auto var##_opt = ::palu::test::find_model_file(rel);                                            \
-    if (!var##_opt) {                                                                               \
-        if (::palu::test::model_file_required())                                                    \
-            FAIL() << ::palu::test::missing_model_file_message(rel, how, true);                     \
-        GTEST_SKIP() << ::palu::test::missing_model_file_message(rel, how, false);                  \
-    }                                                                                               \
+#define PALU_REQUIRE_MODEL_FILE(var, rel, how)                                     \
+    auto var##_opt = ::palu::test::find_model_file(rel);                           \
+    if (!var##_opt) {                                                              \
+        if (::palu::test::model_file_required())                                   \
+            FAIL() << ::palu::test::missing_model_file_message(rel, how, true);    \
+        GTEST_SKIP() << ::palu::test::missing_model_file_message(rel, how, false); \
+    }                                                                              \
     const std::filesystem::path var = *var##_opt
 
 /// Declares `var` as the path of the SmolLM2-135M-Instruct Q4_1 GGUF (scripts/get-smollm2.sh).
-#define PALU_REQUIRE_SMOLLM2(var)                                                                   \
+#define PALU_REQUIRE_SMOLLM2(var) \
     PALU_REQUIRE_MODEL_FILE(var, ::palu::test::kSmolLM2Gguf, "scripts/get-smollm2.sh")

@@ -38,8 +38,8 @@ GroupFactors decompose_group(const RowMatrixXd& w_g, int64_t rank, DecomposeMeth
     const bool whiten = method == DecomposeMethod::Whitened;
 
     // A = W_g·S (whitened) or W_g; its SVD truncation is optimal for the chosen metric.
-    const RowMatrixXd a = whiten ? linalg::multiply_lower_right(w_g, *whitening, name + " W·S")
-                                 : w_g;
+    const RowMatrixXd a =
+        whiten ? linalg::multiply_lower_right(w_g, *whitening, name + " W·S") : w_g;
     const linalg::ThinSvd svd = linalg::thin_svd(a, name + (whiten ? " W·S" : " W"));
     const Eigen::VectorXd sqrt_s = svd.s.head(rank).cwiseSqrt();
 
@@ -126,9 +126,9 @@ LowRankKV decompose_projection(const RowMatrixXf& w, std::span<const float> bias
     for (int64_t g = 0; g < n_groups; ++g) {
         const int64_t r = ranks[static_cast<size_t>(g)];
         const RowMatrixXd w_g = w.middleRows(g * width, width).cast<double>();
-        GroupFactors f = decompose_group(w_g, r, method, whitening,
-                                         strfmt("%s group %lld", name.c_str(),
-                                                static_cast<long long>(g)));
+        GroupFactors f =
+            decompose_group(w_g, r, method, whitening,
+                            strfmt("%s group %lld", name.c_str(), static_cast<long long>(g)));
         kv.vt.middleRows(off, r) = f.right.cast<float>();
         kv.u.push_back(f.left.cast<float>());
         kv.errors.push_back(f.error);

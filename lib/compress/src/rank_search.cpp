@@ -8,10 +8,9 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <type_traits>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/core/error.h"
 
@@ -120,8 +119,8 @@ std::vector<int64_t> allocate_proportional(const std::vector<double>& fisher, in
     std::iota(order.begin(), order.end(), size_t{0});
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return frac[a] < frac[b]; });
-    double dif = target - static_cast<double>(std::accumulate(ranks.begin(), ranks.end(),
-                                                              int64_t{0}));
+    double dif =
+        target - static_cast<double>(std::accumulate(ranks.begin(), ranks.end(), int64_t{0}));
     while (dif > 0) {
         bool any = false;
         for (size_t i : order) {
@@ -184,8 +183,8 @@ double ratio_for_kv_bytes(const KvShape& shape, int64_t group_size, double kv_by
                "rank: KV budget %g bytes/token is impossible: expected a kept ratio in (0,1], got "
                "%g (original f16 cache: %lld bytes/token, %d-bit latents); hint: pick a budget "
                "between the scale overhead and the full cache",
-               kv_bytes_per_token, ratio, static_cast<long long>(original_kv_bytes_per_token(shape)),
-               quant.bits);
+               kv_bytes_per_token, ratio,
+               static_cast<long long>(original_kv_bytes_per_token(shape)), quant.bits);
     return ratio;
 }
 
@@ -347,8 +346,7 @@ T get_key(const nlohmann::json& j, const char* key) {
     try {
         return v.get<T>();
     } catch (const nlohmann::json::exception& e) {
-        PALU_THROW(FormatError, "rank: ranks.json: key '%s' has the wrong type: %s", key,
-                   e.what());
+        PALU_THROW(FormatError, "rank: ranks.json: key '%s' has the wrong type: %s", key, e.what());
     }
 }
 
@@ -401,13 +399,12 @@ RankPlan rank_plan_from_json(const nlohmann::json& j) {
             const nlohmann::json& arr = layers[l].is_object() && layers[l].contains(kv)
                                             ? layers[l].at(kv)
                                             : nlohmann::json();
-            PALU_CHECK(arr.is_array() && std::all_of(arr.begin(), arr.end(),
-                                                     [](const nlohmann::json& e) {
-                                                         return e.is_number_integer();
-                                                     }),
-                       FormatError,
-                       "rank: ranks.json: layers[%zu].%s: expected an array of integer ranks", l,
-                       kv);
+            PALU_CHECK(
+                arr.is_array() &&
+                    std::all_of(arr.begin(), arr.end(),
+                                [](const nlohmann::json& e) { return e.is_number_integer(); }),
+                FormatError, "rank: ranks.json: layers[%zu].%s: expected an array of integer ranks",
+                l, kv);
             const auto ranks = arr.get<std::vector<int64_t>>();
             PALU_CHECK(static_cast<int64_t>(ranks.size()) == n_groups, FormatError,
                        "rank: ranks.json: layers[%zu].%s: expected %lld group ranks, got %zu", l,

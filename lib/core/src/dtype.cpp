@@ -15,10 +15,16 @@ namespace palu {
 
 size_t dtype_size(DType t) {
     switch (t) {
-        case DType::F64: case DType::I64: return 8;
-        case DType::F32: case DType::I32: return 4;
-        case DType::F16: case DType::BF16: case DType::I16: return 2;
-        case DType::I8: case DType::U8: case DType::BOOL: return 1;
+        case DType::F64:
+        case DType::I64: return 8;
+        case DType::F32:
+        case DType::I32: return 4;
+        case DType::F16:
+        case DType::BF16:
+        case DType::I16: return 2;
+        case DType::I8:
+        case DType::U8:
+        case DType::BOOL: return 1;
     }
     PALU_ASSERT(false, "bad dtype");
     return 0;
@@ -42,8 +48,8 @@ const char* dtype_name(DType t) {
 
 std::optional<DType> parse_dtype(std::string_view s) {
     static const std::pair<const char*, DType> table[] = {
-        {"F64", DType::F64}, {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
-        {"I64", DType::I64}, {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8},
+        {"F64", DType::F64}, {"F32", DType::F32},  {"F16", DType::F16}, {"BF16", DType::BF16},
+        {"I64", DType::I64}, {"I32", DType::I32},  {"I16", DType::I16}, {"I8", DType::I8},
         {"U8", DType::U8},   {"BOOL", DType::BOOL}};
     for (auto& [name, t] : table)
         if (s == name) return t;
@@ -78,7 +84,8 @@ uint16_t f32_to_f16(float f) {
     std::memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000u;
     uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
+    if (ax >= 0x7f800000u)
+        return static_cast<uint16_t>(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
     if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: inf
     if (ax < 0x38800000u) {  // result is subnormal or zero: round(|f| * 2^24) half-to-even
         float af;
@@ -111,8 +118,7 @@ inline uint16_t load_u16(const unsigned char* p) {
     return v;
 }
 
-__attribute__((target("avx2,f16c"))) void f16_to_f32_f16c(const void* src, float* dst,
-                                                          size_t n) {
+__attribute__((target("avx2,f16c"))) void f16_to_f32_f16c(const void* src, float* dst, size_t n) {
     const unsigned char* p = static_cast<const unsigned char*>(src);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -148,7 +154,8 @@ void ints_to_f32(const void* src, float* dst, size_t n) {
 }  // namespace
 
 void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
-    // Sources come from mmap'd files at arbitrary 8-byte-or-less alignment: all loads are unaligned.
+    // Sources come from mmap'd files at arbitrary 8-byte-or-less alignment: all loads are
+    // unaligned.
     if (n == 0) return;  // empty tensors may come with null pointers (memcpy forbids them)
     switch (t) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;

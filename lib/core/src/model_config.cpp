@@ -17,9 +17,10 @@ void ModelConfig::validate(const std::string& source) const {
     positive(d_head, "head_dim");
     positive(d_ff, "intermediate_size");
     positive(n_vocab, "vocab_size");
-    PALU_CHECK(n_heads % n_kv_heads == 0, ShapeError,
-               "formats: %s: num_attention_heads=%lld is not a multiple of num_key_value_heads=%lld",
-               source.c_str(), static_cast<long long>(n_heads), static_cast<long long>(n_kv_heads));
+    PALU_CHECK(
+        n_heads % n_kv_heads == 0, ShapeError,
+        "formats: %s: num_attention_heads=%lld is not a multiple of num_key_value_heads=%lld",
+        source.c_str(), static_cast<long long>(n_heads), static_cast<long long>(n_kv_heads));
     PALU_CHECK(d_head % 2 == 0, ShapeError, "formats: %s: head_dim must be even for RoPE, got %lld",
                source.c_str(), static_cast<long long>(d_head));
     PALU_CHECK(rope_theta > 0, ShapeError, "formats: %s: rope_theta must be > 0, got %g",

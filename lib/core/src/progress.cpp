@@ -37,8 +37,8 @@ void Progress::update(int64_t n_done, const std::string& extra) {
     }
     if (static_cast<int>(LogLevel::Info) < static_cast<int>(log_level())) return;
     log_write(LogLevel::Info, stage_.c_str(), "progress", "%s %lld/%lld %s%s%s%s", what_.c_str(),
-                static_cast<long long>(n_done), static_cast<long long>(n_total_),
-                duration_str(el).c_str(), eta.c_str(), extra.empty() ? "" : "  ", extra.c_str());
+              static_cast<long long>(n_done), static_cast<long long>(n_total_),
+              duration_str(el).c_str(), eta.c_str(), extra.empty() ? "" : "  ", extra.c_str());
     printed_ = true;
     last_ = now;
 }

@@ -27,8 +27,12 @@ int64_t read_status_kb(const char* key) {
 }
 }  // namespace
 
-int64_t peak_rss_bytes() { return read_status_kb("VmHWM:") * 1024; }
-int64_t current_rss_bytes() { return read_status_kb("VmRSS:") * 1024; }
+int64_t peak_rss_bytes() {
+    return read_status_kb("VmHWM:") * 1024;
+}
+int64_t current_rss_bytes() {
+    return read_status_kb("VmRSS:") * 1024;
+}
 int n_cpu_cores() {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? static_cast<int>(n) : 1;

@@ -24,9 +24,8 @@ Tensor::Tensor(std::vector<int64_t> shape, std::vector<float> data)
 }
 
 void Tensor::reshape(std::vector<int64_t> shape) {
-    PALU_CHECK(checked_numel(shape) == data_.size(), ShapeError,
-               "tensor: cannot reshape %s to %s", shape_str(shape_).c_str(),
-               shape_str(shape).c_str());
+    PALU_CHECK(checked_numel(shape) == data_.size(), ShapeError, "tensor: cannot reshape %s to %s",
+               shape_str(shape_).c_str(), shape_str(shape).c_str());
     shape_ = std::move(shape);
 }
 

@@ -28,8 +28,8 @@ SymmetricEigen symmetric_eigen(const RowMatrixXd& a, const std::string& name) {
     RowMatrixXd buf = symmetrized(a);
     SymmetricEigen res;
     res.values.resize(n);
-    const lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', n, buf.data(), n,
-                                           res.values.data());
+    const lapack_int info =
+        LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', n, buf.data(), n, res.values.data());
     PALU_ASSERT(info >= 0, "dsyevd argument error %d", static_cast<int>(info));
     PALU_CHECK(info == 0, NumericalError,
                "linalg: %s %s eigendecomposition did not converge: dsyevd info=%d", name.c_str(),
@@ -65,8 +65,8 @@ ThinSvd thin_svd(const RowMatrixXd& a, const std::string& name) {
     // Column-major view of the row-major A is Aᵀ [n, m]; its SVD is V·Σ·Uᵀ.
     ThinSvd res;
     res.s.resize(k);
-    res.vt.resize(k, n);   // column-major "U" of Aᵀ: [n, k], ld n
-    res.u.resize(m, k);    // column-major "VT" of Aᵀ: [k, m], ld k
+    res.vt.resize(k, n);  // column-major "U" of Aᵀ: [n, k], ld n
+    res.u.resize(m, k);   // column-major "VT" of Aᵀ: [k, m], ld k
     RowMatrixXd buf = a;
     lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', n, m, buf.data(), n, res.s.data(),
                                      res.vt.data(), n, res.u.data(), k);

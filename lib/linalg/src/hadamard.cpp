@@ -7,11 +7,11 @@
 //    H = I + S is Hadamard of order q + 1.
 //  * Paley II: q ≡ 1 (mod 4), conference matrix C = [[0, 1ᵀ], [1, Q]] (symmetric, C² = q·I);
 //    H = C ⊗ [[1, 1], [1, −1]] + I ⊗ [[1, −1], [−1, −1]] is Hadamard of order 2(q + 1).
-//  * Sylvester doubling H_{2n} = H_2 ⊗ H_n (for 40 = 2·20) and H_{2^m}(i, j) = (−1)^{popcount(i&j)}.
+//  * Sylvester doubling H_{2n} = H_2 ⊗ H_n (for 40 = 2·20) and H_{2^m}(i, j) =
+//  (−1)^{popcount(i&j)}.
 #include "palu/linalg/hadamard.h"
 
 #include <Eigen/QR>
-
 #include <array>
 #include <bit>
 #include <cmath>
@@ -28,11 +28,13 @@ namespace {
 constexpr std::array<int64_t, 18> kBaseOrders = {244, 180, 172, 156, 140, 108, 92, 84, 76,
                                                  68,  60,  52,  44,  36,  28,  40, 20, 12};
 
-bool is_pow2(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
+bool is_pow2(int64_t n) {
+    return n > 0 && (n & (n - 1)) == 0;
+}
 
 /// GF(p^k), k ∈ {1, 2}; elements are integers a0 + a1·p (coefficients of a0 + a1·x).
 class FiniteField {
-public:
+   public:
     FiniteField(int p, int k) : p_(p), k_(k), q_(k == 1 ? p : p * p) {
         PALU_ASSERT(k == 1 || k == 2, "GF(p^%d) not supported", k);
         if (k == 2) {
@@ -76,7 +78,7 @@ public:
     /// Quadratic character: 0 for 0, +1 for non-zero squares, −1 otherwise.
     int chi(int a) const { return chi_[static_cast<size_t>(a)]; }
 
-private:
+   private:
     int p_, k_, q_;
     int c0_ = 0, c1_ = 0;
     std::vector<int> chi_;
@@ -155,7 +157,7 @@ RowMatrixXd base_matrix(int64_t k) {
         case 36: return paley2(FiniteField(17, 1));
         case 40: return kron(sylvester(2), paley1(FiniteField(19, 1)));
         case 44: return paley1(FiniteField(43, 1));
-        case 52: return paley2(FiniteField(5, 2));   // q = 25
+        case 52: return paley2(FiniteField(5, 2));  // q = 25
         case 60: return paley1(FiniteField(59, 1));
         case 68: return paley1(FiniteField(67, 1));
         case 76: return paley2(FiniteField(37, 1));
@@ -208,8 +210,12 @@ RowMatrixXd hadamard_matrix(int64_t n) {
     return kron(base_matrix(k), sylvester(n / k));
 }
 
-void fwht(double* x, int64_t n) { fwht_impl(x, n); }
-void fwht(float* x, int64_t n) { fwht_impl(x, n); }
+void fwht(double* x, int64_t n) {
+    fwht_impl(x, n);
+}
+void fwht(float* x, int64_t n) {
+    fwht_impl(x, n);
+}
 
 void apply_hadamard_rows(RowMatrixXd& x) {
     const int64_t n = x.cols();

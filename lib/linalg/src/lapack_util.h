@@ -21,7 +21,8 @@ inline lapack_int to_lapack_int(int64_t v, const std::string& name) {
 }
 
 inline std::string dims_str(const RowMatrixXd& a) {
-    return strfmt("[%lldx%lld]", static_cast<long long>(a.rows()), static_cast<long long>(a.cols()));
+    return strfmt("[%lldx%lld]", static_cast<long long>(a.rows()),
+                  static_cast<long long>(a.cols()));
 }
 
 inline void check_finite(const RowMatrixXd& a, const std::string& name) {

@@ -31,8 +31,8 @@ LatentKvLayerCache::LatentKvLayerCache(const ModelConfig& config, const LayerWei
                "model: kv cache: n_batch and n_ctx_max must be > 0, got %lld, %lld",
                static_cast<long long>(n_batch), static_cast<long long>(n_ctx_max));
     PALU_CHECK(bits_ == 32 || bits_ == 16 || bits_ == 8 || bits_ == 4 || bits_ == 3 || bits_ == 2,
-               UsageError, "model: latent kv cache: latent bits must be 2, 3, 4, 8, 16 or 32, got %d",
-               bits_);
+               UsageError,
+               "model: latent kv cache: latent bits must be 2, 3, 4, 8, 16 or 32, got %d", bits_);
     quant_.bits = bits_ < 16 ? bits_ : 16;
     PALU_CHECK(w.lk.group_size == w.lv.group_size, ShapeError,
                "model: latent kv cache: k_proj groups of %lld heads, v_proj of %lld",
@@ -180,7 +180,8 @@ void LatentKvLayerCache::reconstruct(const Plane& p, int64_t b, bool rope_keys,
                                      std::vector<float>& dst) {
     const int64_t n = n_cached_, d_kv = n_kv_heads_ * d_head_, w_g = group_size_ * d_head_;
     const size_t per_row = static_cast<size_t>(n_kv_heads_ * n_ctx_max_ * d_head_);
-    if (dst.size() < static_cast<size_t>(n_batch_) * per_row) dst.resize(static_cast<size_t>(n_batch_) * per_row);
+    if (dst.size() < static_cast<size_t>(n_batch_) * per_row)
+        dst.resize(static_cast<size_t>(n_batch_) * per_row);
     LatentWorkspace& ws = *ws_;
     ws.latent.resize(std::max(ws.latent.size(), static_cast<size_t>(n * p.n_latent)));
     ws.proj.resize(std::max(ws.proj.size(), static_cast<size_t>(n * d_kv)));
@@ -188,8 +189,8 @@ void LatentKvLayerCache::reconstruct(const Plane& p, int64_t b, bool rope_keys,
     // Y[:, g·s·d_head ...] = H_g · U_gᵀ (+ bias_g)   [n, d_kv]
     for (size_t g = 0; g < p.ranks.size(); ++g) {
         float* y = ws.proj.data() + static_cast<int64_t>(g) * w_g;
-        ops::gemm_nt(n, w_g, p.ranks[g], ws.latent.data() + p.offsets[g], p.n_latent,
-                     p.u[g].data(), p.ranks[g], y, d_kv);
+        ops::gemm_nt(n, w_g, p.ranks[g], ws.latent.data() + p.offsets[g], p.n_latent, p.u[g].data(),
+                     p.ranks[g], y, d_kv);
         if (p.bias[g].numel() > 0) ops::add_bias(y, p.bias[g].data(), n, w_g, d_kv);
     }
     if (rope_keys) {
@@ -201,7 +202,8 @@ void LatentKvLayerCache::reconstruct(const Plane& p, int64_t b, bool rope_keys,
     float* out = dst.data() + static_cast<size_t>(b) * per_row;
     for (int64_t h = 0; h < n_kv_heads_; ++h)
         for (int64_t t = 0; t < n; ++t)
-            std::memcpy(out + (h * n_ctx_max_ + t) * d_head_, ws.proj.data() + t * d_kv + h * d_head_,
+            std::memcpy(out + (h * n_ctx_max_ + t) * d_head_,
+                        ws.proj.data() + t * d_kv + h * d_head_,
                         static_cast<size_t>(d_head_) * sizeof(float));
 }
 
@@ -266,8 +268,8 @@ KvLayerCacheFactory latent_cache_factory(const ModelWeights& weights,
     auto ws = std::make_shared<LatentWorkspace>();
     const ModelWeights* wp = &weights;
     return [wp, options, ws](int64_t l, int64_t n_batch, int64_t n_ctx_max) {
-        return std::make_unique<LatentKvLayerCache>(wp->config(), *wp->layer(l), n_batch,
-                                                    n_ctx_max, options, ws);
+        return std::make_unique<LatentKvLayerCache>(wp->config(), *wp->layer(l), n_batch, n_ctx_max,
+                                                    options, ws);
     };
 }
 

@@ -1,8 +1,6 @@
 // palu model: forward pass of a Llama-family decoder (HF LlamaModel semantics), f32 + BLAS.
 #include "palu/model/transformer.h"
 
-#include "palu/formats/palu_checkpoint.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,6 +9,7 @@
 #include "ops.h"
 #include "palu/core/error.h"
 #include "palu/core/sysinfo.h"
+#include "palu/formats/palu_checkpoint.h"
 #include "palu/model/blas.h"
 #include "palu/model/latent_cache.h"
 #include "thread_pool.h"
@@ -27,7 +26,8 @@ Transformer::Transformer(const WeightSource& src, Residency residency)
     : weights_(src, residency), rope_(weights_.config()) {
     set_threads(0);
     // A compressed checkpoint runs with a real latent cache by default (f32 latents: exact).
-    if (formats::is_palu_checkpoint(src)) cache_factory_ = latent_cache_factory(weights_, LatentCacheOptions{});
+    if (formats::is_palu_checkpoint(src))
+        cache_factory_ = latent_cache_factory(weights_, LatentCacheOptions{});
 }
 
 Transformer::~Transformer() = default;

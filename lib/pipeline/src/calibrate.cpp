@@ -129,7 +129,8 @@ CalibrationStats collect(const WeightSource& src, const CalibrationOptions& c,
     sp.seqlen = c.seqlen;
     sp.seed = c.seed;
     sp.bos_id = static_cast<int32_t>(src.config().bos_token_id);
-    if (c.sampler == calib::SamplerKind::Offsets) sp.offsets = calib::read_offsets_file(c.offsets_path);
+    if (c.sampler == calib::SamplerKind::Offsets)
+        sp.offsets = calib::read_offsets_file(c.offsets_path);
     const calib::CalibWindows windows = calib::sample_windows(stream, sp);
     PALU_LOG_INFO("calibrate", "%lld %s windows of %lld tokens from %zu tokens",
                   static_cast<ll>(windows.n_samples()), calib::sampler_name(c.sampler),
@@ -190,12 +191,12 @@ CalibrationStats calibrate(const WeightSource& src, const std::string& model_fp,
     } else {
         // An existing stats file with Fisher also serves a run that needs only the Gram matrices
         // (a uniform sweep after a fisher_uniform one): ask for the settings it was made with.
-        const bool with_fisher =
-            need_fisher ||
-            (fisher == FisherNeed::IfInStatsFile && stats_file_has_fisher(c.stats_path));
+        const bool with_fisher = need_fisher || (fisher == FisherNeed::IfInStatsFile &&
+                                                 stats_file_has_fisher(c.stats_path));
         formats::StatsFileInfo info;
         info.model_fingerprint = model_fp;
-        info.data_fingerprint = formats::fingerprint_file(c.text_path.empty() ? c.tokens_path : c.text_path);
+        info.data_fingerprint =
+            formats::fingerprint_file(c.text_path.empty() ? c.tokens_path : c.text_path);
         info.seed = c.sampler == calib::SamplerKind::Random ? static_cast<int64_t>(c.seed) : 0;
         info.settings_json =
             settings_json(c, with_fisher, static_cast<int32_t>(src.config().bos_token_id)).dump();
@@ -261,7 +262,8 @@ CalibrationStats load_stats(const std::string& path, const std::string& model_fp
         f.n_samples = static_cast<int64_t>(store.read("fisher/n_samples").values.at(0));
         PALU_CHECK(f.n_samples >= 1, FormatError, "calibrate: %s: fisher/n_samples is %lld",
                    path.c_str(), static_cast<ll>(f.n_samples));
-        if (store.has("fisher/mean_loss")) f.mean_loss = store.read("fisher/mean_loss").values.at(0);
+        if (store.has("fisher/mean_loss"))
+            f.mean_loss = store.read("fisher/mean_loss").values.at(0);
         for (int64_t l = 0; l < c.n_layers; ++l) {
             f.k.push_back(read_array(store, layer_name("fisher/k", l), {f.n_out, f.d}));
             f.v.push_back(read_array(store, layer_name("fisher/v", l), {f.n_out, f.d}));

@@ -157,10 +157,11 @@ CompressResult run_compress(const CompressParams& p) {
         CompressEval ev;
         ev.source = p.eval->source();
         ev.original = eval_ppl(*src, ids, *p.eval, p.run);
-        const CompressedOverlay compressed(*src, dec.layers, res.palu,
-                                           formats::resolve_factor_dtype(*src, p.write.factor_dtype));
+        const CompressedOverlay compressed(
+            *src, dec.layers, res.palu, formats::resolve_factor_dtype(*src, p.write.factor_dtype));
         ev.compressed = eval_ppl(compressed, ids, *p.eval, p.run);
-        PALU_LOG_INFO("compress", "perplexity (%lld windows of %lld): original %.4f, compressed %.4f",
+        PALU_LOG_INFO("compress",
+                      "perplexity (%lld windows of %lld): original %.4f, compressed %.4f",
                       static_cast<long long>(ev.compressed.n_windows),
                       static_cast<long long>(p.eval->seqlen), ev.original.ppl, ev.compressed.ppl);
         res.eval = std::move(ev);

@@ -51,8 +51,8 @@ int configure_latent_cache(model::Transformer& engine, const WeightSource& src, 
 EvalPplResult eval_ppl(const WeightSource& src, const std::vector<int32_t>& tokens,
                        const EvalOptions& e, const RunOptions& run) {
     const auto t_load = std::chrono::steady_clock::now();
-    model::Transformer engine(src, e.streaming ? model::Residency::Streaming
-                                               : model::Residency::Resident);
+    model::Transformer engine(
+        src, e.streaming ? model::Residency::Streaming : model::Residency::Resident);
     engine.set_threads(run.n_threads);
     const int latent_bits = configure_latent_cache(engine, src, e.latent_bits);
     PALU_LOG_INFO("eval", "%s (%s): weights converted in %.1f s; %d threads, BLAS kernels %s",
@@ -139,9 +139,8 @@ GenerateResult run_generate(const GenerateParams& p) {
         if (p.on_text) p.on_text(piece);
         if (i + 1 < p.max_new) logits = engine.forward(&out.tokens.back(), 1, 1, *cache);
     }
-    out.decode_tokens_per_s = seconds_since(t1) > 0
-                                  ? static_cast<double>(out.n_generated) / seconds_since(t1)
-                                  : 0.0;
+    out.decode_tokens_per_s =
+        seconds_since(t1) > 0 ? static_cast<double>(out.n_generated) / seconds_since(t1) : 0.0;
     return out;
 }
 

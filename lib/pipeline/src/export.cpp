@@ -19,8 +19,8 @@
 namespace palu::pipeline {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using formats::KvProj;
+using nlohmann::json;
 using ll = long long;
 
 ExportTarget parse_export_target(const std::string& s) {
@@ -78,8 +78,8 @@ void add_dense_projection(formats::TensorWriteList& out, const WeightSource& src
     out.add_f32(formats::kv_dense_weight_name(l, which), dt, {c.d_kv(), c.d_model}, w.data(),
                 static_cast<size_t>(w.size()), "export");
     if (!bias.empty())
-        out.add_f32(formats::kv_dense_bias_name(l, which), dt, {c.d_kv()}, bias.data(),
-                    bias.size(), "export");
+        out.add_f32(formats::kv_dense_bias_name(l, which), dt, {c.d_kv()}, bias.data(), bias.size(),
+                    "export");
 }
 
 }  // namespace
@@ -90,8 +90,8 @@ void export_dense(const WeightSource& src, const fs::path& out_dir, const DenseE
                "export: %s is not a compressed palu checkpoint: expected tensor '%s', got none; "
                "hint: export the output of palu-compress",
                src.path().c_str(), formats::kv_vt_name(0, KvProj::K).c_str());
-    PALU_CHECK(o.dtype == DType::F32 || o.dtype == DType::F16 || o.dtype == DType::BF16,
-               UsageError, "export: --dtype %s is not supported: expected f32, f16 or bf16",
+    PALU_CHECK(o.dtype == DType::F32 || o.dtype == DType::F16 || o.dtype == DType::BF16, UsageError,
+               "export: --dtype %s is not supported: expected f32, f16 or bf16",
                dtype_name(o.dtype));
     const formats::PaluCheckpointInfo info = formats::read_palu_checkpoint(src);
     const ModelConfig& c = src.config();
@@ -111,8 +111,10 @@ void export_dense(const WeightSource& src, const fs::path& out_dir, const DenseE
         ++n_copied;
     }
     for (int64_t l = 0; l < c.n_layers; ++l) {
-        add_dense_projection(tensors, src, l, KvProj::K, info.k_ranks[static_cast<size_t>(l)], o.dtype);
-        add_dense_projection(tensors, src, l, KvProj::V, info.v_ranks[static_cast<size_t>(l)], o.dtype);
+        add_dense_projection(tensors, src, l, KvProj::K, info.k_ranks[static_cast<size_t>(l)],
+                             o.dtype);
+        add_dense_projection(tensors, src, l, KvProj::V, info.v_ranks[static_cast<size_t>(l)],
+                             o.dtype);
     }
     const size_t n_tensors = tensors.size();
     formats::write_safetensors(stage.path(), tensors.take(), {{"format", "pt"}});
@@ -125,7 +127,8 @@ void export_dense(const WeightSource& src, const fs::path& out_dir, const DenseE
     block.exported = "dense";
     block.exported_dtype = formats::torch_dtype_name(o.dtype);
     cfg["palu"] = formats::to_json(block);
-    formats::write_text_file(stage.path() / "config.json", formats::palu_config_text(cfg), "export");
+    formats::write_text_file(stage.path() / "config.json", formats::palu_config_text(cfg),
+                             "export");
 
     const auto copied = formats::copy_tokenizer_files(src, stage.path(), "export");
     if (copied.empty())

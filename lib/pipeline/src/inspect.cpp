@@ -91,16 +91,17 @@ nlohmann::json to_json(const InspectResult& r) {
 std::string to_text(const InspectResult& r) {
     const auto& c = r.config;
     std::string types;
-    for (auto& [t, n] : r.storage_types) types += strfmt("%s%s x%lld", types.empty() ? "" : ", ", t.c_str(), (long long)n);
+    for (auto& [t, n] : r.storage_types)
+        types += strfmt("%s%s x%lld", types.empty() ? "" : ", ", t.c_str(), (long long)n);
     std::string s;
     s += strfmt("model         %s (%s)\n", r.path.c_str(), r.format.c_str());
     s += strfmt("architecture  %s, %s\n", c.architecture.c_str(),
                 c.n_kv_heads == c.n_heads ? "MHA" : "GQA");
-    s += strfmt("dimensions    d_model %lld, layers %lld, heads %lld, kv heads %lld, d_head %lld, "
-                "d_ff %lld, vocab %lld\n",
-                (long long)c.d_model, (long long)c.n_layers, (long long)c.n_heads,
-                (long long)c.n_kv_heads, (long long)c.d_head, (long long)c.d_ff,
-                (long long)c.n_vocab);
+    s += strfmt(
+        "dimensions    d_model %lld, layers %lld, heads %lld, kv heads %lld, d_head %lld, "
+        "d_ff %lld, vocab %lld\n",
+        (long long)c.d_model, (long long)c.n_layers, (long long)c.n_heads, (long long)c.n_kv_heads,
+        (long long)c.d_head, (long long)c.d_ff, (long long)c.n_vocab);
     s += strfmt("rope          theta %g, scaling %s\n", c.rope_theta, c.rope_scaling.type.c_str());
     s += strfmt("parameters    %lld (%.1f M)%s\n", (long long)r.n_params_unique,
                 r.n_params_unique / 1e6,
@@ -110,7 +111,8 @@ std::string to_text(const InspectResult& r) {
                 bytes_str(static_cast<double>(r.file_bytes)).c_str(), types.c_str());
     s += strfmt("KV cache      %s%s, %lld bytes/token (%s)\n", r.kv_dtype.c_str(),
                 r.kv_from_quantized ? " (runtime cache type; weights are quantized)" : "",
-                (long long)r.kv_bytes_per_token, bytes_str(static_cast<double>(r.kv_bytes_per_token)).c_str());
+                (long long)r.kv_bytes_per_token,
+                bytes_str(static_cast<double>(r.kv_bytes_per_token)).c_str());
     for (auto& [ctx, bytes] : r.kv_bytes_at)
         s += strfmt("  at %6lldK ctx %s (batch 1)\n", (long long)(ctx / 1024),
                     bytes_str(static_cast<double>(bytes)).c_str());

@@ -30,9 +30,8 @@ CompressedOverlay::CompressedOverlay(const WeightSource& base,
     PALU_CHECK(static_cast<int64_t>(layers.size()) == c.n_layers, ShapeError,
                "compress: %zu compressed layers for a model of %lld layers", layers.size(),
                static_cast<long long>(c.n_layers));
-    PALU_CHECK(storage == DType::F32 || storage == DType::F16 || storage == DType::BF16,
-               UsageError, "compress: factor storage %s: expected F32, F16 or BF16",
-               dtype_name(storage));
+    PALU_CHECK(storage == DType::F32 || storage == DType::F16 || storage == DType::BF16, UsageError,
+               "compress: factor storage %s: expected F32, F16 or BF16", dtype_name(storage));
     nlohmann::json head_wise = nlohmann::json::object();
     for (int64_t l = 0; l < c.n_layers; ++l)
         for (const KvProj which : {KvProj::K, KvProj::V}) {
@@ -49,7 +48,8 @@ CompressedOverlay::CompressedOverlay(const WeightSource& base,
             }
         }
     const std::string own = base.config_json_text();
-    nlohmann::json cfg = own.empty() ? formats::hf_config_json(c, "float32") : nlohmann::json::parse(own);
+    nlohmann::json cfg =
+        own.empty() ? formats::hf_config_json(c, "float32") : nlohmann::json::parse(own);
     const formats::HfArchNames names = formats::hf_arch_names(c.architecture);
     cfg["model_type"] = names.palu_type;
     cfg["architectures"] = {names.palu_class};

@@ -53,10 +53,10 @@ compress::FisherScalars fisher_scalars(const calib::FisherStats& f, const compre
     PALU_CHECK(group_size > 0 && shape.n_kv_heads % group_size == 0, UsageError,
                "rank: --group-size %lld must divide the %lld KV heads", static_cast<ll>(group_size),
                static_cast<ll>(shape.n_kv_heads));
-    PALU_CHECK(static_cast<int64_t>(f.k.size()) == shape.n_layers && f.n_out == shape.width(),
-               FormatError, "rank: Fisher statistics of %zu layers x %lld outputs; expected %lld x %lld",
-               f.k.size(), static_cast<ll>(f.n_out), static_cast<ll>(shape.n_layers),
-               static_cast<ll>(shape.width()));
+    PALU_CHECK(
+        static_cast<int64_t>(f.k.size()) == shape.n_layers && f.n_out == shape.width(), FormatError,
+        "rank: Fisher statistics of %zu layers x %lld outputs; expected %lld x %lld", f.k.size(),
+        static_cast<ll>(f.n_out), static_cast<ll>(shape.n_layers), static_cast<ll>(shape.width()));
     const double n = static_cast<double>(f.n_samples);
     compress::FisherScalars out;
     for (int64_t l = 0; l < shape.n_layers; ++l)
@@ -65,7 +65,8 @@ compress::FisherScalars fisher_scalars(const calib::FisherStats& f, const compre
             RowMatrixXf rms(f.n_out, f.d);
             for (int64_t i = 0; i < rms.size(); ++i)
                 rms.data()[i] = static_cast<float>(std::sqrt(sums[static_cast<size_t>(i)] / n));
-            const std::string name = strfmt("fisher/%s/layer_%lld", is_k ? "k" : "v", static_cast<ll>(l));
+            const std::string name =
+                strfmt("fisher/%s/layer_%lld", is_k ? "k" : "v", static_cast<ll>(l));
             const compress::FisherReduction red =
                 compress::reduce_rms_gradient(rms, group_size * shape.d_head, name);
             (is_k ? out.k : out.v).push_back(red.module_mean);
@@ -105,7 +106,9 @@ compress::RankPlan search_rank_plan(const ModelConfig& cfg, const CalibrationSta
     return plan;
 }
 
-nlohmann::json RankSearchResult::to_json() const { return compress::rank_plan_to_json(plan); }
+nlohmann::json RankSearchResult::to_json() const {
+    return compress::rank_plan_to_json(plan);
+}
 
 RankSearchResult run_rank_search(const RankSearchParams& p) {
     check_rank_search_options(p.rank, "rank");
@@ -117,7 +120,8 @@ RankSearchResult run_rank_search(const RankSearchParams& p) {
         PALU_CHECK(!p.stats_path.empty(), UsageError,
                    "rank: --stats is required for method %s; hint: run palu-calibrate first",
                    compress::rank_search_method_name(p.rank.method));
-        stats = load_stats(p.stats_path, formats::fingerprint_model(*src), cfg, /*with_gram=*/false);
+        stats =
+            load_stats(p.stats_path, formats::fingerprint_model(*src), cfg, /*with_gram=*/false);
         PALU_CHECK(stats->fisher.has_value(), UsageError,
                    "rank: %s: holds no Fisher statistics; hint: re-run palu-calibrate without "
                    "--no-fisher",

@@ -51,7 +51,9 @@ std::vector<std::string> split_list(const std::string& list, const std::string& 
         PALU_CHECK(!item.empty(), UsageError,
                    "sweep: %s '%s': empty item; expected a comma-separated list such as %s",
                    option.c_str(), list.c_str(),
-                   option == "--ratios" ? "1.0,0.5" : option == "--latents" ? "16,4,3h" : "1,2");
+                   option == "--ratios"    ? "1.0,0.5"
+                   : option == "--latents" ? "16,4,3h"
+                                           : "1,2");
         items.push_back(item);
     }
     PALU_CHECK(!items.empty() && list.back() != ',', UsageError,
@@ -124,7 +126,7 @@ std::vector<int64_t> parse_group_size_list(const std::string& list, const std::s
 }
 
 std::vector<compress::RankSearchMethod> parse_method_list(const std::string& list,
-                                                         const std::string& option) {
+                                                          const std::string& option) {
     const auto items = split_list(list, option);
     std::vector<compress::RankSearchMethod> out;
     for (const auto& it : items) {
@@ -186,11 +188,12 @@ json to_json(const SweepRow& r) {
 
 std::string sweep_markdown(const SweepResult& res, const SweepParams& p) {
     std::string s;
-    s += strfmt("Model `%s`; evaluation `%s`: %lld windows of %lld tokens (of %lld tokens); "
-                "calibration + whitening factors + Fisher scalars %.1f s (once).\n\n",
-                p.model_path.c_str(), p.eval.source().c_str(),
-                static_cast<long long>(res.n_windows), static_cast<long long>(res.seqlen),
-                static_cast<long long>(res.n_eval_tokens), res.calibration_s);
+    s += strfmt(
+        "Model `%s`; evaluation `%s`: %lld windows of %lld tokens (of %lld tokens); "
+        "calibration + whitening factors + Fisher scalars %.1f s (once).\n\n",
+        p.model_path.c_str(), p.eval.source().c_str(), static_cast<long long>(res.n_windows),
+        static_cast<long long>(res.seqlen), static_cast<long long>(res.n_eval_tokens),
+        res.calibration_s);
     s += "| method | group size | ratio | achieved ratio | latents | KV bytes/token | x smaller "
          "vs f16 | ppl | Δppl % | compression s |\n";
     s += "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n";
@@ -203,16 +206,17 @@ std::string sweep_markdown(const SweepResult& res, const SweepParams& p) {
         else
             latents = strfmt("%d-bit%s", r.latent.bits, r.latent.hadamard ? " + Hadamard" : "");
         const double dppl = 100.0 * (r.ppl / res.ppl_original - 1.0);
-        s += strfmt("| %s | %s | %.2f | %.4f | %s | %lld | %.2f | %.4f | %+.2f | %s |\n",
-                    r.method.c_str(),
-                    r.original ? "–" : std::to_string(r.group_size).c_str(), r.target_ratio,
-                    r.achieved_ratio, latents.c_str(), static_cast<long long>(r.kv_bytes_formula),
-                    static_cast<double>(r.kv_bytes_original) /
-                        static_cast<double>(std::max<int64_t>(r.kv_bytes_formula, 1)),
-                    r.ppl, dppl, r.original ? "–"
-                    : r.same_plan_as.empty()
-                        ? strfmt("%.3f", r.compression_s).c_str()
-                        : strfmt("%.3f (ranks = %s)", r.compression_s, r.same_plan_as.c_str()).c_str());
+        s += strfmt(
+            "| %s | %s | %.2f | %.4f | %s | %lld | %.2f | %.4f | %+.2f | %s |\n", r.method.c_str(),
+            r.original ? "–" : std::to_string(r.group_size).c_str(), r.target_ratio,
+            r.achieved_ratio, latents.c_str(), static_cast<long long>(r.kv_bytes_formula),
+            static_cast<double>(r.kv_bytes_original) /
+                static_cast<double>(std::max<int64_t>(r.kv_bytes_formula, 1)),
+            r.ppl, dppl,
+            r.original ? "–"
+            : r.same_plan_as.empty()
+                ? strfmt("%.3f", r.compression_s).c_str()
+                : strfmt("%.3f (ranks = %s)", r.compression_s, r.same_plan_as.c_str()).c_str());
     }
     return s;
 }
@@ -243,9 +247,9 @@ void check_grid(const SweepParams& p) {
 
 SweepResult run_sweep(const SweepParams& p) {
     check_grid(p);
-    const bool need_fisher =
-        std::any_of(p.methods.begin(), p.methods.end(),
-                    [](compress::RankSearchMethod m) { return m != compress::RankSearchMethod::Uniform; });
+    const bool need_fisher = std::any_of(
+        p.methods.begin(), p.methods.end(),
+        [](compress::RankSearchMethod m) { return m != compress::RankSearchMethod::Uniform; });
     auto src = formats::open_model(p.model_path);
     const ModelConfig& cfg = src->config();
     PALU_CHECK(!formats::is_palu_checkpoint(*src), UsageError,
@@ -262,7 +266,8 @@ SweepResult run_sweep(const SweepParams& p) {
     const compress::KvShape shape{cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
 
     const std::vector<int32_t> tokens = load_eval_tokens(p.eval, *src);
-    const int64_t n_avail = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(p.eval.seqlen, 2);
+    const int64_t n_avail =
+        static_cast<int64_t>(tokens.size()) / std::max<int64_t>(p.eval.seqlen, 2);
     PALU_CHECK(n_avail >= 1, UsageError,
                "sweep: the %zu evaluation tokens do not fill one window of %lld; hint: lower "
                "--eval-seqlen",
@@ -314,14 +319,14 @@ SweepResult run_sweep(const SweepParams& p) {
         row.nll = r.nll;
         row.eval_s = r.seconds;
         emit(row);
-        PALU_LOG_INFO("sweep", "original: ppl %.4f over %lld windows of %lld in %.1f s",
-                      r.ppl, static_cast<long long>(r.n_windows),
-                      static_cast<long long>(p.eval.seqlen), r.seconds);
+        PALU_LOG_INFO("sweep", "original: ppl %.4f over %lld windows of %lld in %.1f s", r.ppl,
+                      static_cast<long long>(r.n_windows), static_cast<long long>(p.eval.seqlen),
+                      r.seconds);
     }
 
     // ---- the grid ----
-    const bool any_hadamard =
-        std::any_of(p.latents.begin(), p.latents.end(), [](const LatentSetting& l) { return l.hadamard; });
+    const bool any_hadamard = std::any_of(p.latents.begin(), p.latents.end(),
+                                          [](const LatentSetting& l) { return l.hadamard; });
     const int64_t n_points = static_cast<int64_t>(p.methods.size() * group_sizes.size() *
                                                   p.ratios.size() * p.latents.size());
     Progress progress("sweep", "row", n_points, /*min_interval_s=*/0.0);
@@ -338,9 +343,10 @@ SweepResult run_sweep(const SweepParams& p) {
                 rp.ratio = ratio;
                 rp.rank_multiple = p.round_to;
                 const compress::RankPlan plan = compress::search_ranks(
-                    shape, need_fisher && p.methods[mi] != compress::RankSearchMethod::Uniform
-                               ? &fisher.at(g)
-                               : nullptr,
+                    shape,
+                    need_fisher && p.methods[mi] != compress::RankSearchMethod::Uniform
+                        ? &fisher.at(g)
+                        : nullptr,
                     rp);
                 const double t_search = seconds_since(t0);
                 // Methods that allocate the same ranks (every method at ratio 1.0) give the same
@@ -357,12 +363,12 @@ SweepResult run_sweep(const SweepParams& p) {
                         emit(row);
                         ++n_done;
                         if (show)
-                            progress.update(n_done, strfmt("%s s=%lld ratio %.2f %s: same ranks as "
-                                                           "%s",
-                                                           row.method.c_str(),
-                                                           static_cast<long long>(g), ratio,
-                                                           row.latent.label().c_str(),
-                                                           row.same_plan_as.c_str()));
+                            progress.update(
+                                n_done,
+                                strfmt("%s s=%lld ratio %.2f %s: same ranks as "
+                                       "%s",
+                                       row.method.c_str(), static_cast<long long>(g), ratio,
+                                       row.latent.label().c_str(), row.same_plan_as.c_str()));
                     }
                     continue;
                 }
@@ -422,11 +428,11 @@ SweepResult run_sweep(const SweepParams& p) {
                     point_rows.push_back(row);
                     ++n_done;
                     if (show)
-                        progress.update(
-                            n_done, strfmt("%s s=%lld ratio %.2f %s: ppl %.4f (%+.2f%%)",
-                                           row.method.c_str(), static_cast<long long>(g), ratio,
-                                           lat.label().c_str(), r.ppl,
-                                           100.0 * (r.ppl / res.ppl_original - 1.0)));
+                        progress.update(n_done,
+                                        strfmt("%s s=%lld ratio %.2f %s: ppl %.4f (%+.2f%%)",
+                                               row.method.c_str(), static_cast<long long>(g), ratio,
+                                               lat.label().c_str(), r.ppl,
+                                               100.0 * (r.ppl / res.ppl_original - 1.0)));
                 }
             }
     res.markdown = sweep_markdown(res, p);

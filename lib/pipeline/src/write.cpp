@@ -29,8 +29,10 @@ std::vector<formats::PaluLayerView> factor_views(const std::vector<CompressedLay
     return out;
 }
 
-void write_compressed_checkpoint(const WeightSource& src, const std::vector<CompressedLayer>& layers,
-                                 const formats::PaluBlock& block, const std::filesystem::path& out_dir,
+void write_compressed_checkpoint(const WeightSource& src,
+                                 const std::vector<CompressedLayer>& layers,
+                                 const formats::PaluBlock& block,
+                                 const std::filesystem::path& out_dir,
                                  const formats::PaluWriteOptions& options) {
     formats::write_palu_checkpoint(src, factor_views(layers), block, out_dir, options);
 }

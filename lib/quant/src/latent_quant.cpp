@@ -19,14 +19,16 @@ uint16_t f16_round_up(float s) {
     return h;
 }
 
-float round_half_even(float x) { return std::nearbyint(x); }
+float round_half_even(float x) {
+    return std::nearbyint(x);
+}
 
 }  // namespace
 
 void validate_quant_spec(const LatentQuantSpec& spec, int64_t n_cols) {
-    PALU_CHECK(spec.bits == 2 || spec.bits == 3 || spec.bits == 4 || spec.bits == 8 ||
-                   spec.bits == 16,
-               UsageError, "quant: latent bits: expected 2, 3, 4, 8 or 16, got %d", spec.bits);
+    PALU_CHECK(
+        spec.bits == 2 || spec.bits == 3 || spec.bits == 4 || spec.bits == 8 || spec.bits == 16,
+        UsageError, "quant: latent bits: expected 2, 3, 4, 8 or 16, got %d", spec.bits);
     PALU_CHECK(spec.group_size >= 0, UsageError,
                "quant: latent group size: expected >= 0 (0 = whole latent group), got %lld",
                static_cast<long long>(spec.group_size));
@@ -138,7 +140,9 @@ void fake_quantize_rows(float* x, int64_t n_rows, int64_t n_cols, const LatentQu
     dequantize_rows(q, x);
 }
 
-int64_t packed_row_bytes(int64_t n, int bits) { return (n * bits + 7) / 8; }
+int64_t packed_row_bytes(int64_t n, int bits) {
+    return (n * bits + 7) / 8;
+}
 
 void pack_codes(const uint8_t* codes, int64_t n, int bits, uint8_t* out) {
     PALU_ASSERT(bits >= 1 && bits <= 8, "code width %d bits", bits);
@@ -152,7 +156,8 @@ void pack_codes(const uint8_t* codes, int64_t n, int bits, uint8_t* out) {
         const int64_t byte = bit / 8;
         const int shift = static_cast<int>(bit % 8);
         out[byte] = static_cast<uint8_t>(out[byte] | (v << shift));
-        if (shift + bits > 8) out[byte + 1] = static_cast<uint8_t>(out[byte + 1] | (v >> (8 - shift)));
+        if (shift + bits > 8)
+            out[byte + 1] = static_cast<uint8_t>(out[byte + 1] | (v >> (8 - shift)));
     }
 }
 

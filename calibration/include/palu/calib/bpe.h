@@ -35,7 +35,7 @@ struct BpeVocab {
     std::vector<std::string> tokens;  // [n_vocab] id -> text (byte-level alphabet; added tokens
                                       // hold their literal text); holes are ""
     std::vector<std::pair<std::string, std::string>> merges;  // in rank order (rank = index)
-    std::vector<int32_t> added_ids;   // tokens matched whole in the raw text (special/control)
+    std::vector<int32_t> added_ids;  // tokens matched whole in the raw text (special/control)
     std::vector<PreTokenizerStep> pre_tokenizer;  // applied in order
     int32_t bos_id = -1;
     int32_t eos_id = -1;

@@ -19,23 +19,23 @@
 namespace palu::calib {
 
 struct GramStats {
-    int64_t d = 0;                           ///< d_model
-    int64_t n_tokens = 0;                    ///< rows summed (windows · seqlen)
-    std::vector<std::vector<double>> gram;   ///< n_layers x [d, d] row-major, symmetric
+    int64_t d = 0;                          ///< d_model
+    int64_t n_tokens = 0;                   ///< rows summed (windows · seqlen)
+    std::vector<std::vector<double>> gram;  ///< n_layers x [d, d] row-major, symmetric
 };
 
 struct FisherStats {
-    int64_t n_out = 0;                       ///< n_kv_heads · d_head
-    int64_t d = 0;                           ///< d_model
-    int64_t n_samples = 0;                   ///< windows summed
-    double mean_loss = 0.0;                  ///< mean over windows of the window loss (nats)
-    std::vector<std::vector<double>> k;      ///< n_layers x [n_out, d]: Σ (∂L/∂W_k)²
-    std::vector<std::vector<double>> v;      ///< n_layers x [n_out, d]: Σ (∂L/∂W_v)²
+    int64_t n_out = 0;                   ///< n_kv_heads · d_head
+    int64_t d = 0;                       ///< d_model
+    int64_t n_samples = 0;               ///< windows summed
+    double mean_loss = 0.0;              ///< mean over windows of the window loss (nats)
+    std::vector<std::vector<double>> k;  ///< n_layers x [n_out, d]: Σ (∂L/∂W_k)²
+    std::vector<std::vector<double>> v;  ///< n_layers x [n_out, d]: Σ (∂L/∂W_v)²
 };
 
 struct CollectOptions {
-    int64_t n_batch = 8;                     ///< windows per forward (Gram)
-    bool progress = true;                    ///< progress lines with ETA on stderr
+    int64_t n_batch = 8;   ///< windows per forward (Gram)
+    bool progress = true;  ///< progress lines with ETA on stderr
 };
 
 /// Runs every window through `engine` (forward, last position's logits only) with a KvInput

@@ -28,18 +28,20 @@ std::optional<SamplerKind> parse_sampler(std::string_view s);
 
 struct SamplingParams {
     SamplerKind kind = SamplerKind::Random;
-    int64_t n_samples = 0;           ///< windows wanted (> 0); always honoured exactly or refused
-    int64_t seqlen = 0;              ///< tokens per window L (>= 2)
-    uint64_t seed = 3;               ///< random sampler only
-    int32_t bos_id = -1;             ///< random/offsets: prepended to each window when >= 0
-    std::vector<int64_t> offsets;    ///< offsets sampler: the first n_samples are used
+    int64_t n_samples = 0;         ///< windows wanted (> 0); always honoured exactly or refused
+    int64_t seqlen = 0;            ///< tokens per window L (>= 2)
+    uint64_t seed = 3;             ///< random sampler only
+    int32_t bos_id = -1;           ///< random/offsets: prepended to each window when >= 0
+    std::vector<int64_t> offsets;  ///< offsets sampler: the first n_samples are used
 };
 
 struct CalibWindows {
     int64_t seqlen = 0;
-    std::vector<int32_t> tokens;     ///< [n_samples, seqlen] row-major
-    std::vector<int64_t> offsets;    ///< start offset of each window in the stream
-    int64_t n_samples() const { return seqlen > 0 ? static_cast<int64_t>(tokens.size()) / seqlen : 0; }
+    std::vector<int32_t> tokens;   ///< [n_samples, seqlen] row-major
+    std::vector<int64_t> offsets;  ///< start offset of each window in the stream
+    int64_t n_samples() const {
+        return seqlen > 0 ? static_cast<int64_t>(tokens.size()) / seqlen : 0;
+    }
     const int32_t* window(int64_t i) const { return tokens.data() + i * seqlen; }
 };
 
@@ -48,7 +50,8 @@ struct CalibWindows {
 /// (offset + tokens taken > N) or fewer offsets than n_samples are given.
 CalibWindows sample_windows(const std::vector<int32_t>& stream, const SamplingParams& params);
 
-/// The random sampler's offsets alone: n uniform integers in [0, max_offset], deterministic in seed.
+/// The random sampler's offsets alone: n uniform integers in [0, max_offset], deterministic in
+/// seed.
 std::vector<int64_t> random_offsets(int64_t n, int64_t max_offset, uint64_t seed);
 
 /// Reads an offsets file: one non-negative decimal offset per line; blank lines and lines starting

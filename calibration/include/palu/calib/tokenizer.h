@@ -13,7 +13,7 @@
 namespace palu::calib {
 
 class Tokenizer {
-public:
+   public:
     virtual ~Tokenizer() = default;
     /// Token ids of `text`; prepends BOS when `add_bos` and the model has one.
     virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
@@ -49,8 +49,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 
 /// The files find_tokenizer_for_model tries for `model_path`, in order (existing or not): the
 /// GGUF itself; tokenizer.json, tokenizer.model, tokenizer.gguf (a palu checkpoint made from a
-/// GGUF), tok<n_vocab>.bin in an HF directory, then tok<n_vocab>.bin in its parent; tok<n_vocab>.bin,
-/// tokenizer.json, tokenizer.model beside any other file (llama2.c .bin, .safetensors).
+/// GGUF), tok<n_vocab>.bin in an HF directory, then tok<n_vocab>.bin in its parent;
+/// tok<n_vocab>.bin, tokenizer.json, tokenizer.model beside any other file (llama2.c .bin,
+/// .safetensors).
 std::vector<std::filesystem::path> tokenizer_candidates(const std::filesystem::path& model_path,
                                                         int64_t n_vocab);
 

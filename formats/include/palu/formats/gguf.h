@@ -26,38 +26,62 @@ inline constexpr uint32_t kGgufMaxDims = 4;
 
 /// GGUF metadata value types (gguf_type).
 enum class GgufValueType : uint32_t {
-    U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8,
-    ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    BOOL = 7,
+    STRING = 8,
+    ARRAY = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
 };
 
 /// ggml tensor types palu knows (values as in ggml.h).
 enum class GgmlType : uint32_t {
-    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
-    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, BF16 = 30,
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
+    Q8_0 = 8,
+    Q8_1 = 9,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
+    BF16 = 30,
 };
 const char* ggml_type_name(GgmlType t);
 
 /// One metadata value; arrays hold their elements in `array` (element type in `array_type`).
 struct GgufValue {
     GgufValueType type = GgufValueType::U8;
-    uint64_t u = 0;        // unsigned integers and bool
-    int64_t i = 0;         // signed integers
-    double f = 0.0;        // floats
-    std::string s;         // strings
+    uint64_t u = 0;  // unsigned integers and bool
+    int64_t i = 0;   // signed integers
+    double f = 0.0;  // floats
+    std::string s;   // strings
     GgufValueType array_type = GgufValueType::U8;
     std::vector<GgufValue> array;
 };
 
 struct GgufTensorInfo {
-    std::string name;            // GGUF name, e.g. blk.0.attn_k.weight
-    std::vector<int64_t> ne;     // ggml dims, fastest first (ne[0] = row length)
+    std::string name;         // GGUF name, e.g. blk.0.attn_k.weight
+    std::vector<int64_t> ne;  // ggml dims, fastest first (ne[0] = row length)
     GgmlType type = GgmlType::F32;
-    uint64_t offset = 0;         // relative to the data section
+    uint64_t offset = 0;  // relative to the data section
     uint64_t n_bytes = 0;
 };
 
 class GgufFile {
-public:
+   public:
     /// mmaps and validates the whole header; throws FormatError/IoError naming the file.
     static std::unique_ptr<GgufFile> open(const std::filesystem::path& path);
     virtual ~GgufFile() = default;
@@ -69,8 +93,8 @@ public:
     virtual const GgufValue* find(const std::string& key) const = 0;
     /// Typed getters; throw FormatError naming the key when absent or of another type.
     virtual std::string get_string(const std::string& key) const = 0;
-    virtual int64_t get_int(const std::string& key) const = 0;      // any integer type
-    virtual double get_float(const std::string& key) const = 0;     // f32/f64 (or integer)
+    virtual int64_t get_int(const std::string& key) const = 0;   // any integer type
+    virtual double get_float(const std::string& key) const = 0;  // f32/f64 (or integer)
     virtual std::vector<std::string> get_string_array(const std::string& key) const = 0;
     virtual std::vector<int64_t> get_int_array(const std::string& key) const = 0;
     virtual std::vector<double> get_float_array(const std::string& key) const = 0;

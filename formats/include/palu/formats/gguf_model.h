@@ -4,10 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
-
-#include <memory>
 
 #include "palu/core/model_config.h"
 #include "palu/core/weight_source.h"

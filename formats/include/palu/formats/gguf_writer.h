@@ -38,7 +38,7 @@ void quantize_q4_0(const float* src, uint8_t* dst, int64_t n);
 void quantize_q4_1(const float* src, uint8_t* dst, int64_t n);
 
 class GgufWriter {
-public:
+   public:
     /// version 2 or 3 (UsageError otherwise).
     explicit GgufWriter(uint32_t version = 3);
 
@@ -61,7 +61,7 @@ public:
     /// Writes the file atomically (temporary name, then rename). IoError on failure.
     void write(const std::filesystem::path& path) const;
 
-private:
+   private:
     struct PendingTensor {
         std::string name;
         std::vector<int64_t> ne;

@@ -46,18 +46,18 @@ inline constexpr int64_t kLlama2cMaxSeqLen = 1 << 22;
 
 /// One f32 section of the file, in file order.
 struct Llama2cSection {
-    std::string name;             // llama2.c name: "token_embedding", "wq", "freq_cis_real", ...
-    std::vector<int64_t> shape;   // as stored, e.g. wq [n_layers, dim, dim]
-    uint64_t offset = 0;          // byte offset in the file
+    std::string name;            // llama2.c name: "token_embedding", "wq", "freq_cis_real", ...
+    std::vector<int64_t> shape;  // as stored, e.g. wq [n_layers, dim, dim]
+    uint64_t offset = 0;         // byte offset in the file
     uint64_t n_bytes = 0;
 };
 
 /// Validated header plus the byte layout it implies.
 struct Llama2cLayout {
     Llama2cHeader header;
-    ModelConfig config;                  // llama, rope_theta 1e4, eps 1e-5, bos 1, eos 2
-    bool shared_classifier = true;       // vocab_size > 0: lm_head tied to the embedding
-    uint64_t expected_file_size = 0;     // header + every section
+    ModelConfig config;               // llama, rope_theta 1e4, eps 1e-5, bos 1, eos 2
+    bool shared_classifier = true;    // vocab_size > 0: lm_head tied to the embedding
+    uint64_t expected_file_size = 0;  // header + every section
     std::vector<Llama2cSection> sections;
 };
 
@@ -83,7 +83,7 @@ void rotate_half_rows_to_llama2c(const float* src, float* dst, int64_t n_heads, 
 /// post_attention_layernorm, mlp.{gate,up,down}_proj}.weight, model.norm.weight, and lm_head.weight
 /// only when untied (freq_cis tables are not exposed: they follow from rope_theta).
 class Llama2cModel final : public WeightSource {
-public:
+   public:
     /// Maps and validates `file`. Throws IoError (cannot open/map) or FormatError (bad header,
     /// wrong size).
     static std::unique_ptr<Llama2cModel> open(const std::filesystem::path& file);
@@ -102,7 +102,7 @@ public:
 
     const Llama2cLayout& layout() const { return layout_; }
 
-private:
+   private:
     struct Storage;
     struct Entry {
         std::vector<int64_t> shape;  // HF shape

@@ -1,4 +1,5 @@
-// palu formats: open any supported checkpoint as a WeightSource (HF names, HF layout, f32 on demand).
+// palu formats: open any supported checkpoint as a WeightSource (HF names, HF layout, f32 on
+// demand).
 #pragma once
 
 #include <cstdint>

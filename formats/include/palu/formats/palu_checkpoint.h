@@ -22,12 +22,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/core/dtype.h"
 #include "palu/core/weight_source.h"
@@ -44,10 +43,10 @@ enum class KvProj : char { K = 'k', V = 'v' };
 // ---- tensor names ------------------------------------------------------------------------------
 /// "model.layers.{l}.self_attn.{k,v}_proj" (also the head_wise_ranks key).
 std::string kv_proj_prefix(int64_t layer, KvProj which);
-std::string kv_dense_weight_name(int64_t layer, KvProj which);        ///< prefix + ".weight"
-std::string kv_dense_bias_name(int64_t layer, KvProj which);          ///< prefix + ".bias"
-std::string kv_vt_name(int64_t layer, KvProj which);                  ///< prefix + ".VT.weight"
-std::string kv_u_name(int64_t layer, KvProj which, int64_t group);    ///< prefix + ".U.{g}.weight"
+std::string kv_dense_weight_name(int64_t layer, KvProj which);      ///< prefix + ".weight"
+std::string kv_dense_bias_name(int64_t layer, KvProj which);        ///< prefix + ".bias"
+std::string kv_vt_name(int64_t layer, KvProj which);                ///< prefix + ".VT.weight"
+std::string kv_u_name(int64_t layer, KvProj which, int64_t group);  ///< prefix + ".U.{g}.weight"
 std::string kv_u_bias_name(int64_t layer, KvProj which, int64_t group);  ///< ".U.{g}.bias"
 /// A dense k_proj / v_proj weight or bias (replaced by factors in a compressed checkpoint).
 bool is_dense_kv_tensor(const std::string& name);
@@ -67,9 +66,9 @@ struct CalibrationRecord {
     int64_t n_samples = 0;
     int64_t seqlen = 0;
     int64_t n_tokens = 0;
-    std::string sampler;        ///< random | contiguous | offsets
+    std::string sampler;  ///< random | contiguous | offsets
     uint64_t seed = 0;
-    std::string fisher_shift;   ///< single | double; empty when no Fisher was used
+    std::string fisher_shift;  ///< single | double; empty when no Fisher was used
 };
 
 /// config.json's "palu" object, typed. Keys absent in older files read as the defaults here.
@@ -78,9 +77,9 @@ struct PaluBlock {
     int64_t group_size = 0;  ///< KV heads per latent group
 
     struct RankSearch {
-        std::string method;                      ///< uniform | fisher | fisher_uniform | fixed
+        std::string method;  ///< uniform | fisher | fisher_uniform | fixed
         double target_ratio = 0.0;
-        std::optional<double> target_kv_bytes;   ///< --kv-bytes, when that was the target
+        std::optional<double> target_kv_bytes;  ///< --kv-bytes, when that was the target
         double achieved_ratio = 0.0;
         int64_t rank_multiple = 0;
         int64_t kept_dims = 0;
@@ -88,7 +87,7 @@ struct PaluBlock {
     } rank_search;
 
     struct Decompose {
-        std::string method;                      ///< whitened | plain
+        std::string method;  ///< whitened | plain
         double damp = 0.0;
         double eig_fallback_eps = 1e-3;
         int64_t gram_fallbacks = 0;
@@ -146,8 +145,8 @@ struct MatrixView {
 
 /// One projection's factors as the writer takes them, alive for the call.
 struct PaluFactorsView {
-    std::vector<int64_t> ranks;                ///< r_g per group
-    int64_t group_size = 0;                    ///< KV heads per group (s)
+    std::vector<int64_t> ranks;  ///< r_g per group
+    int64_t group_size = 0;      ///< KV heads per group (s)
     int64_t d_model = 0, d_head = 0;
     MatrixView vt;                             ///< [Σ_g r_g, d_model]
     std::vector<MatrixView> u;                 ///< per group [s·d_head, r_g]
@@ -161,8 +160,8 @@ struct PaluWriteOptions {
     /// Storage type of the U / VT factors; nullopt = the source k_proj's dtype when it is F16 or
     /// BF16, else F32 (resolve_factor_dtype).
     std::optional<DType> factor_dtype;
-    bool overwrite = false;            ///< replace an existing non-empty out_dir
-    uint64_t max_shard_bytes = 0;      ///< 0 = one model.safetensors
+    bool overwrite = false;        ///< replace an existing non-empty out_dir
+    uint64_t max_shard_bytes = 0;  ///< 0 = one model.safetensors
 };
 
 /// The factor storage type `requested` resolves to for `src`.

@@ -49,12 +49,13 @@ struct StatsDataset {
 /// renamed onto `path` by commit(). Destroying the writer without commit() (an error, an
 /// exception) removes the temporary file, so nothing half-written is ever left at `path`.
 class StatsWriter {
-public:
+   public:
     /// Creates the temporary file and writes the root attributes (format_version is always
     /// kStatsFormatVersion). `deflate_level` 0..9 (0: shuffle only; 1, the default, compresses
     /// dense f64 Gram matrices within 1% of level 4). Throws IoError when the directory
     /// is missing or not writable, UsageError for a level outside 0..9.
-    StatsWriter(const std::filesystem::path& path, const StatsFileInfo& info, int deflate_level = 1);
+    StatsWriter(const std::filesystem::path& path, const StatsFileInfo& info,
+                int deflate_level = 1);
     ~StatsWriter();
     StatsWriter(const StatsWriter&) = delete;
     StatsWriter& operator=(const StatsWriter&) = delete;
@@ -81,7 +82,7 @@ public:
     /// The temporary file being written (for tests).
     const std::filesystem::path& temp_path() const;
 
-private:
+   private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
@@ -94,12 +95,13 @@ struct StatsExpectation {
 
 /// A stats file opened for reading.
 class StatsStore {
-public:
+   public:
     /// Opens and checks `path`: IoError when missing/unreadable, FormatError when not an HDF5
     /// file, lacking the root attributes, or of another format_version ("hint: re-run
     /// palu-calibrate"), UsageError when `expected` names another model or calibration data
     /// (both fingerprints in the message).
-    static StatsStore open(const std::filesystem::path& path, const StatsExpectation& expected = {});
+    static StatsStore open(const std::filesystem::path& path,
+                           const StatsExpectation& expected = {});
     ~StatsStore();
     StatsStore(StatsStore&&) noexcept;
     StatsStore& operator=(StatsStore&&) noexcept;
@@ -115,7 +117,7 @@ public:
     /// "deflate"); empty for unchunked datasets (scalars, empty arrays).
     std::vector<std::string> filters(const std::string& name) const;
 
-private:
+   private:
     StatsStore();
     struct Impl;
     std::unique_ptr<Impl> impl_;

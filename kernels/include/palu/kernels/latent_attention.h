@@ -26,10 +26,10 @@
 // expressed by the inv_freq table the caller passes.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cstddef>
 #include <cstdint>
-
-#include <cuda_runtime_api.h>
 
 namespace palu::cuda {
 
@@ -47,7 +47,8 @@ enum class LatentKernel : int32_t { Auto = 0, Block = 1, Warp = 2 };
 
 /// One latent cache (K or V) of one layer; see the layout in the file comment.
 struct LatentCacheView {
-    const void* data = nullptr;    ///< bits 16: [batch, n_groups, capacity, rank] dtype; else packed uint8
+    const void* data =
+        nullptr;  ///< bits 16: [batch, n_groups, capacity, rank] dtype; else packed uint8
     const void* scales = nullptr;  ///< bits < 16: [batch, n_groups, capacity] f16, else unused
     const void* zeros = nullptr;   ///< bits < 16: [batch, n_groups, capacity] f16, else unused
     int32_t rank = 0;              ///< r per head group; multiple of 32
@@ -69,38 +70,40 @@ struct LatentAttentionParams {
     int32_t capacity = 0;    ///< tokens allocated per sequence in the caches; multiple of 16
     LatentDType dtype = LatentDType::F16;
 
-    const void* q = nullptr;             ///< [batch, n_heads, d_head] dtype, before RoPE
-    const int32_t* seq_lens = nullptr;   ///< [batch] cached tokens per sequence, 1 ≤ len ≤ capacity
-    const int32_t* k_pos0 = nullptr;     ///< [batch] position of cached token 0 (nullptr: 0)
-    const int32_t* q_pos = nullptr;      ///< [batch] query position (nullptr: k_pos0 + len − 1)
-    const float* inv_freq = nullptr;     ///< [d_head / 2] RoPE inverse frequencies (already scaled)
-    float softmax_scale = 0.0f;          ///< 0: 1 / sqrt(d_head)
+    const void* q = nullptr;            ///< [batch, n_heads, d_head] dtype, before RoPE
+    const int32_t* seq_lens = nullptr;  ///< [batch] cached tokens per sequence, 1 ≤ len ≤ capacity
+    const int32_t* k_pos0 = nullptr;  ///< [batch] position of cached token 0 (nullptr: 0)
+    const int32_t* q_pos = nullptr;   ///< [batch] query position (nullptr: k_pos0 + len − 1)
+    const float* inv_freq = nullptr;  ///< [d_head / 2] RoPE inverse frequencies (already scaled)
+    float softmax_scale = 0.0f;       ///< 0: 1 / sqrt(d_head)
 
-    LatentCacheView k;                   ///< key latents
-    LatentCacheView v;                   ///< value latents
-    const void* k_up = nullptr;          ///< [n_groups, s·d_head, r_k] dtype (U_k[g].weight, HF layout)
-    const void* v_up = nullptr;          ///< [n_groups, s·d_head, r_v] dtype, or nullptr (no `out`)
+    LatentCacheView k;           ///< key latents
+    LatentCacheView v;           ///< value latents
+    const void* k_up = nullptr;  ///< [n_groups, s·d_head, r_k] dtype (U_k[g].weight, HF layout)
+    const void* v_up = nullptr;  ///< [n_groups, s·d_head, r_v] dtype, or nullptr (no `out`)
 
-    float* out_latent = nullptr;         ///< [batch, n_heads, r_v] f32 = o_lat, or nullptr
-    void* out = nullptr;                 ///< [batch, n_heads, d_head] dtype, or nullptr
+    float* out_latent = nullptr;  ///< [batch, n_heads, r_v] f32 = o_lat, or nullptr
+    void* out = nullptr;          ///< [batch, n_heads, d_head] dtype, or nullptr
 
-    int32_t n_splits = 0;                ///< token splits (flash-decoding); 0: chosen from the device
+    int32_t n_splits = 0;  ///< token splits (flash-decoding); 0: chosen from the device
     LatentKernel kernel = LatentKernel::Auto;  ///< Warp when it does not apply: UsageError
-    void* workspace = nullptr;           ///< device scratch of latent_attention_workspace_bytes()
+    void* workspace = nullptr;  ///< device scratch of latent_attention_workspace_bytes()
     size_t workspace_bytes = 0;
 };
 
 /// The launch plan the library chooses for `p` on the current device.
 struct LatentAttentionPlan {
     LatentKernel kernel = LatentKernel::Block;  ///< the kernel chosen (never Auto)
-    int32_t n_partials = 0;         ///< (max, sum, o_lat) partials per (sequence, head) the reduction merges (= n_splits)
-    int32_t n_splits = 0;           ///< token splits per (sequence, head block)
-    int32_t tokens_per_split = 0;   ///< multiple of tile_tokens
-    int32_t tile_tokens = 0;        ///< Block: tokens per shared-memory tile (64 or 128); Warp: 16 × warps
-    int32_t kv_heads_per_block = 0; ///< KV heads whose keys one thread block rebuilds (Warp: 1)
-    int32_t n_stages = 0;           ///< depth of the cp.async tile ring (2 or 3; Warp: 2 per warp)
-    size_t smem_bytes = 0;          ///< dynamic shared memory per block
-    size_t workspace_bytes = 0;     ///< scratch for the split partials
+    int32_t n_partials =
+        0;  ///< (max, sum, o_lat) partials per (sequence, head) the reduction merges (= n_splits)
+    int32_t n_splits = 0;          ///< token splits per (sequence, head block)
+    int32_t tokens_per_split = 0;  ///< multiple of tile_tokens
+    int32_t tile_tokens =
+        0;  ///< Block: tokens per shared-memory tile (64 or 128); Warp: 16 × warps
+    int32_t kv_heads_per_block = 0;  ///< KV heads whose keys one thread block rebuilds (Warp: 1)
+    int32_t n_stages = 0;            ///< depth of the cp.async tile ring (2 or 3; Warp: 2 per warp)
+    size_t smem_bytes = 0;           ///< dynamic shared memory per block
+    size_t workspace_bytes = 0;      ///< scratch for the split partials
 };
 
 /// Validates the shapes of `p` and returns the launch plan (honours p.n_splits when > 0).

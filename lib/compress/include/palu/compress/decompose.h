@@ -31,16 +31,16 @@ const char* decompose_method_name(DecomposeMethod m);
 /// Truncation error of one group. "Whitened" errors are on the calibration activations:
 /// ‖(W_g − L_g R_g)·S‖_F² = ‖X (W_g − L_g R_g)ᵀ‖_F²; "plain" errors are on the weights.
 struct GroupError {
-    double whitened_abs = -1.0;   ///< ‖(W_g − L_g R_g)·S‖_F²; −1 when no S was given
-    double whitened_rel = -1.0;   ///< whitened_abs / ‖W_g·S‖_F²
-    double plain_abs = 0.0;       ///< ‖W_g − L_g R_g‖_F²
-    double plain_rel = 0.0;       ///< plain_abs / ‖W_g‖_F²
+    double whitened_abs = -1.0;  ///< ‖(W_g − L_g R_g)·S‖_F²; −1 when no S was given
+    double whitened_rel = -1.0;  ///< whitened_abs / ‖W_g·S‖_F²
+    double plain_abs = 0.0;      ///< ‖W_g − L_g R_g‖_F²
+    double plain_rel = 0.0;      ///< plain_abs / ‖W_g‖_F²
 };
 
 /// f64 factors of one group.
 struct GroupFactors {
-    RowMatrixXd left;    ///< L_g [s·d_head, r]
-    RowMatrixXd right;   ///< R_g [r, d_model]
+    RowMatrixXd left;   ///< L_g [s·d_head, r]
+    RowMatrixXd right;  ///< R_g [r, d_model]
     GroupError error;
 };
 
@@ -62,17 +62,17 @@ struct GroupRotation {
 struct LowRankKV {
     int64_t d_model = 0;
     int64_t d_head = 0;
-    int64_t group_size = 0;                  ///< KV heads per group s
-    std::vector<int64_t> ranks;              ///< [n_groups]
-    RowMatrixXf vt;                          ///< [Σ r_g, d_model], group blocks in group order
-    std::vector<RowMatrixXf> u;              ///< n_groups × [s·d_head, r_g]
-    std::vector<std::vector<float>> bias;    ///< n_groups × [s·d_head], empty without bias
-    std::vector<GroupError> errors;          ///< [n_groups]
-    std::vector<GroupRotation> rotations;    ///< [n_groups] once fuse_hadamard ran, else empty
+    int64_t group_size = 0;                ///< KV heads per group s
+    std::vector<int64_t> ranks;            ///< [n_groups]
+    RowMatrixXf vt;                        ///< [Σ r_g, d_model], group blocks in group order
+    std::vector<RowMatrixXf> u;            ///< n_groups × [s·d_head, r_g]
+    std::vector<std::vector<float>> bias;  ///< n_groups × [s·d_head], empty without bias
+    std::vector<GroupError> errors;        ///< [n_groups]
+    std::vector<GroupRotation> rotations;  ///< [n_groups] once fuse_hadamard ran, else empty
 
     int64_t n_groups() const { return static_cast<int64_t>(ranks.size()); }
     int64_t group_width() const { return group_size * d_head; }
-    int64_t rank_offset(int64_t g) const;    ///< first VT row of group g
+    int64_t rank_offset(int64_t g) const;  ///< first VT row of group g
     /// Dense W' = concat_g U_g·VT_g [n_groups·s·d_head, d_model] (checks, dense export).
     RowMatrixXf reconstruct() const;
 };

@@ -20,12 +20,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "palu/linalg/matrix.h"
 #include "palu/quant/latent_quant.h"
@@ -48,16 +47,16 @@ struct KvShape {
 
 /// Fisher scalars (reference §4.1: mean over the module's weights of the RMS gradient).
 struct FisherScalars {
-    std::vector<double> k;                       ///< [n_layers] k_proj, module level
-    std::vector<double> v;                       ///< [n_layers] v_proj, module level
-    std::vector<std::vector<double>> k_groups;   ///< [n_layers][n_groups] (method fisher only)
-    std::vector<std::vector<double>> v_groups;   ///< [n_layers][n_groups] (method fisher only)
+    std::vector<double> k;                      ///< [n_layers] k_proj, module level
+    std::vector<double> v;                      ///< [n_layers] v_proj, module level
+    std::vector<std::vector<double>> k_groups;  ///< [n_layers][n_groups] (method fisher only)
+    std::vector<std::vector<double>> v_groups;  ///< [n_layers][n_groups] (method fisher only)
 };
 
 /// Fisher scalars of one k_proj / v_proj (reference §4.1, §4.3).
 struct FisherReduction {
-    double module_mean = 0.0;           ///< mean over all weights (fisher_uniform)
-    std::vector<double> group_means;    ///< mean over each group's rows (fisher)
+    double module_mean = 0.0;         ///< mean over all weights (fisher_uniform)
+    std::vector<double> group_means;  ///< mean over each group's rows (fisher)
 };
 
 /// Reduces the elementwise RMS gradient sqrt(Σ_samples g²/n_samples) of one projection,
@@ -70,13 +69,13 @@ FisherReduction reduce_rms_gradient(const RowMatrixXf& rms, int64_t group_rows,
 
 struct RankSearchParams {
     RankSearchMethod method = RankSearchMethod::FisherUniform;
-    int64_t group_size = 4;              ///< KV heads per group s; must divide n_kv_heads
+    int64_t group_size = 4;  ///< KV heads per group s; must divide n_kv_heads
     /// Target: exactly one of ratio ∈ (0, 1] (fraction of K/V latent dims kept) or
     /// kv_bytes_per_token > 0 (converted to a ratio with `quant`, see search_ranks).
     double ratio = 0.0;
     double kv_bytes_per_token = 0.0;
-    quant::LatentQuantSpec quant;        ///< latent format, for the bytes target and accounting
-    int64_t rank_multiple = 0;           ///< B; 0 = default_rank_multiple(group width)
+    quant::LatentQuantSpec quant;  ///< latent format, for the bytes target and accounting
+    int64_t rank_multiple = 0;     ///< B; 0 = default_rank_multiple(group width)
 };
 
 /// Ranks of every head group of every compressed K/V projection.
@@ -85,13 +84,13 @@ struct RankPlan {
     KvShape shape;
     int64_t group_size = 0;
     int64_t rank_multiple = 0;
-    double target_ratio = 0.0;                   ///< kept ratio searched for
-    std::vector<std::vector<int64_t>> k_ranks;   ///< [n_layers][n_groups]
-    std::vector<std::vector<int64_t>> v_ranks;   ///< [n_layers][n_groups]
+    double target_ratio = 0.0;                  ///< kept ratio searched for
+    std::vector<std::vector<int64_t>> k_ranks;  ///< [n_layers][n_groups]
+    std::vector<std::vector<int64_t>> v_ranks;  ///< [n_layers][n_groups]
 
     int64_t n_groups() const { return shape.n_kv_heads / group_size; }
     int64_t group_width() const { return group_size * shape.d_head; }
-    int64_t n_kept() const;                      ///< Σ of all ranks
+    int64_t n_kept() const;  ///< Σ of all ranks
     int64_t n_full() const { return 2 * shape.n_layers * shape.width(); }
     double achieved_ratio() const { return static_cast<double>(n_kept()) / n_full(); }
 };

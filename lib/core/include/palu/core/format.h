@@ -10,7 +10,9 @@ namespace palu {
 
 /// printf-style formatting into a std::string.
 std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-inline std::string strfmt() { return {}; }
+inline std::string strfmt() {
+    return {};
+}
 
 /// "[4096,4096]" for a shape.
 std::string shape_str(std::span<const int64_t> shape);

@@ -18,10 +18,10 @@ void log_write(LogLevel level, const char* stage, const char* func, const char* 
 
 }  // namespace palu
 
-#define PALU_LOG_AT(level, stage, ...)                                                             \
-    do {                                                                                           \
-        if (static_cast<int>(level) >= static_cast<int>(::palu::log_level()))                      \
-            ::palu::log_write(level, stage, __func__, __VA_ARGS__);                                \
+#define PALU_LOG_AT(level, stage, ...)                                        \
+    do {                                                                      \
+        if (static_cast<int>(level) >= static_cast<int>(::palu::log_level())) \
+            ::palu::log_write(level, stage, __func__, __VA_ARGS__);           \
     } while (0)
 #define PALU_LOG_DEBUG(stage, ...) PALU_LOG_AT(::palu::LogLevel::Debug, stage, __VA_ARGS__)
 #define PALU_LOG_INFO(stage, ...) PALU_LOG_AT(::palu::LogLevel::Info, stage, __VA_ARGS__)

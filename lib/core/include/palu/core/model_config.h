@@ -13,8 +13,8 @@ namespace palu {
 struct RopeScaling {
     std::string type = "none";
     double factor = 1.0;
-    double low_freq_factor = 1.0;    // llama3
-    double high_freq_factor = 4.0;   // llama3
+    double low_freq_factor = 1.0;                     // llama3
+    double high_freq_factor = 4.0;                    // llama3
     int64_t original_max_position_embeddings = 8192;  // llama3
 };
 
@@ -34,8 +34,8 @@ struct ModelConfig {
     double rope_theta = 10000.0;
     RopeScaling rope_scaling;
     bool tie_word_embeddings = false;
-    bool qkv_bias = false;               // q/k/v projections carry biases (qwen2, attention_bias)
-    bool o_bias = false;                 // o_proj bias (attention_bias=true in llama)
+    bool qkv_bias = false;  // q/k/v projections carry biases (qwen2, attention_bias)
+    bool o_bias = false;    // o_proj bias (attention_bias=true in llama)
     bool mlp_bias = false;
     int64_t bos_token_id = -1;
     std::vector<int64_t> eos_token_ids;  // may be several (llama3)

@@ -10,13 +10,13 @@ namespace palu {
 /// Reports `stage: what i/n  x.x s, ETA y` to stderr at Info level, at most every
 /// `min_interval_s` seconds (the first and last unit always print).
 class Progress {
-public:
+   public:
     Progress(std::string stage, std::string what, int64_t n_total, double min_interval_s = 2.0);
     /// Marks `n_done` units as finished (cumulative count).
     void update(int64_t n_done, const std::string& extra = {});
     double elapsed_s() const;
 
-private:
+   private:
     std::string stage_, what_;
     int64_t n_total_;
     double min_interval_s_;

@@ -13,7 +13,7 @@ namespace palu {
 
 /// Incremental SHA-256. Not thread-safe; one object per stream.
 class Sha256 {
-public:
+   public:
     using Digest = std::array<uint8_t, 32>;
 
     Sha256();
@@ -25,7 +25,7 @@ public:
     /// Lower-case hex of finish().
     std::string finish_hex();
 
-private:
+   private:
     void compress(const uint8_t* block);  // one 64-byte block
     void reset();
 

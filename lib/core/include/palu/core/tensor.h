@@ -27,7 +27,7 @@ struct TensorView {
 
 /// Owning row-major f32 tensor.
 class Tensor {
-public:
+   public:
     Tensor() = default;
     explicit Tensor(std::vector<int64_t> shape, float fill = 0.0f);
     Tensor(std::vector<int64_t> shape, std::vector<float> data);
@@ -46,7 +46,7 @@ public:
     /// Same data, new shape with equal element count (ShapeError otherwise).
     void reshape(std::vector<int64_t> shape);
 
-private:
+   private:
     std::vector<int64_t> shape_;
     std::vector<float> data_;
 };

@@ -19,10 +19,10 @@ namespace palu {
 
 /// What a checkpoint stores for one tensor (before conversion).
 struct StoredTensorInfo {
-    std::string name;             // HF name, e.g. model.layers.0.self_attn.k_proj.weight
-    std::vector<int64_t> shape;   // HF shape, e.g. [n_out, n_in]
-    std::string storage_type;     // "F32", "BF16", "Q4_1", ...
-    uint64_t n_bytes = 0;         // bytes occupied in the file
+    std::string name;            // HF name, e.g. model.layers.0.self_attn.k_proj.weight
+    std::vector<int64_t> shape;  // HF shape, e.g. [n_out, n_in]
+    std::string storage_type;    // "F32", "BF16", "Q4_1", ...
+    uint64_t n_bytes = 0;        // bytes occupied in the file
 };
 
 /// A tensor's stored bytes when they can be copied into a safetensors file unchanged.
@@ -33,7 +33,7 @@ struct RawTensorBytes {
 };
 
 class WeightSource {
-public:
+   public:
     virtual ~WeightSource() = default;
     virtual const ModelConfig& config() const = 0;
     /// "hf-safetensors", "safetensors", "gguf", "llama2c".

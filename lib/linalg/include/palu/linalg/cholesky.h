@@ -25,11 +25,11 @@ struct CholeskyOptions {
 
 /// Factor plus what happened on the way (written to reports and checkpoint metadata).
 struct CholeskyResult {
-    RowMatrixXd factor;        ///< [n, n] lower triangular, G + shift·I = factor·factorᵀ
-    bool fallback = false;     ///< true when the eigenvalue-shift fallback ran
-    double shift = 0.0;        ///< total value added to the diagonal (damp + fallback shift)
-    double lambda_min = 0.0;   ///< smallest eigenvalue of G + damp·I, only set when fallback ran
-    int64_t potrf_info = 0;    ///< info of the first potrf attempt (0 = success, k = minor k)
+    RowMatrixXd factor;       ///< [n, n] lower triangular, G + shift·I = factor·factorᵀ
+    bool fallback = false;    ///< true when the eigenvalue-shift fallback ran
+    double shift = 0.0;       ///< total value added to the diagonal (damp + fallback shift)
+    double lambda_min = 0.0;  ///< smallest eigenvalue of G + damp·I, only set when fallback ran
+    int64_t potrf_info = 0;   ///< info of the first potrf attempt (0 = success, k = minor k)
 };
 
 /// Cholesky factor G + damp·I = S·Sᵀ (LAPACK dpotrf), with the optional eigen-shift fallback.

@@ -10,8 +10,8 @@ namespace palu::linalg {
 
 /// A = V·diag(values)·Vᵀ for symmetric A.
 struct SymmetricEigen {
-    Eigen::VectorXd values;   ///< [n] ascending
-    RowMatrixXd vectors;      ///< [n, n] column j is the unit eigenvector of values[j]
+    Eigen::VectorXd values;  ///< [n] ascending
+    RowMatrixXd vectors;     ///< [n, n] column j is the unit eigenvector of values[j]
 };
 
 /// Eigen-decomposition of a symmetric matrix (dsyevd; lower triangle read).
@@ -23,9 +23,9 @@ double symmetric_min_eigenvalue(const RowMatrixXd& a, const std::string& name);
 
 /// Thin SVD A = U·diag(s)·VT, k = min(m, n).
 struct ThinSvd {
-    RowMatrixXd u;       ///< [m, k] orthonormal columns
-    Eigen::VectorXd s;   ///< [k] descending, ≥ 0
-    RowMatrixXd vt;      ///< [k, n] orthonormal rows
+    RowMatrixXd u;      ///< [m, k] orthonormal columns
+    Eigen::VectorXd s;  ///< [k] descending, ≥ 0
+    RowMatrixXd vt;     ///< [k, n] orthonormal rows
 };
 
 /// Thin SVD of A [m, n] (dgesdd; falls back to dgesvd if the divide-and-conquer iteration does

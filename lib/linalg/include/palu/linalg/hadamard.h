@@ -47,9 +47,9 @@ const char* rotation_kind_name(RotationKind k);
 struct LatentRotation {
     RotationKind kind = RotationKind::Hadamard;
     int64_t n = 0;
-    int64_t base_order = 0;   ///< K of H_K ⊗ H_{2^m} (Hadamard only)
-    uint64_t seed = 0;        ///< seed of the random orthogonal matrix (RandomOrthogonal only)
-    RowMatrixXd matrix;       ///< [n, n] orthogonal: M·Mᵀ = I
+    int64_t base_order = 0;  ///< K of H_K ⊗ H_{2^m} (Hadamard only)
+    uint64_t seed = 0;       ///< seed of the random orthogonal matrix (RandomOrthogonal only)
+    RowMatrixXd matrix;      ///< [n, n] orthogonal: M·Mᵀ = I
 };
 
 /// Normalized Hadamard H/√n when supported, otherwise a seeded random orthogonal matrix (QR of a

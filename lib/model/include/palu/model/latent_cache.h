@@ -11,8 +11,9 @@
 // Storage layout (per layer; one plane for K, one for V), chosen to equal the CUDA kernels' view
 // (kernels/include/palu/kernels/latent_attention.h) when the quantization group is the whole latent
 // group (latent group_size 0):
-//   latents f32/f16: data   [n_batch, n_groups, n_ctx_max, r_g]                 (one block per group)
-//   quantized:       codes  [n_batch, n_groups, n_ctx_max, ⌈r_g·b/8⌉]  packed little-endian bits
+//   latents f32/f16: data   [n_batch, n_groups, n_ctx_max, r_g]                 (one block per
+//   group) quantized:       codes  [n_batch, n_groups, n_ctx_max, ⌈r_g·b/8⌉]  packed little-endian
+//   bits
 //                    scales [n_batch, n_groups, n_ctx_max, r_g/chunk] f16
 //                    zeros  [n_batch, n_groups, n_ctx_max, r_g/chunk] f16 (asymmetric only)
 // bytes_per_token() = Σ over K and V groups of quant::latent_token_bytes(r_g, spec) (f32: 4·r_g).
@@ -23,8 +24,8 @@
 #include <span>
 #include <vector>
 
-#include "palu/quant/latent_quant.h"
 #include "palu/model/kv_cache.h"
+#include "palu/quant/latent_quant.h"
 
 namespace palu::model {
 
@@ -38,9 +39,9 @@ struct LatentCacheOptions {
 
 /// Scratch for reconstructed K/V, shared by the layer caches of one KvCache (grown on demand).
 struct LatentWorkspace {
-    std::vector<float> k, v;      // [n_batch, n_kv_heads, n_ctx, d_head]
-    std::vector<float> latent;    // [n_ctx, max Σ r_g] dequantized latents of one row
-    std::vector<float> proj;      // [n_ctx, n_kv_heads·d_head] reconstruction before the scatter
+    std::vector<float> k, v;    // [n_batch, n_kv_heads, n_ctx, d_head]
+    std::vector<float> latent;  // [n_ctx, max Σ r_g] dequantized latents of one row
+    std::vector<float> proj;    // [n_ctx, n_kv_heads·d_head] reconstruction before the scatter
 };
 
 class LatentKvLayerCache final : public KvLayerCache {
@@ -69,7 +70,7 @@ class LatentKvLayerCache final : public KvLayerCache {
     struct Storage {
         int bits = 32;
         bool symmetric = false;
-        std::span<const int64_t> ranks;    // [n_groups] r_g
+        std::span<const int64_t> ranks;  // [n_groups] r_g
         int64_t n_ctx_max = 0;
         std::span<const float> f32;        // bits 32
         std::span<const uint16_t> f16;     // bits 16: IEEE f16 words
@@ -80,13 +81,13 @@ class LatentKvLayerCache final : public KvLayerCache {
     Storage storage(int which) const;
 
    private:
-    struct Plane {                      // K or V latents of this layer
+    struct Plane {  // K or V latents of this layer
         std::vector<int64_t> ranks, offsets;
         int64_t n_latent = 0;
-        std::vector<Tensor> u, bias;    // U_g [s·d_head, r_g], bias_g [s·d_head] or empty
-        std::vector<float> f32;         // bits 32: [n_batch, n_groups, n_ctx_max, r_g] blocks
-        std::vector<uint16_t> f16;      // bits 16
-        std::vector<uint8_t> codes;     // quantized
+        std::vector<Tensor> u, bias;  // U_g [s·d_head, r_g], bias_g [s·d_head] or empty
+        std::vector<float> f32;       // bits 32: [n_batch, n_groups, n_ctx_max, r_g] blocks
+        std::vector<uint16_t> f16;    // bits 16
+        std::vector<uint8_t> codes;   // quantized
         std::vector<uint16_t> scales, zeros;
         std::vector<int64_t> code_bytes, n_chunks;   // per group
         std::vector<int64_t> code_base, param_base;  // per group: element offset of (b=0, g, t=0)
@@ -102,9 +103,9 @@ class LatentKvLayerCache final : public KvLayerCache {
     int bits_;
     quant::LatentQuantSpec quant_;
     Plane k_, v_;
-    const Rope* rope_ = nullptr;        // from the last append (keys are rotated at reconstruction)
+    const Rope* rope_ = nullptr;  // from the last append (keys are rotated at reconstruction)
     std::shared_ptr<LatentWorkspace> ws_;
-    std::vector<float> h_;              // [n_rows, Σ r] projection scratch
+    std::vector<float> h_;  // [n_rows, Σ r] projection scratch
 };
 
 /// A cache factory for a Transformer over a compressed model: latent caches for every layer, all

@@ -16,31 +16,32 @@ namespace palu::model {
 /// of `group_size` consecutive KV heads, latent h = x·VTᵀ, group g's output rows
 /// [g·s·d_head, (g+1)·s·d_head) = h_g·U_gᵀ + bias_g.
 struct LowRankWeights {
-    int64_t group_size = 0;       // KV heads per group s
-    std::vector<int64_t> ranks;   // [n_groups] r_g
-    Tensor vt;                    // [Σ r_g, d_model]   {k,v}_proj.VT.weight
-    std::vector<Tensor> u;        // n_groups × [s·d_head, r_g]   {k,v}_proj.U.{g}.weight
-    std::vector<Tensor> bias;     // n_groups × [s·d_head] ({k,v}_proj.U.{g}.bias), empty tensors if none
+    int64_t group_size = 0;      // KV heads per group s
+    std::vector<int64_t> ranks;  // [n_groups] r_g
+    Tensor vt;                   // [Σ r_g, d_model]   {k,v}_proj.VT.weight
+    std::vector<Tensor> u;       // n_groups × [s·d_head, r_g]   {k,v}_proj.U.{g}.weight
+    std::vector<Tensor>
+        bias;  // n_groups × [s·d_head] ({k,v}_proj.U.{g}.bias), empty tensors if none
     bool present() const { return !ranks.empty(); }
     int64_t n_groups() const { return static_cast<int64_t>(ranks.size()); }
-    int64_t n_latent() const;     // Σ r_g
+    int64_t n_latent() const;  // Σ r_g
     int64_t rank_offset(int64_t g) const;
 };
 
 /// One decoder layer. Optional biases are empty tensors (numel() == 0) when absent. A compressed
 /// layer has empty wk/bk/wv/bv and the low-rank factors lk/lv instead.
 struct LayerWeights {
-    Tensor attn_norm;  // [d_model]            input_layernorm.weight
-    Tensor wq, bq;     // [n_heads*d_head, d_model], [n_heads*d_head]
-    Tensor wk, bk;     // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
-    Tensor wv, bv;     // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
-    Tensor wo, bo;     // [d_model, n_heads*d_head], [d_model]
-    Tensor ffn_norm;   // [d_model]            post_attention_layernorm.weight
-    Tensor w_gate;     // [d_ff, d_model]
-    Tensor w_up;       // [d_ff, d_model]
-    Tensor w_down;     // [d_model, d_ff]
-    LowRankWeights lk; // compressed k_proj (present() only for palu checkpoints)
-    LowRankWeights lv; // compressed v_proj
+    Tensor attn_norm;   // [d_model]            input_layernorm.weight
+    Tensor wq, bq;      // [n_heads*d_head, d_model], [n_heads*d_head]
+    Tensor wk, bk;      // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
+    Tensor wv, bv;      // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
+    Tensor wo, bo;      // [d_model, n_heads*d_head], [d_model]
+    Tensor ffn_norm;    // [d_model]            post_attention_layernorm.weight
+    Tensor w_gate;      // [d_ff, d_model]
+    Tensor w_up;        // [d_ff, d_model]
+    Tensor w_down;      // [d_model, d_ff]
+    LowRankWeights lk;  // compressed k_proj (present() only for palu checkpoints)
+    LowRankWeights lv;  // compressed v_proj
     bool compressed() const { return lk.present(); }
     int64_t n_bytes() const;
 };
@@ -53,10 +54,10 @@ struct GlobalWeights {
     const Tensor& head() const { return lm_head.numel() > 0 ? lm_head : embed; }
 };
 
-
 /// Loads layer `l`, checking every shape against the config (ShapeError naming the tensor).
 /// Compressed sources: k_proj/v_proj come as VT + U.{g} (+ U.{g}.bias); the groups are counted
-/// from the U.{g} tensors present, every shape is checked (s·n_groups = n_kv_heads, Σ r_g = VT rows).
+/// from the U.{g} tensors present, every shape is checked (s·n_groups = n_kv_heads, Σ r_g = VT
+/// rows).
 LayerWeights load_layer(const WeightSource& src, int64_t l);
 GlobalWeights load_globals(const WeightSource& src);
 

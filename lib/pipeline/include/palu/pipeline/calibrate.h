@@ -30,28 +30,28 @@ namespace palu::pipeline {
 /// Calibration inputs, one struct for palu-calibrate, palu-compress and palu-sweep: at most one
 /// of text_path / tokens_path, and/or a stats file to reuse or keep.
 struct CalibrationOptions {
-    std::string text_path;                               ///< text corpus
+    std::string text_path;  ///< text corpus
     calib::TextFormat text_format = calib::TextFormat::Auto;
-    std::string tokens_path;                             ///< raw little-endian int32 ids (.i32)
-    int64_t n_samples = 32;                              ///< windows
-    int64_t seqlen = 512;                                ///< tokens per window
+    std::string tokens_path;  ///< raw little-endian int32 ids (.i32)
+    int64_t n_samples = 32;   ///< windows
+    int64_t seqlen = 512;     ///< tokens per window
     calib::SamplerKind sampler = calib::SamplerKind::Random;
-    std::string offsets_path;                            ///< window offsets (sampler Offsets)
-    uint64_t seed = 3;                                   ///< sampling seed
+    std::string offsets_path;  ///< window offsets (sampler Offsets)
+    uint64_t seed = 3;         ///< sampling seed
     model::LabelShift fisher_shift = model::LabelShift::Single;  ///< Double: the reference's
-    std::string stats_path;      ///< reused when it matches; written there after calibrating
+    std::string stats_path;        ///< reused when it matches; written there after calibrating
     bool overwrite_stats = false;  ///< replace a stats_path made from other inputs
     bool has_source() const { return !text_path.empty() || !tokens_path.empty(); }
 };
 
 /// Calibration statistics in memory.
 struct CalibrationStats {
-    calib::GramStats gram;                    ///< per layer [d_model, d_model]
-    std::optional<calib::FisherStats> fisher; ///< absent when calibrated without Fisher
-    formats::StatsFileInfo info;              ///< fingerprints, n_tokens, seed, settings JSON
-    formats::CalibrationRecord record;        ///< what the palu block records
-    double seconds = 0.0;                     ///< calibration (or loading) wall time
-    nlohmann::json to_json() const;           ///< the record, for reports
+    calib::GramStats gram;                     ///< per layer [d_model, d_model]
+    std::optional<calib::FisherStats> fisher;  ///< absent when calibrated without Fisher
+    formats::StatsFileInfo info;               ///< fingerprints, n_tokens, seed, settings JSON
+    formats::CalibrationRecord record;         ///< what the palu block records
+    double seconds = 0.0;                      ///< calibration (or loading) wall time
+    nlohmann::json to_json() const;            ///< the record, for reports
 };
 
 /// Checks the calibration inputs before any long work: one source at most, the file exists and
@@ -68,10 +68,10 @@ enum class FisherNeed {
 };
 
 /// The stage: statistics for `src` (fingerprint `model_fp`). With a text/token source they are
-/// collected (Fisher as `fisher` says), unless an existing stats_path matches the same inputs, which is read instead; they
-/// are then saved to stats_path when one is given. Without a source, stats_path is read (it must
-/// belong to the model). Throws UsageError (bad options, stats of another model or settings,
-/// no Fisher when needed), IoError, FormatError.
+/// collected (Fisher as `fisher` says), unless an existing stats_path matches the same inputs,
+/// which is read instead; they are then saved to stats_path when one is given. Without a source,
+/// stats_path is read (it must belong to the model). Throws UsageError (bad options, stats of
+/// another model or settings, no Fisher when needed), IoError, FormatError.
 CalibrationStats calibrate(const WeightSource& src, const std::string& model_fp,
                            const CalibrationOptions& calib, FisherNeed fisher,
                            const RunOptions& run = {});
@@ -93,7 +93,7 @@ struct CalibrateParams {
 
 struct CalibrateResult {
     std::string out_path;
-    bool reused = false;       ///< an existing matching file was kept
+    bool reused = false;  ///< an existing matching file was kept
     int64_t n_samples = 0;
     int64_t n_tokens = 0;
     double fisher_mean_loss = 0.0;  ///< 0 without Fisher

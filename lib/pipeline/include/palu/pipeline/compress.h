@@ -11,10 +11,9 @@
 // per stage, KV bytes per token original vs compressed including scales and zeros, perplexities).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/compress/rank_search.h"
 #include "palu/formats/palu_checkpoint.h"
@@ -33,9 +32,9 @@ struct CompressParams {
     CalibrationOptions calib;
     RankSearchOptions rank;
     DecomposeOptions decompose;
-    quant::LatentQuantSpec quant;       ///< latent format recorded in the checkpoint (16 = f16)
-    formats::PaluWriteOptions write;    ///< factor dtype, overwrite
-    std::optional<EvalOptions> eval;    ///< perplexity before/after when set
+    quant::LatentQuantSpec quant;     ///< latent format recorded in the checkpoint (16 = f16)
+    formats::PaluWriteOptions write;  ///< factor dtype, overwrite
+    std::optional<EvalOptions> eval;  ///< perplexity before/after when set
     RunOptions run;
 };
 
@@ -49,15 +48,15 @@ struct CompressEval {
 
 struct CompressResult {
     std::string model_path, out_dir;
-    formats::PaluBlock palu;            ///< as written to config.json
+    formats::PaluBlock palu;  ///< as written to config.json
     compress::RankPlan plan;
-    nlohmann::json layers;              ///< per-layer ranks and errors (DecomposeResult)
+    nlohmann::json layers;  ///< per-layer ranks and errors (DecomposeResult)
     std::optional<CompressEval> eval;
     StageTimes stages;
     double total_seconds = 0.0;
     int64_t peak_rss_bytes = 0;
     int n_threads = 0;
-    nlohmann::json to_json() const;     ///< report.json
+    nlohmann::json to_json() const;  ///< report.json
 };
 
 /// Runs every stage. Bad input (ratio outside (0, 1], group size not dividing n_kv, missing or

@@ -5,10 +5,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/calib/text.h"
 #include "palu/core/weight_source.h"
@@ -22,13 +21,13 @@ namespace palu::pipeline {
 
 /// What to score and how.
 struct EvalOptions {
-    std::string text_path;             ///< corpus (exclusive with tokens_path)
+    std::string text_path;  ///< corpus (exclusive with tokens_path)
     calib::TextFormat text_format = calib::TextFormat::Auto;
-    std::string tokens_path;           ///< raw little-endian int32 ids (.i32)
-    int64_t seqlen = 2048;             ///< window length N (N − 1 predictions per window)
-    int64_t max_windows = 0;           ///< 0 = every full window
-    int64_t n_batch = 1;               ///< windows per forward
-    bool streaming = false;            ///< convert weights per layer on every use (low memory)
+    std::string tokens_path;  ///< raw little-endian int32 ids (.i32)
+    int64_t seqlen = 2048;    ///< window length N (N − 1 predictions per window)
+    int64_t max_windows = 0;  ///< 0 = every full window
+    int64_t n_batch = 1;      ///< windows per forward
+    bool streaming = false;   ///< convert weights per layer on every use (low memory)
     /// Compressed checkpoints: latent storage of the KV cache. 0 = the checkpoint's setting
     /// (palu.latent_quant.bits: 16 = f16 latents, 2/3/4/8 = quantized); 32 = f32 latents;
     /// 2/3/4/8/16 override it (quantizer settings from the checkpoint, else the defaults).
@@ -46,7 +45,7 @@ struct EvalPplResult {
     int64_t n_tokens = 0;         ///< tokens scored (n_windows * seqlen)
     int64_t n_tokens_source = 0;  ///< tokens in the corpus
     int64_t seqlen = 0;
-    double seconds = 0.0;            ///< model time (forward + NLL), excluding loading
+    double seconds = 0.0;  ///< model time (forward + NLL), excluding loading
     double tokens_per_s = 0.0;
     int64_t kv_bytes_per_token = 0;  ///< from the KV cache object
     int latent_bits = 0;             ///< latent cache storage bits (0: dense cache)

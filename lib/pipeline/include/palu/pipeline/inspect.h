@@ -4,10 +4,9 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/core/model_config.h"
 
@@ -21,14 +20,14 @@ struct InspectParams {
 
 struct InspectResult {
     std::string path;
-    std::string format;              // hf-safetensors | gguf | llama2c
+    std::string format;  // hf-safetensors | gguf | llama2c
     ModelConfig config;
-    int64_t n_params = 0;            // elements of every stored tensor
-    int64_t n_params_unique = 0;     // lm_head not counted when tied (stored copy or not)
+    int64_t n_params = 0;         // elements of every stored tensor
+    int64_t n_params_unique = 0;  // lm_head not counted when tied (stored copy or not)
     int64_t n_tensors = 0;
-    int64_t file_bytes = 0;          // tensor bytes as stored
+    int64_t file_bytes = 0;                        // tensor bytes as stored
     std::map<std::string, int64_t> storage_types;  // type -> tensor count
-    std::string kv_dtype;            // the dtype a runtime caches K/V in for this checkpoint
+    std::string kv_dtype;  // the dtype a runtime caches K/V in for this checkpoint
     int64_t kv_dtype_bytes = 0;
     bool kv_from_quantized = false;  // weights quantized: F16 assumed (llama.cpp's default)
     int64_t kv_bytes_per_token = 0;  // all layers, K + V, batch 1

@@ -51,8 +51,8 @@ struct RankSearchParams {
     std::string model_path;
     std::string stats_path;  ///< needed unless the method is uniform
     RankSearchOptions rank;
-    int latent_bits = 16;    ///< latent format a --kv-bytes target counts in (16 = f16)
-    std::string out_path;    ///< ranks.json; empty = not written
+    int latent_bits = 16;  ///< latent format a --kv-bytes target counts in (16 = f16)
+    std::string out_path;  ///< ranks.json; empty = not written
 };
 
 struct RankSearchResult {

@@ -12,10 +12,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "palu/pipeline/compress.h"
 
@@ -33,35 +32,35 @@ struct LatentSetting {
 struct SweepParams {
     std::string model_path;
     CalibrationOptions calib;
-    double damp = 0.0;                       ///< added to every Gram diagonal (compress --damp)
-    EvalOptions eval;                        ///< evaluation text or tokens, seqlen, max windows
+    double damp = 0.0;  ///< added to every Gram diagonal (compress --damp)
+    EvalOptions eval;   ///< evaluation text or tokens, seqlen, max windows
 
     std::vector<compress::RankSearchMethod> methods = {compress::RankSearchMethod::Uniform,
                                                        compress::RankSearchMethod::FisherUniform};
-    std::vector<int64_t> group_sizes;        ///< empty = default_group_size(n_kv)
+    std::vector<int64_t> group_sizes;  ///< empty = default_group_size(n_kv)
     std::vector<double> ratios = {1.0, 0.7, 0.5, 0.3};
     std::vector<LatentSetting> latents = {{16, false}, {4, false}, {3, false}, {3, true}};
-    int64_t round_to = 0;                    ///< rank multiple; 0 = compress::default_rank_multiple
+    int64_t round_to = 0;  ///< rank multiple; 0 = compress::default_rank_multiple
     uint64_t hadamard_seed = 3;
 
-    std::string out_table;                   ///< markdown table; empty = not written
-    std::string out_json;                    ///< JSON lines; empty = not written
+    std::string out_table;  ///< markdown table; empty = not written
+    std::string out_json;   ///< JSON lines; empty = not written
     RunOptions run;
 };
 
 struct SweepRow {
-    bool original = false;                   ///< the uncompressed model's row
-    std::string method;                      ///< "original" for that row
+    bool original = false;  ///< the uncompressed model's row
+    std::string method;     ///< "original" for that row
     int64_t group_size = 0;
     double target_ratio = 1.0;
     double achieved_ratio = 1.0;
     LatentSetting latent;
-    int64_t kv_bytes_formula = 0;            ///< compress::kv_bytes_per_token (original: f16 dense)
-    int64_t kv_bytes_measured = 0;           ///< the engine's KvCache::bytes_per_token()
-    int64_t kv_bytes_original = 0;           ///< original f16 KV cache per token
+    int64_t kv_bytes_formula = 0;   ///< compress::kv_bytes_per_token (original: f16 dense)
+    int64_t kv_bytes_measured = 0;  ///< the engine's KvCache::bytes_per_token()
+    int64_t kv_bytes_original = 0;  ///< original f16 KV cache per token
     double ppl = 0.0;
     double nll = 0.0;
-    double compression_s = 0.0;              ///< rank search + decomposition (+ Hadamard fusion)
+    double compression_s = 0.0;  ///< rank search + decomposition (+ Hadamard fusion)
     double eval_s = 0.0;
     /// Set when an earlier method of the grid allocated exactly the same ranks (e.g. every
     /// method at ratio 1.0): ppl and bytes are that method's (same factors), not re-measured;
@@ -70,12 +69,12 @@ struct SweepRow {
 };
 
 struct SweepResult {
-    std::vector<SweepRow> rows;              ///< original first, then the grid in loop order
+    std::vector<SweepRow> rows;  ///< original first, then the grid in loop order
     double ppl_original = 0.0;
-    double calibration_s = 0.0;              ///< stage 1 + Cholesky factors + Fisher scalars
+    double calibration_s = 0.0;  ///< stage 1 + Cholesky factors + Fisher scalars
     int64_t n_windows = 0;
     int64_t seqlen = 0;
-    int64_t n_eval_tokens = 0;               ///< tokens in the evaluation stream
+    int64_t n_eval_tokens = 0;  ///< tokens in the evaluation stream
     std::string markdown;
 };
 
@@ -96,7 +95,7 @@ std::string sweep_markdown(const SweepResult& result, const SweepParams& params)
 std::vector<double> parse_ratio_list(const std::string& list, const std::string& option);
 std::vector<int64_t> parse_group_size_list(const std::string& list, const std::string& option);
 std::vector<compress::RankSearchMethod> parse_method_list(const std::string& list,
-                                                         const std::string& option);
+                                                          const std::string& option);
 std::vector<LatentSetting> parse_latent_list(const std::string& list, const std::string& option);
 
 }  // namespace palu::pipeline

@@ -15,7 +15,8 @@ namespace palu::pipeline {
 std::vector<formats::PaluLayerView> factor_views(const std::vector<CompressedLayer>& layers);
 
 /// formats::write_palu_checkpoint over `layers`. Throws as it does.
-void write_compressed_checkpoint(const WeightSource& src, const std::vector<CompressedLayer>& layers,
+void write_compressed_checkpoint(const WeightSource& src,
+                                 const std::vector<CompressedLayer>& layers,
                                  const formats::PaluBlock& block,
                                  const std::filesystem::path& out_dir,
                                  const formats::PaluWriteOptions& options = {});

@@ -9,8 +9,8 @@
 //        `group_size` channels (group_size 0 = the whole row), stored as IEEE f16.
 //
 // Asymmetric (reference default, `quantize_tensor` with sym=False):
-//   mx = max(x)·c, mn = min(x)·c, s = max(mx − mn, 1e−5)/(2^b − 1), z = clamp(round(−mn/s), 0, 2^b−1)
-//   q = clamp(round(x/s) + z, 0, 2^b − 1),  x̂ = (q − z)·s
+//   mx = max(x)·c, mn = min(x)·c, s = max(mx − mn, 1e−5)/(2^b − 1), z = clamp(round(−mn/s), 0,
+//   2^b−1) q = clamp(round(x/s) + z, 0, 2^b − 1),  x̂ = (q − z)·s
 // Symmetric: s = max(max|x|, 1e−5)·c/(2^{b−1} − 1), q = clamp(round(x/s), −2^{b−1}, 2^{b−1} − 1),
 //   x̂ = q·s, stored as the unsigned code q + 2^{b−1}.
 // round = round half to even. Differences from the reference (which fake-quantizes in fp16):
@@ -36,11 +36,11 @@ namespace palu::quant {
 
 /// Latent quantization settings (CLI: --latent-bits, --latent-group-size, --latent-sym, ...).
 struct LatentQuantSpec {
-    int bits = 16;               ///< 2, 3, 4 or 8; 16 = no quantization (f16 latents)
-    int64_t group_size = 0;      ///< channels per (scale, zero); 0 = the whole latent group
-    bool symmetric = false;      ///< reference default: asymmetric
-    double clip_ratio = 1.0;     ///< multiplies max/min (asym) or absmax (sym); in (0, 1]
-    bool include_zero = false;   ///< asymmetric: widen [min, max] to contain 0 (not reference)
+    int bits = 16;              ///< 2, 3, 4 or 8; 16 = no quantization (f16 latents)
+    int64_t group_size = 0;     ///< channels per (scale, zero); 0 = the whole latent group
+    bool symmetric = false;     ///< reference default: asymmetric
+    double clip_ratio = 1.0;    ///< multiplies max/min (asym) or absmax (sym); in (0, 1]
+    bool include_zero = false;  ///< asymmetric: widen [min, max] to contain 0 (not reference)
 
     bool quantized() const { return bits < 16; }
 };
@@ -49,12 +49,12 @@ struct LatentQuantSpec {
 struct QuantizedRows {
     int64_t n_rows = 0;
     int64_t n_cols = 0;
-    int64_t chunk = 0;               ///< channels per (scale, zero)
+    int64_t chunk = 0;  ///< channels per (scale, zero)
     int bits = 0;
     bool symmetric = false;
-    std::vector<uint8_t> codes;      ///< [n_rows, n_cols] unsigned codes, one per byte (unpacked)
-    std::vector<uint16_t> scales;    ///< [n_rows, n_cols / chunk] IEEE f16
-    std::vector<uint16_t> zeros;     ///< [n_rows, n_cols / chunk] IEEE f16 integer zero-points (asym)
+    std::vector<uint8_t> codes;    ///< [n_rows, n_cols] unsigned codes, one per byte (unpacked)
+    std::vector<uint16_t> scales;  ///< [n_rows, n_cols / chunk] IEEE f16
+    std::vector<uint16_t> zeros;   ///< [n_rows, n_cols / chunk] IEEE f16 integer zero-points (asym)
 };
 
 /// Throws UsageError when the spec is invalid for rows of n_cols channels (bits not in
