@@ -236,8 +236,21 @@ class GgufFileImpl final : public GgufFile {
         return is_unsigned(v.type) ? static_cast<double>(v.u) : static_cast<double>(v.i);
     }
 
+    struct HeaderCounts {
+        uint64_t n_tensors = 0;
+        uint64_t n_kv = 0;
+    };
+
     GgufValue read_value(Reader& r, GgufValueType type, const std::string& what, int depth);
+    // parse() runs the phases below in file order.
     void parse();
+    HeaderCounts read_header(Reader& r);
+    void read_metadata(Reader& r, uint64_t n_kv);
+    void read_alignment();
+    GgufTensorInfo read_tensor_info(Reader& r, uint64_t k);
+    void read_tensor_infos(Reader& r, uint64_t n_tensors);
+    uint64_t locate_data_section(uint64_t header_end);
+    void check_tensor_bounds(uint64_t data_size) const;
 
     std::string path_;
     const uint8_t* data_;
@@ -311,11 +324,10 @@ GgufValue GgufFileImpl::read_value(Reader& r, GgufValueType type, const std::str
     return v;
 }
 
-void GgufFileImpl::parse() {
+// Magic first (the most useful message for a file of another kind), then the version, then the
+// two counts, each bounded by the bytes left before anything is reserved.
+GgufFileImpl::HeaderCounts GgufFileImpl::read_header(Reader& r) {
     const char* f = path_.c_str();
-    Reader r(data_, size_, path_);
-
-    // Magic first (the most useful message for a file of another kind), then the version.
     if (size_ >= 4) {
         PALU_CHECK(std::memcmp(data_, "GGUF", 4) == 0, FormatError,
                    "formats: %s: bad magic: expected 'GGUF' (47 47 55 46), got %02x %02x %02x %02x",
@@ -329,16 +341,21 @@ void GgufFileImpl::parse() {
                version_ == 1 ? "; hint: GGUF v1 is obsolete, re-convert the model with a current "
                                "llama.cpp"
                              : "");
-    const uint64_t n_tensors = r.read<uint64_t>("tensor count");
-    const uint64_t n_kv = r.read<uint64_t>("metadata key count");
+    HeaderCounts c;
+    c.n_tensors = r.read<uint64_t>("tensor count");
+    c.n_kv = r.read<uint64_t>("metadata key count");
     // Each key needs >= 8 + 4 + 1 bytes, each tensor info >= 8 + 4 + 8 + 4 + 8.
-    PALU_CHECK(n_kv <= r.left() / 13, FormatError,
+    PALU_CHECK(c.n_kv <= r.left() / 13, FormatError,
                "formats: %s: metadata key count: expected <= %llu (bytes left / 13), got %llu", f,
-               (unsigned long long)(r.left() / 13), (unsigned long long)n_kv);
-    PALU_CHECK(n_tensors <= r.left() / 32, FormatError,
+               (unsigned long long)(r.left() / 13), (unsigned long long)c.n_kv);
+    PALU_CHECK(c.n_tensors <= r.left() / 32, FormatError,
                "formats: %s: tensor count: expected <= %llu (bytes left / 32), got %llu", f,
-               (unsigned long long)(r.left() / 32), (unsigned long long)n_tensors);
+               (unsigned long long)(r.left() / 32), (unsigned long long)c.n_tensors);
+    return c;
+}
 
+void GgufFileImpl::read_metadata(Reader& r, uint64_t n_kv) {
+    const char* f = path_.c_str();
     keys_.reserve(static_cast<size_t>(n_kv));
     for (uint64_t k = 0; k < n_kv; ++k) {
         const std::string what = strfmt("metadata key #%llu", (unsigned long long)k);
@@ -353,7 +370,12 @@ void GgufFileImpl::parse() {
         keys_.push_back(key);
         values_.emplace(std::move(key), std::move(v));
     }
+}
 
+// general.alignment, when present, must be a u32 power of two; tensor offsets are checked
+// against it, so it is read before the tensor infos.
+void GgufFileImpl::read_alignment() {
+    const char* f = path_.c_str();
     if (const GgufValue* a = find("general.alignment")) {
         PALU_CHECK(a->type == GgufValueType::U32, FormatError,
                    "formats: %s: metadata key 'general.alignment': expected type u32, got %s", f,
@@ -364,69 +386,83 @@ void GgufFileImpl::parse() {
                    f, (unsigned long long)a->u);
         alignment_ = a->u;
     }
+}
 
+// Tensor info #k: name (unique), dims, ggml type, offset; then its element and byte counts
+// without overflow and its offset aligned. Bounds against the data section come later.
+GgufTensorInfo GgufFileImpl::read_tensor_info(Reader& r, uint64_t k) {
+    const char* f = path_.c_str();
+    GgufTensorInfo t;
+    t.name = r.read_string(strfmt("tensor info #%llu name", (unsigned long long)k));
+    const std::string what = strfmt("tensor '%s'", t.name.c_str());
+    PALU_CHECK(!tensor_index_.count(t.name), FormatError,
+               "formats: %s: %s: expected unique tensor names, got a duplicate", f, what.c_str());
+    const uint32_t n_dims = r.read<uint32_t>(what + " n_dims");
+    PALU_CHECK(n_dims >= 1 && n_dims <= kGgufMaxDims, FormatError,
+               "formats: %s: %s n_dims: expected 1..%u, got %u", f, what.c_str(), kGgufMaxDims,
+               n_dims);
+    for (uint32_t d = 0; d < n_dims; ++d) {
+        const uint64_t ne = r.read<uint64_t>(what + " dims");
+        PALU_CHECK(ne <= uint64_t(INT64_MAX), FormatError,
+                   "formats: %s: %s ne[%u]: expected a dim <= 2^63-1, got %llu", f, what.c_str(), d,
+                   (unsigned long long)ne);
+        t.ne.push_back(static_cast<int64_t>(ne));
+    }
+    const uint32_t type = r.read<uint32_t>(what + " type");
+    PALU_CHECK(ggml_type_known(type), FormatError,
+               "formats: %s: %s type: expected a known ggml type id, got %u", f, what.c_str(),
+               type);
+    t.type = static_cast<GgmlType>(type);
+    t.offset = r.read<uint64_t>(what + " offset");
+
+    const auto numel = numel_no_overflow(t.ne);
+    PALU_CHECK(numel.has_value() && *numel <= uint64_t(INT64_MAX), FormatError,
+               "formats: %s: %s shape %s: element count overflows", f, what.c_str(),
+               shape_str(t.ne).c_str());
+    const int64_t block = ggml_block_size(t.type);
+    PALU_CHECK(t.ne[0] % block == 0, FormatError,
+               "formats: %s: %s shape %s %s: expected ne[0] a multiple of the block size "
+               "%lld, got %lld",
+               f, what.c_str(), shape_str(t.ne).c_str(), ggml_type_name(t.type), (long long)block,
+               (long long)t.ne[0]);
+    const auto n_bytes = mul_no_overflow(*numel / uint64_t(block), ggml_type_size(t.type));
+    PALU_CHECK(n_bytes.has_value(), FormatError,
+               "formats: %s: %s shape %s %s: byte count overflows", f, what.c_str(),
+               shape_str(t.ne).c_str(), ggml_type_name(t.type));
+    t.n_bytes = *n_bytes;
+    PALU_CHECK(t.offset % alignment_ == 0, FormatError,
+               "formats: %s: %s offset: expected a multiple of the alignment %llu, got %llu", f,
+               what.c_str(), (unsigned long long)alignment_, (unsigned long long)t.offset);
+    return t;
+}
+
+void GgufFileImpl::read_tensor_infos(Reader& r, uint64_t n_tensors) {
     tensors_.reserve(static_cast<size_t>(n_tensors));
     for (uint64_t k = 0; k < n_tensors; ++k) {
-        GgufTensorInfo t;
-        t.name = r.read_string(strfmt("tensor info #%llu name", (unsigned long long)k));
-        const std::string what = strfmt("tensor '%s'", t.name.c_str());
-        PALU_CHECK(!tensor_index_.count(t.name), FormatError,
-                   "formats: %s: %s: expected unique tensor names, got a duplicate", f,
-                   what.c_str());
-        const uint32_t n_dims = r.read<uint32_t>(what + " n_dims");
-        PALU_CHECK(n_dims >= 1 && n_dims <= kGgufMaxDims, FormatError,
-                   "formats: %s: %s n_dims: expected 1..%u, got %u", f, what.c_str(), kGgufMaxDims,
-                   n_dims);
-        for (uint32_t d = 0; d < n_dims; ++d) {
-            const uint64_t ne = r.read<uint64_t>(what + " dims");
-            PALU_CHECK(ne <= uint64_t(INT64_MAX), FormatError,
-                       "formats: %s: %s ne[%u]: expected a dim <= 2^63-1, got %llu", f,
-                       what.c_str(), d, (unsigned long long)ne);
-            t.ne.push_back(static_cast<int64_t>(ne));
-        }
-        const uint32_t type = r.read<uint32_t>(what + " type");
-        PALU_CHECK(ggml_type_known(type), FormatError,
-                   "formats: %s: %s type: expected a known ggml type id, got %u", f, what.c_str(),
-                   type);
-        t.type = static_cast<GgmlType>(type);
-        t.offset = r.read<uint64_t>(what + " offset");
-
-        const auto numel = numel_no_overflow(t.ne);
-        PALU_CHECK(numel.has_value() && *numel <= uint64_t(INT64_MAX), FormatError,
-                   "formats: %s: %s shape %s: element count overflows", f, what.c_str(),
-                   shape_str(t.ne).c_str());
-        const int64_t block = ggml_block_size(t.type);
-        PALU_CHECK(t.ne[0] % block == 0, FormatError,
-                   "formats: %s: %s shape %s %s: expected ne[0] a multiple of the block size "
-                   "%lld, got %lld",
-                   f, what.c_str(), shape_str(t.ne).c_str(), ggml_type_name(t.type),
-                   (long long)block, (long long)t.ne[0]);
-        const auto n_bytes = mul_no_overflow(*numel / uint64_t(block), ggml_type_size(t.type));
-        PALU_CHECK(n_bytes.has_value(), FormatError,
-                   "formats: %s: %s shape %s %s: byte count overflows", f, what.c_str(),
-                   shape_str(t.ne).c_str(), ggml_type_name(t.type));
-        t.n_bytes = *n_bytes;
-        PALU_CHECK(t.offset % alignment_ == 0, FormatError,
-                   "formats: %s: %s offset: expected a multiple of the alignment %llu, got %llu", f,
-                   what.c_str(), (unsigned long long)alignment_, (unsigned long long)t.offset);
+        GgufTensorInfo t = read_tensor_info(r, k);
         tensor_index_.emplace(t.name, tensors_.size());
         tensors_.push_back(std::move(t));
     }
+}
 
-    // The data section starts at the next multiple of the alignment after the header.
-    const uint64_t header_end = r.pos();
+// The data section starts at the next multiple of the alignment after the header. Returns its
+// size (0 when it would start past the end of a file without tensors).
+uint64_t GgufFileImpl::locate_data_section(uint64_t header_end) {
     const uint64_t pad = (alignment_ - header_end % alignment_) % alignment_;
     data_offset_ = header_end + pad;
     if (!tensors_.empty()) {
         PALU_CHECK(data_offset_ <= size_, FormatError,
                    "formats: %s: data section start: expected <= file size %llu, got %llu "
                    "(header ends at %llu, alignment %llu); hint: incomplete download?",
-                   f, (unsigned long long)size_, (unsigned long long)data_offset_,
+                   path_.c_str(), (unsigned long long)size_, (unsigned long long)data_offset_,
                    (unsigned long long)header_end, (unsigned long long)alignment_);
     }
-    const uint64_t data_size = data_offset_ <= size_ ? size_ - data_offset_ : 0;
+    return data_offset_ <= size_ ? size_ - data_offset_ : 0;
+}
 
-    // Every tensor inside the data section, and no two overlapping.
+// Every tensor inside the data section, and no two overlapping.
+void GgufFileImpl::check_tensor_bounds(uint64_t data_size) const {
+    const char* f = path_.c_str();
     std::vector<size_t> order(tensors_.size());
     for (size_t k = 0; k < order.size(); ++k) order[k] = k;
     std::sort(order.begin(), order.end(),
@@ -454,6 +490,16 @@ void GgufFileImpl::parse() {
             prev = &t;
         }
     }
+}
+
+// The phases in file order; each validates what it reads before the next one relies on it.
+void GgufFileImpl::parse() {
+    Reader r(data_, size_, path_);
+    const HeaderCounts counts = read_header(r);
+    read_metadata(r, counts.n_kv);
+    read_alignment();
+    read_tensor_infos(r, counts.n_tensors);
+    check_tensor_bounds(locate_data_section(r.pos()));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // palu formats (private): strict JSON parsing shared by the safetensors header, the shard index and
-// config.json readers, and atomic file writing (temporary name + rename).
+// config.json readers, atomic file writing (temporary name + rename), and the file names the
+// safetensors reader and writer share.
 // nlohmann's behaviour on duplicate object keys is unspecified (it keeps the last), so duplicates
 // are detected with a parser callback and reported as FormatError.
 #pragma once
@@ -11,6 +12,10 @@
 #include <string_view>
 
 namespace palu::formats::detail {
+
+/// File names in a Hugging Face checkpoint directory: one file, or the index of a sharded one.
+inline constexpr const char* kSafetensorsSingleName = "model.safetensors";
+inline constexpr const char* kSafetensorsIndexName = "model.safetensors.index.json";
 
 /// Parses `text`; throws FormatError "formats: <source>: <what> is not valid JSON: ...
 /// (<id_invalid>)" on a syntax error and "... duplicate key '<k>' ... (<id_duplicate>)" on a

@@ -1,6 +1,6 @@
-// palu formats: safetensors reader (mmap, validated before use), sharded index, writer.
-// Inputs: .safetensors files / model.safetensors.index.json; outputs: validated tensor tables
-// whose data stay mapped, f32 tensors on request, and atomically written checkpoints.
+// palu formats: safetensors reader (mmap, validated before use) and sharded index; the writer
+// is in safetensors_write.cpp. Inputs: .safetensors files / model.safetensors.index.json;
+// outputs: validated tensor tables whose data stay mapped, and f32 tensors on request.
 // Validation order follows STYLE.md "Error policy"; error ids follow the reference Rust crate's
 // SafeTensorError names where one exists (HeaderTooSmall, InvalidHeaderLength, ...).
 #include "palu/formats/safetensors.h"
@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <set>
 
 #include "io_util.h"
 #include "palu/core/checked.h"
@@ -80,117 +79,109 @@ uint64_t get_u64(const json& v, const std::string& src, const std::string& tenso
     return v.get<uint64_t>();
 }
 
-// Steps 3-8: JSON, duplicates, dtype, shape overflow, sizes, offsets vs. the data buffer size.
-void parse_header(std::string_view header, uint64_t buffer_size, const std::string& src,
-                  SafetensorsFile::Impl& out) {
-    PALU_CHECK(!header.empty() && header[0] == '{', FormatError,
-               "formats: %s: header must be a JSON object: expected '{', got %s; hint: not a "
-               "safetensors file? (InvalidHeaderStart)",
-               src.c_str(),
-               header.empty()
-                   ? "an empty header"
-                   : strfmt("byte 0x%02x", static_cast<unsigned char>(header[0])).c_str());
-    json j =
-        detail::parse_json_strict(header, src, "header", "InvalidHeader", "DuplicateTensorName");
-    PALU_CHECK(j.is_object(), FormatError,
-               "formats: %s: header must be a JSON object, got %s (InvalidHeaderDeserialization)",
-               src.c_str(), j.type_name());
-
-    out.tensors.clear();
-    out.tensors.reserve(j.size());
-    for (auto& [name, v] : j.items()) {
-        if (name == "__metadata__") {
-            PALU_CHECK(v.is_object(), FormatError,
-                       "formats: %s: __metadata__: expected an object of strings, got %s "
-                       "(InvalidHeaderDeserialization)",
-                       src.c_str(), v.type_name());
-            for (auto& [k, s] : v.items()) {
-                PALU_CHECK(s.is_string(), FormatError,
-                           "formats: %s: __metadata__ key '%s': expected a string, got %s "
-                           "(InvalidHeaderDeserialization)",
-                           src.c_str(), k.c_str(), s.type_name());
-                out.metadata.emplace(k, s.get<std::string>());
-            }
-            continue;
-        }
-        PALU_CHECK(
-            v.is_object(), FormatError,
-            "formats: %s: tensor '%s': expected an object {dtype, shape, data_offsets}, got %s "
-            "(InvalidHeaderDeserialization)",
-            src.c_str(), name.c_str(), v.type_name());
-        for (const char* key : {"dtype", "shape", "data_offsets"})
-            PALU_CHECK(v.contains(key), FormatError,
-                       "formats: %s: tensor '%s' has no '%s' (InvalidHeaderDeserialization)",
-                       src.c_str(), name.c_str(), key);
-        const json& jd = v["dtype"];
-        const json& js = v["shape"];
-        const json& jo = v["data_offsets"];
-        SafetensorsTensorInfo t;
-        t.name = name;
-
-        PALU_CHECK(jd.is_string(), FormatError,
-                   "formats: %s: tensor '%s' dtype: expected a string, got %s "
+// The __metadata__ entry: an object of strings, copied as is.
+void read_metadata(const json& v, const std::string& src, SafetensorsFile::Impl& out) {
+    PALU_CHECK(v.is_object(), FormatError,
+               "formats: %s: __metadata__: expected an object of strings, got %s "
+               "(InvalidHeaderDeserialization)",
+               src.c_str(), v.type_name());
+    for (auto& [k, s] : v.items()) {
+        PALU_CHECK(s.is_string(), FormatError,
+                   "formats: %s: __metadata__ key '%s': expected a string, got %s "
                    "(InvalidHeaderDeserialization)",
-                   src.c_str(), name.c_str(), jd.type_name());
-        auto dt = parse_dtype(jd.get_ref<const std::string&>());
-        PALU_CHECK(dt.has_value(), FormatError,
-                   "formats: %s: tensor '%s' has unknown dtype: expected one of %s, got '%s' "
-                   "(UnknownDtype)",
-                   src.c_str(), name.c_str(), known_dtypes().c_str(),
-                   jd.get_ref<const std::string&>().c_str());
-        t.dtype = *dt;
-
-        PALU_CHECK(js.is_array(), FormatError,
-                   "formats: %s: tensor '%s' shape: expected an array of integers, got %s "
-                   "(InvalidHeaderDeserialization)",
-                   src.c_str(), name.c_str(), js.type_name());
-        for (const json& d : js) {
-            PALU_CHECK(d.is_number_integer(), FormatError,
-                       "formats: %s: tensor '%s' shape %s: expected integer dims, got %s "
-                       "(InvalidHeaderDeserialization)",
-                       src.c_str(), name.c_str(), detail::brief_json(js).c_str(), d.type_name());
-            bool ok = d.is_number_unsigned()
-                          ? d.get<uint64_t>() <=
-                                static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
-                          : d.get<int64_t>() >= 0;
-            PALU_CHECK(ok, FormatError,
-                       "formats: %s: tensor '%s' shape %s: expected dims in [0, 2^63), got %s "
-                       "(InvalidHeaderDeserialization)",
-                       src.c_str(), name.c_str(), detail::brief_json(js).c_str(),
-                       detail::brief_json(d).c_str());
-            t.shape.push_back(d.get<int64_t>());
-        }
-        auto numel = numel_no_overflow(t.shape);
-        auto n_bytes = numel ? mul_no_overflow(*numel, dtype_size(t.dtype)) : std::nullopt;
-        PALU_CHECK(n_bytes.has_value(), FormatError,
-                   "formats: %s: tensor '%s' shape %s %s: byte size overflows 64 bits "
-                   "(ValidationOverflow)",
-                   src.c_str(), name.c_str(), shape_str(t.shape).c_str(), dtype_name(t.dtype));
-
-        PALU_CHECK(jo.is_array() && jo.size() == 2, FormatError,
-                   "formats: %s: tensor '%s' data_offsets: expected [begin, end], got %s "
-                   "(InvalidHeaderDeserialization)",
-                   src.c_str(), name.c_str(), detail::brief_json(jo).c_str());
-        t.begin = get_u64(jo[0], src, name, "data_offsets[0]");
-        t.end = get_u64(jo[1], src, name, "data_offsets[1]");
-        PALU_CHECK(t.begin <= t.end, FormatError,
-                   "formats: %s: tensor '%s' data_offsets [%llu,%llu): expected begin <= end "
-                   "(InvalidOffset)",
-                   src.c_str(), name.c_str(), static_cast<ull>(t.begin), static_cast<ull>(t.end));
-        PALU_CHECK(
-            t.end - t.begin == *n_bytes, FormatError,
-            "formats: %s: tensor '%s' data_offsets [%llu,%llu) = %llu bytes, but shape %s %s "
-            "needs %llu (TensorInvalidInfo)",
-            src.c_str(), name.c_str(), static_cast<ull>(t.begin), static_cast<ull>(t.end),
-            static_cast<ull>(t.end - t.begin), shape_str(t.shape).c_str(), dtype_name(t.dtype),
-            static_cast<ull>(*n_bytes));
-        out.tensors.push_back(std::move(t));
+                   src.c_str(), k.c_str(), s.type_name());
+        out.metadata.emplace(k, s.get<std::string>());
     }
+}
 
-    // Step 8: the tensors must tile the data buffer exactly, in offset order.
+// A tensor's "shape": an array of integer dims in [0, 2^63).
+std::vector<int64_t> parse_shape(const json& js, const std::string& src, const std::string& name) {
+    PALU_CHECK(js.is_array(), FormatError,
+               "formats: %s: tensor '%s' shape: expected an array of integers, got %s "
+               "(InvalidHeaderDeserialization)",
+               src.c_str(), name.c_str(), js.type_name());
+    std::vector<int64_t> shape;
+    for (const json& d : js) {
+        PALU_CHECK(d.is_number_integer(), FormatError,
+                   "formats: %s: tensor '%s' shape %s: expected integer dims, got %s "
+                   "(InvalidHeaderDeserialization)",
+                   src.c_str(), name.c_str(), detail::brief_json(js).c_str(), d.type_name());
+        bool ok =
+            d.is_number_unsigned()
+                ? d.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+                : d.get<int64_t>() >= 0;
+        PALU_CHECK(ok, FormatError,
+                   "formats: %s: tensor '%s' shape %s: expected dims in [0, 2^63), got %s "
+                   "(InvalidHeaderDeserialization)",
+                   src.c_str(), name.c_str(), detail::brief_json(js).c_str(),
+                   detail::brief_json(d).c_str());
+        shape.push_back(d.get<int64_t>());
+    }
+    return shape;
+}
+
+// Steps 5-7 for one tensor entry: dtype known, byte size without overflow, end - begin == size.
+SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const json& v,
+                                         const std::string& src) {
+    PALU_CHECK(v.is_object(), FormatError,
+               "formats: %s: tensor '%s': expected an object {dtype, shape, data_offsets}, got %s "
+               "(InvalidHeaderDeserialization)",
+               src.c_str(), name.c_str(), v.type_name());
+    for (const char* key : {"dtype", "shape", "data_offsets"})
+        PALU_CHECK(v.contains(key), FormatError,
+                   "formats: %s: tensor '%s' has no '%s' (InvalidHeaderDeserialization)",
+                   src.c_str(), name.c_str(), key);
+    const json& jd = v["dtype"];
+    const json& js = v["shape"];
+    const json& jo = v["data_offsets"];
+    SafetensorsTensorInfo t;
+    t.name = name;
+
+    PALU_CHECK(jd.is_string(), FormatError,
+               "formats: %s: tensor '%s' dtype: expected a string, got %s "
+               "(InvalidHeaderDeserialization)",
+               src.c_str(), name.c_str(), jd.type_name());
+    auto dt = parse_dtype(jd.get_ref<const std::string&>());
+    PALU_CHECK(dt.has_value(), FormatError,
+               "formats: %s: tensor '%s' has unknown dtype: expected one of %s, got '%s' "
+               "(UnknownDtype)",
+               src.c_str(), name.c_str(), known_dtypes().c_str(),
+               jd.get_ref<const std::string&>().c_str());
+    t.dtype = *dt;
+
+    t.shape = parse_shape(js, src, name);
+    auto numel = numel_no_overflow(t.shape);
+    auto n_bytes = numel ? mul_no_overflow(*numel, dtype_size(t.dtype)) : std::nullopt;
+    PALU_CHECK(n_bytes.has_value(), FormatError,
+               "formats: %s: tensor '%s' shape %s %s: byte size overflows 64 bits "
+               "(ValidationOverflow)",
+               src.c_str(), name.c_str(), shape_str(t.shape).c_str(), dtype_name(t.dtype));
+
+    PALU_CHECK(jo.is_array() && jo.size() == 2, FormatError,
+               "formats: %s: tensor '%s' data_offsets: expected [begin, end], got %s "
+               "(InvalidHeaderDeserialization)",
+               src.c_str(), name.c_str(), detail::brief_json(jo).c_str());
+    t.begin = get_u64(jo[0], src, name, "data_offsets[0]");
+    t.end = get_u64(jo[1], src, name, "data_offsets[1]");
+    PALU_CHECK(t.begin <= t.end, FormatError,
+               "formats: %s: tensor '%s' data_offsets [%llu,%llu): expected begin <= end "
+               "(InvalidOffset)",
+               src.c_str(), name.c_str(), static_cast<ull>(t.begin), static_cast<ull>(t.end));
+    PALU_CHECK(t.end - t.begin == *n_bytes, FormatError,
+               "formats: %s: tensor '%s' data_offsets [%llu,%llu) = %llu bytes, but shape %s %s "
+               "needs %llu (TensorInvalidInfo)",
+               src.c_str(), name.c_str(), static_cast<ull>(t.begin), static_cast<ull>(t.end),
+               static_cast<ull>(t.end - t.begin), shape_str(t.shape).c_str(), dtype_name(t.dtype),
+               static_cast<ull>(*n_bytes));
+    return t;
+}
+
+// Step 8: the tensors must tile the data buffer exactly, in offset order.
+void check_offsets_tile_buffer(const std::vector<SafetensorsTensorInfo>& tensors,
+                               uint64_t buffer_size, const std::string& src) {
     std::vector<const SafetensorsTensorInfo*> by_offset;
-    by_offset.reserve(out.tensors.size());
-    for (auto& t : out.tensors) by_offset.push_back(&t);
+    by_offset.reserve(tensors.size());
+    for (auto& t : tensors) by_offset.push_back(&t);
     std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) {
         return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
     });
@@ -227,7 +218,33 @@ void parse_header(std::string_view header, uint64_t buffer_size, const std::stri
                "hint: incomplete download? (MetadataIncompleteBuffer)",
                src.c_str(), static_cast<ull>(expected), static_cast<ull>(expected),
                static_cast<ull>(buffer_size));
+}
 
+// Steps 3-8: JSON, duplicates, dtype, shape overflow, sizes, offsets vs. the data buffer size.
+void parse_header(std::string_view header, uint64_t buffer_size, const std::string& src,
+                  SafetensorsFile::Impl& out) {
+    PALU_CHECK(!header.empty() && header[0] == '{', FormatError,
+               "formats: %s: header must be a JSON object: expected '{', got %s; hint: not a "
+               "safetensors file? (InvalidHeaderStart)",
+               src.c_str(),
+               header.empty()
+                   ? "an empty header"
+                   : strfmt("byte 0x%02x", static_cast<unsigned char>(header[0])).c_str());
+    json j =
+        detail::parse_json_strict(header, src, "header", "InvalidHeader", "DuplicateTensorName");
+    PALU_CHECK(j.is_object(), FormatError,
+               "formats: %s: header must be a JSON object, got %s (InvalidHeaderDeserialization)",
+               src.c_str(), j.type_name());
+
+    out.tensors.clear();
+    out.tensors.reserve(j.size());
+    for (auto& [name, v] : j.items()) {
+        if (name == "__metadata__")
+            read_metadata(v, src, out);
+        else
+            out.tensors.push_back(parse_tensor_entry(name, v, src));
+    }
+    check_offsets_tile_buffer(out.tensors, buffer_size, src);
     std::sort(out.tensors.begin(), out.tensors.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
 }
@@ -355,113 +372,135 @@ Tensor SafetensorsFile::load_f32(const std::string& name) const {
 
 namespace {
 
-constexpr const char* kSingleName = "model.safetensors";
-constexpr const char* kIndexName = "model.safetensors.index.json";
+using detail::kSafetensorsIndexName;
+using detail::kSafetensorsSingleName;
+
+// Where a checkpoint's tensors come from: one .safetensors file, or a shard index .json.
+struct CheckpointSource {
+    fs::path file;
+    bool is_index = false;
+};
+
+// A directory holds model.safetensors (preferred) or the index; a .json path is an index; any
+// other path is a single file.
+CheckpointSource resolve_checkpoint_source(const fs::path& path) {
+    std::error_code ec;
+    PALU_CHECK(fs::exists(path, ec), IoError, "formats: %s: no such file or directory",
+               path.string().c_str());
+    if (fs::is_directory(path)) {
+        if (fs::exists(path / kSafetensorsSingleName))
+            return {path / kSafetensorsSingleName, false};
+        if (fs::exists(path / kSafetensorsIndexName)) return {path / kSafetensorsIndexName, true};
+        PALU_THROW(IoError,
+                   "formats: %s: no %s or %s in this directory; hint: is it a Hugging Face model "
+                   "directory?",
+                   path.string().c_str(), kSafetensorsSingleName, kSafetensorsIndexName);
+    }
+    if (path.extension() == ".json") return {path, true};
+    return {path, false};
+}
+
+// What the index says: the shard of every tensor, and the shards in the order they are opened.
+struct ShardIndex {
+    std::map<std::string, std::string> weight_map;  // tensor -> shard file name
+    std::map<std::string, size_t> shards;           // shard file name -> position, sorted by name
+};
+
+// The index JSON: an object whose 'weight_map' maps each tensor to a plain relative file name.
+ShardIndex read_shard_index(const fs::path& index_path, const std::string& src) {
+    json idx = detail::parse_json_strict(detail::read_text_file(index_path, kSafetensorsMaxHeader),
+                                         src, "index", "InvalidIndex", "DuplicateIndexEntry");
+    PALU_CHECK(idx.is_object() && idx.contains("weight_map") && idx["weight_map"].is_object(),
+               FormatError,
+               "formats: %s: expected an object with a 'weight_map' object, got %s (InvalidIndex)",
+               src.c_str(),
+               idx.is_object()
+                   ? (idx.contains("weight_map") ? idx["weight_map"].type_name() : "no weight_map")
+                   : idx.type_name());
+    ShardIndex index;
+    for (auto& [tensor, v] : idx["weight_map"].items()) {
+        PALU_CHECK(
+            v.is_string(), FormatError,
+            "formats: %s: weight_map['%s']: expected a shard file name, got %s (InvalidIndex)",
+            src.c_str(), tensor.c_str(), v.type_name());
+        const auto& shard = v.get_ref<const std::string&>();
+        fs::path sp(shard);
+        bool plain =
+            !shard.empty() && !sp.is_absolute() &&
+            std::none_of(sp.begin(), sp.end(), [](const fs::path& c) { return c == ".."; });
+        PALU_CHECK(plain, FormatError,
+                   "formats: %s: weight_map['%s']: expected a file name relative to the index, got "
+                   "'%s' (InvalidIndex)",
+                   src.c_str(), tensor.c_str(), shard.c_str());
+        index.weight_map.emplace(tensor, shard);
+        index.shards.emplace(shard, 0);
+    }
+    PALU_CHECK(!index.shards.empty(), FormatError,
+               "formats: %s: weight_map is empty: expected at least one tensor (InvalidIndex)",
+               src.c_str());
+    size_t position = 0;
+    for (auto& [name, pos] : index.shards) pos = position++;
+    return index;
+}
+
+// All shards are checked for existence before any is opened, so a partial download reports
+// ShardMissing rather than the first shard's own header error.
+void check_shards_exist(const ShardIndex& index, const fs::path& dir, const std::string& src) {
+    for (const auto& [s, pos] : index.shards)
+        PALU_CHECK(fs::exists(dir / s), FormatError,
+                   "formats: %s: shard '%s' referenced by the index is missing: expected %s; hint: "
+                   "incomplete download? (ShardMissing)",
+                   src.c_str(), s.c_str(), (dir / s).string().c_str());
+}
+
+// Every tensor exactly once across shards, in the shard the index names; `shards` are opened in
+// the order of index.shards.
+void check_shards_match_index(const ShardIndex& index, const std::vector<SafetensorsFile>& shards,
+                              const std::string& src) {
+    std::map<std::string, size_t> where;
+    for (size_t i = 0; i < shards.size(); ++i) {
+        for (const auto& t : shards[i].tensors()) {
+            auto [it, fresh] = where.emplace(t.name, i);
+            PALU_CHECK(fresh, FormatError,
+                       "formats: %s: tensor '%s' appears in two shards: '%s' and '%s'; expected "
+                       "exactly once (DuplicateTensorName)",
+                       src.c_str(), t.name.c_str(), shards[it->second].path().c_str(),
+                       shards[i].path().c_str());
+            auto w = index.weight_map.find(t.name);
+            PALU_CHECK(w != index.weight_map.end(), FormatError,
+                       "formats: %s: tensor '%s' of shard '%s' is not in the index weight_map "
+                       "(IndexMismatch)",
+                       src.c_str(), t.name.c_str(), shards[i].path().c_str());
+            PALU_CHECK(index.shards.at(w->second) == i, FormatError,
+                       "formats: %s: tensor '%s': expected in shard '%s' (index), got it in '%s' "
+                       "(IndexMismatch)",
+                       src.c_str(), t.name.c_str(), w->second.c_str(), shards[i].path().c_str());
+        }
+    }
+    for (const auto& [tensor, shard] : index.weight_map)
+        PALU_CHECK(where.count(tensor) == 1, FormatError,
+                   "formats: %s: tensor '%s' is listed in the index but missing from shard '%s' "
+                   "(IndexMismatch)",
+                   src.c_str(), tensor.c_str(), shard.c_str());
+}
 
 }  // namespace
 
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
     SafetensorsCheckpoint ck;
     ck.path_ = path.string();
-    std::error_code ec;
-    PALU_CHECK(fs::exists(path, ec), IoError, "formats: %s: no such file or directory",
-               path.string().c_str());
-    fs::path index_path;
-    if (fs::is_directory(path)) {
-        if (fs::exists(path / kSingleName)) {
-            ck.shards_.push_back(SafetensorsFile::open(path / kSingleName));
-        } else if (fs::exists(path / kIndexName)) {
-            index_path = path / kIndexName;
-        } else {
-            PALU_THROW(IoError,
-                       "formats: %s: no %s or %s in this directory; hint: is it a Hugging Face "
-                       "model directory?",
-                       path.string().c_str(), kSingleName, kIndexName);
-        }
-    } else if (path.extension() == ".json") {
-        index_path = path;
+    const CheckpointSource source = resolve_checkpoint_source(path);
+    if (!source.is_index) {
+        ck.shards_.push_back(SafetensorsFile::open(source.file));
     } else {
-        ck.shards_.push_back(SafetensorsFile::open(path));
-    }
-
-    if (!index_path.empty()) {
         ck.sharded_ = true;
-        const std::string src = index_path.string();
-        json idx =
-            detail::parse_json_strict(detail::read_text_file(index_path, kSafetensorsMaxHeader),
-                                      src, "index", "InvalidIndex", "DuplicateIndexEntry");
-        PALU_CHECK(
-            idx.is_object() && idx.contains("weight_map") && idx["weight_map"].is_object(),
-            FormatError,
-            "formats: %s: expected an object with a 'weight_map' object, got %s (InvalidIndex)",
-            src.c_str(),
-            idx.is_object()
-                ? (idx.contains("weight_map") ? idx["weight_map"].type_name() : "no weight_map")
-                : idx.type_name());
-        std::map<std::string, std::string> weight_map;  // tensor -> shard file name
-        std::set<std::string> shard_names;
-        for (auto& [tensor, v] : idx["weight_map"].items()) {
-            PALU_CHECK(
-                v.is_string(), FormatError,
-                "formats: %s: weight_map['%s']: expected a shard file name, got %s (InvalidIndex)",
-                src.c_str(), tensor.c_str(), v.type_name());
-            const auto& shard = v.get_ref<const std::string&>();
-            fs::path sp(shard);
-            bool plain =
-                !shard.empty() && !sp.is_absolute() &&
-                std::none_of(sp.begin(), sp.end(), [](const fs::path& c) { return c == ".."; });
-            PALU_CHECK(
-                plain, FormatError,
-                "formats: %s: weight_map['%s']: expected a file name relative to the index, got "
-                "'%s' (InvalidIndex)",
-                src.c_str(), tensor.c_str(), shard.c_str());
-            weight_map.emplace(tensor, shard);
-            shard_names.insert(shard);
-        }
-        PALU_CHECK(!shard_names.empty(), FormatError,
-                   "formats: %s: weight_map is empty: expected at least one tensor (InvalidIndex)",
-                   src.c_str());
-        fs::path dir = index_path.parent_path();
-        for (const auto& s : shard_names)
-            PALU_CHECK(
-                fs::exists(dir / s), FormatError,
-                "formats: %s: shard '%s' referenced by the index is missing: expected %s; hint: "
-                "incomplete download? (ShardMissing)",
-                src.c_str(), s.c_str(), (dir / s).string().c_str());
-        std::map<std::string, size_t> shard_index;
-        for (const auto& s : shard_names) {
-            shard_index.emplace(s, ck.shards_.size());
+        const std::string src = source.file.string();
+        const ShardIndex index = read_shard_index(source.file, src);
+        const fs::path dir = source.file.parent_path();
+        check_shards_exist(index, dir, src);
+        for (const auto& [s, pos] : index.shards)
             ck.shards_.push_back(SafetensorsFile::open(dir / s));
-        }
-        // Every tensor exactly once across shards, in the shard the index names.
-        std::map<std::string, size_t> where;
-        for (size_t i = 0; i < ck.shards_.size(); ++i) {
-            for (const auto& t : ck.shards_[i].tensors()) {
-                auto [it, fresh] = where.emplace(t.name, i);
-                PALU_CHECK(
-                    fresh, FormatError,
-                    "formats: %s: tensor '%s' appears in two shards: '%s' and '%s'; expected "
-                    "exactly once (DuplicateTensorName)",
-                    src.c_str(), t.name.c_str(), ck.shards_[it->second].path().c_str(),
-                    ck.shards_[i].path().c_str());
-                auto w = weight_map.find(t.name);
-                PALU_CHECK(w != weight_map.end(), FormatError,
-                           "formats: %s: tensor '%s' of shard '%s' is not in the index weight_map "
-                           "(IndexMismatch)",
-                           src.c_str(), t.name.c_str(), ck.shards_[i].path().c_str());
-                PALU_CHECK(
-                    shard_index.at(w->second) == i, FormatError,
-                    "formats: %s: tensor '%s': expected in shard '%s' (index), got it in '%s' "
-                    "(IndexMismatch)",
-                    src.c_str(), t.name.c_str(), w->second.c_str(), ck.shards_[i].path().c_str());
-            }
-        }
-        for (const auto& [tensor, shard] : weight_map)
-            PALU_CHECK(
-                where.count(tensor) == 1, FormatError,
-                "formats: %s: tensor '%s' is listed in the index but missing from shard '%s' "
-                "(IndexMismatch)",
-                src.c_str(), tensor.c_str(), shard.c_str());
+        check_shards_match_index(index, ck.shards_, src);
     }
 
     for (const auto& f : ck.shards_)
@@ -503,129 +542,6 @@ Tensor SafetensorsCheckpoint::load_f32(const std::string& name) const {
 const std::map<std::string, std::string>& SafetensorsCheckpoint::metadata() const {
     static const std::map<std::string, std::string> empty;
     return shards_.empty() ? empty : shards_.front().metadata();
-}
-
-// ---- writer -----------------------------------------------------------------------------------
-
-namespace {
-
-void check_and_sort(std::vector<TensorToWrite>& tensors, const std::string& dst) {
-    std::sort(tensors.begin(), tensors.end(),
-              [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
-    for (size_t i = 0; i < tensors.size(); ++i) {
-        const auto& t = tensors[i];
-        PALU_CHECK(t.name != "__metadata__", UsageError,
-                   "formats: %s: '__metadata__' is reserved and cannot name a tensor", dst.c_str());
-        PALU_CHECK(i == 0 || tensors[i - 1].name != t.name, UsageError,
-                   "formats: %s: tensor '%s' given twice: expected unique names", dst.c_str(),
-                   t.name.c_str());
-        auto numel = numel_no_overflow(t.shape);
-        auto n = numel ? mul_no_overflow(*numel, dtype_size(t.dtype)) : std::nullopt;
-        PALU_CHECK(n.has_value() && *n == t.bytes.size(), UsageError,
-                   "formats: %s: tensor '%s' shape %s %s: expected %llu bytes, got %zu",
-                   dst.c_str(), t.name.c_str(), shape_str(t.shape).c_str(), dtype_name(t.dtype),
-                   n ? static_cast<ull>(*n) : 0ull, t.bytes.size());
-    }
-}
-
-// Writes sorted, checked tensors into `tmp` (not committed).
-void write_file_body(detail::TempFile& tmp, const std::vector<const TensorToWrite*>& tensors,
-                     const std::map<std::string, std::string>& metadata) {
-    json h = json::object();
-    if (!metadata.empty()) h["__metadata__"] = metadata;
-    uint64_t off = 0;
-    for (const auto* t : tensors) {
-        h[t->name] = {{"dtype", dtype_name(t->dtype)},
-                      {"shape", t->shape},
-                      {"data_offsets", {off, off + t->bytes.size()}}};
-        off += t->bytes.size();
-    }
-    std::string hs;
-    try {
-        hs = h.dump();
-    } catch (const json::exception& e) {
-        PALU_THROW(
-            UsageError,
-            "formats: %s: cannot encode header (tensor names and metadata must be UTF-8): %s",
-            tmp.final_path().string().c_str(), e.what());
-    }
-    // Pad with spaces (valid JSON whitespace) so the data buffer starts 8-byte aligned.
-    while ((8 + hs.size()) % 8 != 0) hs.push_back(' ');
-    uint8_t len[8];
-    uint64_t n = hs.size();
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-    tmp.write(len, 8);
-    tmp.write(hs.data(), hs.size());
-    for (const auto* t : tensors)
-        if (!t->bytes.empty()) tmp.write(t->bytes.data(), t->bytes.size());
-    tmp.close();
-}
-
-}  // namespace
-
-void write_safetensors_file(const fs::path& path, std::vector<TensorToWrite> tensors,
-                            const std::map<std::string, std::string>& metadata) {
-    check_and_sort(tensors, path.string());
-    std::vector<const TensorToWrite*> ptrs;
-    for (const auto& t : tensors) ptrs.push_back(&t);
-    detail::TempFile tmp(path);
-    write_file_body(tmp, ptrs, metadata);
-    tmp.commit();
-}
-
-std::vector<fs::path> write_safetensors(const fs::path& dir, std::vector<TensorToWrite> tensors,
-                                        const std::map<std::string, std::string>& metadata,
-                                        uint64_t max_shard_bytes) {
-    check_and_sort(tensors, dir.string());
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    PALU_CHECK(!ec, IoError, "formats: %s: cannot create directory: %s", dir.string().c_str(),
-               ec.message().c_str());
-
-    uint64_t total = 0;
-    for (const auto& t : tensors) total += t.bytes.size();
-    // Greedy in name order: a new shard when the next tensor would overflow the current one.
-    std::vector<std::vector<const TensorToWrite*>> shards(1);
-    uint64_t cur = 0;
-    if (max_shard_bytes != 0 && total > max_shard_bytes) {
-        for (const auto& t : tensors) {
-            if (!shards.back().empty() && cur + t.bytes.size() > max_shard_bytes) {
-                shards.emplace_back();
-                cur = 0;
-            }
-            shards.back().push_back(&t);
-            cur += t.bytes.size();
-        }
-    } else {
-        for (const auto& t : tensors) shards[0].push_back(&t);
-    }
-
-    std::vector<detail::TempFile> files;
-    std::vector<fs::path> written;
-    if (shards.size() == 1) {
-        files.emplace_back(dir / kSingleName);
-        write_file_body(files.back(), shards[0], metadata);
-    } else {
-        const size_t n = shards.size();
-        json weight_map = json::object();
-        for (size_t i = 0; i < n; ++i) {
-            std::string name = strfmt("model-%05zu-of-%05zu.safetensors", i + 1, n);
-            files.emplace_back(dir / name);
-            write_file_body(files.back(), shards[i], metadata);
-            for (const auto* t : shards[i]) weight_map[t->name] = name;
-        }
-        json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-        std::string s = idx.dump(2) + "\n";
-        files.emplace_back(dir / kIndexName);
-        files.back().write(s.data(), s.size());
-        files.back().close();
-    }
-    // All files are complete on disk: rename them into place (index last).
-    for (auto& f : files) {
-        f.commit();
-        written.push_back(f.final_path());
-    }
-    return written;
 }
 
 }  // namespace palu::formats
