@@ -20,9 +20,9 @@ std::string join_ranks(const std::vector<int64_t>& ranks) {
 
 // Largest relative error of the layer's groups on the calibration activations ("-": no
 // calibration statistics, e.g. a data-free plain SVD).
-std::string worst_error(const nlohmann::json& errs) {
+std::string worst_error(const std::vector<palu::compress::GroupError>& errs) {
     double w = -1;
-    for (const auto& e : errs) w = std::max(w, e["whitened_rel"].get<double>());
+    for (const auto& e : errs) w = std::max(w, e.whitened_rel);
     return w < 0 ? std::string("-") : palu::strfmt("%.4g", w);
 }
 
@@ -40,8 +40,8 @@ void print_summary(const palu::pipeline::CompressResult& r) {
     for (size_t l = 0; l < r.plan.k_ranks.size(); ++l) {
         const auto& lr = r.layers[l];
         std::printf("  %-6zu %-22s %-22s %-12s %-12s\n", l, join_ranks(r.plan.k_ranks[l]).c_str(),
-                    join_ranks(r.plan.v_ranks[l]).c_str(), worst_error(lr["k"]["errors"]).c_str(),
-                    worst_error(lr["v"]["errors"]).c_str());
+                    join_ranks(r.plan.v_ranks[l]).c_str(), worst_error(lr.k.errors).c_str(),
+                    worst_error(lr.v.errors).c_str());
     }
     const auto& kv = b.kv_bytes_per_token;
     std::printf(

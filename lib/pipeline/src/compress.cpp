@@ -99,7 +99,7 @@ json CompressResult::to_json() const {
             {"out", out_dir},
             {"palu", formats::to_json(palu)},
             {"ranks", compress::rank_plan_to_json(plan)},
-            {"layers", layers},
+            {"layers", layer_reports_json(layers)},
             {"stages", stages.to_json()},
             {"eval", eval ? eval->to_json() : json(nullptr)},
             {"total_seconds", total_seconds},
@@ -138,7 +138,7 @@ CompressResult run_compress(const CompressParams& p) {
     if (stats) whitening.emplace(stats->gram, p.decompose.damp, /*keep=*/false);
     DecomposeResult dec = decompose_model(*src, res.plan, whitening ? &*whitening : nullptr,
                                           p.decompose, p.run.progress);
-    res.layers = dec.layers_json();
+    res.layers = dec.reports;
     res.stages.done("decompose");
 
     res.palu = make_block(p, *src, model_fp, res.plan, dec, stats ? &*stats : nullptr);

@@ -55,7 +55,7 @@ const RowMatrixXd& Whitening::factor(int64_t l) {
     return factors_[slot];
 }
 
-json DecomposeResult::layers_json() const {
+json layer_reports_json(const std::vector<LayerReport>& reports) {
     json out = json::array();
     auto proj = [](const LayerReport::Proj& p) {
         json errs = json::array();

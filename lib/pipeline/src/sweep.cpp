@@ -245,198 +245,234 @@ void check_grid(const SweepParams& p) {
 
 }  // namespace
 
-SweepResult run_sweep(const SweepParams& p) {
-    check_grid(p);
-    const bool need_fisher = std::any_of(
-        p.methods.begin(), p.methods.end(),
-        [](compress::RankSearchMethod m) { return m != compress::RankSearchMethod::Uniform; });
-    auto src = formats::open_model(p.model_path);
-    const ModelConfig& cfg = src->config();
-    PALU_CHECK(!formats::is_palu_checkpoint(*src), UsageError,
-               "sweep: %s is already a compressed palu checkpoint; hint: sweep the original model",
-               p.model_path.c_str());
-    std::vector<int64_t> group_sizes = p.group_sizes;
-    if (group_sizes.empty()) group_sizes.push_back(default_group_size(cfg.n_kv_heads));
-    for (int64_t g : group_sizes)
-        PALU_CHECK(g >= 1 && cfg.n_kv_heads % g == 0, UsageError,
-                   "sweep: --group-sizes: %lld does not divide the %lld KV heads of %s; hint: use "
-                   "divisors of %lld",
-                   static_cast<long long>(g), static_cast<long long>(cfg.n_kv_heads),
-                   p.model_path.c_str(), static_cast<long long>(cfg.n_kv_heads));
-    const compress::KvShape shape{cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
+namespace {
 
-    const std::vector<int32_t> tokens = load_eval_tokens(p.eval, *src);
-    const int64_t n_avail =
-        static_cast<int64_t>(tokens.size()) / std::max<int64_t>(p.eval.seqlen, 2);
-    PALU_CHECK(n_avail >= 1, UsageError,
-               "sweep: the %zu evaluation tokens do not fill one window of %lld; hint: lower "
-               "--eval-seqlen",
-               tokens.size(), static_cast<long long>(p.eval.seqlen));
+// One sweep: the model opened once, the calibration statistics and whitening factors computed
+// once, then every grid point through the same stages as palu-compress. Rows are emitted (and the
+// output files rewritten) as they are measured.
+class SweepRun {
+   public:
+    explicit SweepRun(const SweepParams& p) : p_(p) {}
 
-    SweepResult res;
-    res.seqlen = p.eval.seqlen;
-    res.n_eval_tokens = static_cast<int64_t>(tokens.size());
-    std::string json_lines;
-    auto emit = [&](const SweepRow& row) {
-        res.rows.push_back(row);
-        json_lines += to_json(row).dump() + "\n";
-        if (!p.out_json.empty()) formats::write_file_atomically(p.out_json, json_lines, "sweep");
-        if (!p.out_table.empty())
-            formats::write_file_atomically(p.out_table, sweep_markdown(res, p), "sweep");
-    };
+    SweepResult run() {
+        open_model_and_tokens();
+        calibrate_once();
+        baseline_row();
+        const int64_t n_points = static_cast<int64_t>(p_.methods.size() * group_sizes_.size() *
+                                                      p_.ratios.size() * p_.latents.size());
+        progress_ = std::make_unique<Progress>("sweep", "row", n_points, /*min_interval_s=*/0.0);
+        for (const compress::RankSearchMethod method : p_.methods)
+            for (const int64_t g : group_sizes_)
+                for (const double ratio : p_.ratios) grid_point(method, g, ratio);
+        res_.markdown = sweep_markdown(res_, p_);
+        return std::move(res_);
+    }
 
-    // ---- calibration (once), whitening factors and Fisher scalars (once per group size) ----
-    const auto t_calib = Clock::now();
-    const std::string model_fp = formats::fingerprint_model(*src);
-    const CalibrationStats cs =
-        calibrate(*src, model_fp, p.calib,
-                  need_fisher ? FisherNeed::Required : FisherNeed::IfInStatsFile, p.run);
-    Whitening whitening(cs.gram, p.damp, /*keep=*/true);
-    for (int64_t l = 0; l < cfg.n_layers; ++l) whitening.factor(l);
-    std::map<int64_t, compress::FisherScalars> fisher;
-    if (need_fisher)
-        for (int64_t g : group_sizes) fisher[g] = fisher_scalars(*cs.fisher, shape, g);
-    res.calibration_s = seconds_since(t_calib);
-    PALU_LOG_INFO("sweep", "calibration statistics ready in %.1f s (%lld Gram fallbacks)",
-                  res.calibration_s, static_cast<long long>(whitening.n_fallbacks()));
+   private:
+    void open_model_and_tokens() {
+        src_ = formats::open_model(p_.model_path);
+        const ModelConfig& cfg = src_->config();
+        PALU_CHECK(!formats::is_palu_checkpoint(*src_), UsageError,
+                   "sweep: %s is already a compressed palu checkpoint; hint: sweep the original "
+                   "model",
+                   p_.model_path.c_str());
+        group_sizes_ = p_.group_sizes;
+        if (group_sizes_.empty()) group_sizes_.push_back(default_group_size(cfg.n_kv_heads));
+        for (int64_t g : group_sizes_)
+            PALU_CHECK(g >= 1 && cfg.n_kv_heads % g == 0, UsageError,
+                       "sweep: --group-sizes: %lld does not divide the %lld KV heads of %s; hint: "
+                       "use divisors of %lld",
+                       static_cast<long long>(g), static_cast<long long>(cfg.n_kv_heads),
+                       p_.model_path.c_str(), static_cast<long long>(cfg.n_kv_heads));
+        shape_ = {cfg.n_layers, cfg.n_kv_heads, cfg.d_head};
+        kv_orig_ = compress::original_kv_bytes_per_token(shape_);
+        tokens_ = load_eval_tokens(p_.eval, *src_);
+        const int64_t n_avail =
+            static_cast<int64_t>(tokens_.size()) / std::max<int64_t>(p_.eval.seqlen, 2);
+        PALU_CHECK(n_avail >= 1, UsageError,
+                   "sweep: the %zu evaluation tokens do not fill one window of %lld; hint: lower "
+                   "--eval-seqlen",
+                   tokens_.size(), static_cast<long long>(p_.eval.seqlen));
+        res_.seqlen = p_.eval.seqlen;
+        res_.n_eval_tokens = static_cast<int64_t>(tokens_.size());
+    }
 
-    // ---- the original model: the baseline row ----
-    const int64_t kv_orig = compress::original_kv_bytes_per_token(shape);
-    {
-        model::Transformer engine(*src, model::Residency::Resident);
-        engine.set_threads(p.run.n_threads);
-        const auto r = model::compute_perplexity(engine, tokens, p.eval.seqlen, p.eval.max_windows,
-                                                 /*n_batch=*/1);
-        res.ppl_original = r.ppl;
-        res.n_windows = r.n_windows;
+    // Calibration (once), whitening factors (once), Fisher scalars (once per group size).
+    void calibrate_once() {
+        const auto t0 = Clock::now();
+        need_fisher_ = std::any_of(p_.methods.begin(), p_.methods.end(),
+                                   [](auto m) { return m != compress::RankSearchMethod::Uniform; });
+        stats_ = calibrate(*src_, formats::fingerprint_model(*src_), p_.calib,
+                           need_fisher_ ? FisherNeed::Required : FisherNeed::IfInStatsFile, p_.run);
+        whitening_ = std::make_unique<Whitening>(stats_.gram, p_.damp, /*keep=*/true);
+        for (int64_t l = 0; l < shape_.n_layers; ++l) whitening_->factor(l);
+        if (need_fisher_)
+            for (int64_t g : group_sizes_) fisher_[g] = fisher_scalars(*stats_.fisher, shape_, g);
+        res_.calibration_s = seconds_since(t0);
+        PALU_LOG_INFO("sweep", "calibration statistics ready in %.1f s (%lld Gram fallbacks)",
+                      res_.calibration_s, static_cast<long long>(whitening_->n_fallbacks()));
+    }
+
+    void emit(const SweepRow& row) {
+        res_.rows.push_back(row);
+        json_lines_ += to_json(row).dump() + "\n";
+        if (!p_.out_json.empty()) formats::write_file_atomically(p_.out_json, json_lines_, "sweep");
+        if (!p_.out_table.empty())
+            formats::write_file_atomically(p_.out_table, sweep_markdown(res_, p_), "sweep");
+    }
+
+    void report(const SweepRow& row, const std::string& what) {
+        ++n_done_;
+        if (p_.run.progress)
+            progress_->update(n_done_,
+                              strfmt("%s s=%lld ratio %.2f %s: %s", row.method.c_str(),
+                                     static_cast<long long>(row.group_size), row.target_ratio,
+                                     row.latent.label().c_str(), what.c_str()));
+    }
+
+    model::PerplexityResult perplexity(model::Transformer& engine) const {
+        return model::compute_perplexity(engine, tokens_, p_.eval.seqlen, p_.eval.max_windows,
+                                         /*n_batch=*/1);
+    }
+
+    void baseline_row() {
+        model::Transformer engine(*src_, model::Residency::Resident);
+        engine.set_threads(p_.run.n_threads);
+        const auto r = perplexity(engine);
+        res_.ppl_original = r.ppl;
+        res_.n_windows = r.n_windows;
         SweepRow row;
         row.original = true;
         row.method = "original";
-        row.kv_bytes_formula = kv_orig;
+        row.kv_bytes_formula = kv_orig_;
         row.kv_bytes_measured = r.kv_bytes_per_token;
-        row.kv_bytes_original = kv_orig;
+        row.kv_bytes_original = kv_orig_;
         row.ppl = r.ppl;
         row.nll = r.nll;
         row.eval_s = r.seconds;
         emit(row);
         PALU_LOG_INFO("sweep", "original: ppl %.4f over %lld windows of %lld in %.1f s", r.ppl,
-                      static_cast<long long>(r.n_windows), static_cast<long long>(p.eval.seqlen),
+                      static_cast<long long>(r.n_windows), static_cast<long long>(p_.eval.seqlen),
                       r.seconds);
     }
 
-    // ---- the grid ----
-    const bool any_hadamard = std::any_of(p.latents.begin(), p.latents.end(),
-                                          [](const LatentSetting& l) { return l.hadamard; });
-    const int64_t n_points = static_cast<int64_t>(p.methods.size() * group_sizes.size() *
-                                                  p.ratios.size() * p.latents.size());
-    Progress progress("sweep", "row", n_points, /*min_interval_s=*/0.0);
-    const bool show = p.run.progress;
-    int64_t n_done = 0;
-    std::map<std::string, std::vector<SweepRow>> measured;  // plan → its rows
-    for (size_t mi = 0; mi < p.methods.size(); ++mi)
-        for (int64_t g : group_sizes)
-            for (double ratio : p.ratios) {
-                const auto t0 = Clock::now();
-                compress::RankSearchParams rp;
-                rp.method = p.methods[mi];
-                rp.group_size = g;
-                rp.ratio = ratio;
-                rp.rank_multiple = p.round_to;
-                const compress::RankPlan plan = compress::search_ranks(
-                    shape,
-                    need_fisher && p.methods[mi] != compress::RankSearchMethod::Uniform
-                        ? &fisher.at(g)
-                        : nullptr,
-                    rp);
-                const double t_search = seconds_since(t0);
-                // Methods that allocate the same ranks (every method at ratio 1.0) give the same
-                // factors: their rows are measured once and repeated with this method's name.
-                const std::string plan_key =
-                    std::to_string(g) + compress::rank_plan_to_json(plan)["layers"].dump();
-                const auto same = measured.find(plan_key);
-                if (same != measured.end()) {
-                    for (SweepRow row : same->second) {
-                        row.method = compress::rank_search_method_name(p.methods[mi]);
-                        row.target_ratio = ratio;
-                        row.same_plan_as = same->second.front().method;
-                        row.compression_s = t_search;
-                        emit(row);
-                        ++n_done;
-                        if (show)
-                            progress.update(
-                                n_done,
-                                strfmt("%s s=%lld ratio %.2f %s: same ranks as "
-                                       "%s",
-                                       row.method.c_str(), static_cast<long long>(g), ratio,
-                                       row.latent.label().c_str(), row.same_plan_as.c_str()));
-                    }
-                    continue;
-                }
-                DecomposeOptions dopt;
-                dopt.damp = p.damp;
-                const std::vector<CompressedLayer> layers =
-                    decompose_model(*src, plan, &whitening, dopt, /*progress=*/false).layers;
-                const double t_compress = seconds_since(t0);
-                std::vector<CompressedLayer> layers_h;
-                double t_hadamard = 0.0;
-                if (any_hadamard) {
-                    const auto th = Clock::now();
-                    layers_h = layers;
-                    for (auto& cl : layers_h) {
-                        compress::fuse_hadamard(cl.k, p.hadamard_seed);
-                        compress::fuse_hadamard(cl.v, p.hadamard_seed);
-                    }
-                    t_hadamard = seconds_since(th);
-                }
-                // One engine per factor set; the latent format only changes the cache factory.
-                const CompressedOverlay overlay(*src, layers), overlay_h(*src, layers_h);
-                std::unique_ptr<model::Transformer> engine, engine_h;
-                std::vector<SweepRow>& point_rows = measured[plan_key];
-                for (const LatentSetting& lat : p.latents) {
-                    const CompressedOverlay& ov = lat.hadamard ? overlay_h : overlay;
-                    std::unique_ptr<model::Transformer>& e = lat.hadamard ? engine_h : engine;
-                    if (!e) {
-                        e = std::make_unique<model::Transformer>(ov, model::Residency::Resident);
-                        e->set_threads(p.run.n_threads);
-                    }
-                    configure_latent_cache(*e, ov, lat.bits);
-                    const auto r = model::compute_perplexity(*e, tokens, p.eval.seqlen,
-                                                             p.eval.max_windows, /*n_batch=*/1);
-                    quant::LatentQuantSpec q;
-                    q.bits = lat.bits >= 16 ? 16 : lat.bits;
-                    // f32 latents: twice the f16 bytes (4 per latent, no scales).
-                    const int64_t formula =
-                        compress::kv_bytes_per_token(plan, q) * (lat.bits == 32 ? 2 : 1);
-                    PALU_ASSERT(formula == r.kv_bytes_per_token,
-                                "KV bytes per token: formula %lld, measured cache %lld",
-                                static_cast<long long>(formula),
-                                static_cast<long long>(r.kv_bytes_per_token));
-                    SweepRow row;
-                    row.method = compress::rank_search_method_name(p.methods[mi]);
-                    row.group_size = g;
-                    row.target_ratio = ratio;
-                    row.achieved_ratio = plan.achieved_ratio();
-                    row.latent = lat;
-                    row.kv_bytes_formula = formula;
-                    row.kv_bytes_measured = r.kv_bytes_per_token;
-                    row.kv_bytes_original = kv_orig;
-                    row.ppl = r.ppl;
-                    row.nll = r.nll;
-                    row.compression_s = t_compress + (lat.hadamard ? t_hadamard : 0.0);
-                    row.eval_s = r.seconds;
-                    emit(row);
-                    point_rows.push_back(row);
-                    ++n_done;
-                    if (show)
-                        progress.update(n_done,
-                                        strfmt("%s s=%lld ratio %.2f %s: ppl %.4f (%+.2f%%)",
-                                               row.method.c_str(), static_cast<long long>(g), ratio,
-                                               lat.label().c_str(), r.ppl,
-                                               100.0 * (r.ppl / res.ppl_original - 1.0)));
-                }
+    void grid_point(compress::RankSearchMethod method, int64_t g, double ratio) {
+        const auto t0 = Clock::now();
+        compress::RankSearchParams rp;
+        rp.method = method;
+        rp.group_size = g;
+        rp.ratio = ratio;
+        rp.rank_multiple = p_.round_to;
+        const bool fisher = method != compress::RankSearchMethod::Uniform;
+        const compress::RankPlan plan =
+            compress::search_ranks(shape_, fisher ? &fisher_.at(g) : nullptr, rp);
+        const double t_search = seconds_since(t0);
+        // Methods that allocate the same ranks (every method at ratio 1.0) give the same
+        // factors: their rows are measured once and repeated with this method's name.
+        const std::string key =
+            std::to_string(g) + compress::rank_plan_to_json(plan)["layers"].dump();
+        const auto same = measured_.find(key);
+        if (same != measured_.end()) {
+            for (SweepRow row : same->second) {
+                row.method = compress::rank_search_method_name(method);
+                row.target_ratio = ratio;
+                row.same_plan_as = same->second.front().method;
+                row.compression_s = t_search;
+                emit(row);
+                report(row, "same ranks as " + row.same_plan_as);
             }
-    res.markdown = sweep_markdown(res, p);
-    return res;
+            return;
+        }
+        SweepRow proto;
+        proto.method = compress::rank_search_method_name(method);
+        proto.group_size = g;
+        proto.target_ratio = ratio;
+        proto.achieved_ratio = plan.achieved_ratio();
+        proto.kv_bytes_original = kv_orig_;
+        measured_[key] = measure_latents(plan, proto, t0);
+    }
+
+    // Decomposes once (plus the Hadamard-fused copy when a format asks for it) and measures every
+    // latent format; one engine per factor set, the format only changes the cache factory.
+    std::vector<SweepRow> measure_latents(const compress::RankPlan& plan, const SweepRow& proto,
+                                          Clock::time_point t0) {
+        DecomposeOptions dopt;
+        dopt.damp = p_.damp;
+        const std::vector<CompressedLayer> layers =
+            decompose_model(*src_, plan, whitening_.get(), dopt, /*progress=*/false).layers;
+        const double t_compress = seconds_since(t0);
+        const bool any_hadamard = std::any_of(p_.latents.begin(), p_.latents.end(),
+                                              [](const LatentSetting& l) { return l.hadamard; });
+        std::vector<CompressedLayer> layers_h;
+        double t_hadamard = 0.0;
+        if (any_hadamard) {
+            const auto th = Clock::now();
+            layers_h = layers;
+            for (auto& cl : layers_h) {
+                compress::fuse_hadamard(cl.k, p_.hadamard_seed);
+                compress::fuse_hadamard(cl.v, p_.hadamard_seed);
+            }
+            t_hadamard = seconds_since(th);
+        }
+        const CompressedOverlay overlay(*src_, layers), overlay_h(*src_, layers_h);
+        std::unique_ptr<model::Transformer> engine, engine_h;
+        std::vector<SweepRow> rows;
+        for (const LatentSetting& lat : p_.latents) {
+            const CompressedOverlay& ov = lat.hadamard ? overlay_h : overlay;
+            std::unique_ptr<model::Transformer>& e = lat.hadamard ? engine_h : engine;
+            if (!e) {
+                e = std::make_unique<model::Transformer>(ov, model::Residency::Resident);
+                e->set_threads(p_.run.n_threads);
+            }
+            configure_latent_cache(*e, ov, lat.bits);
+            const auto r = perplexity(*e);
+            quant::LatentQuantSpec q;
+            q.bits = lat.bits >= 16 ? 16 : lat.bits;
+            // f32 latents: twice the f16 bytes (4 per latent, no scales).
+            const int64_t formula =
+                compress::kv_bytes_per_token(plan, q) * (lat.bits == 32 ? 2 : 1);
+            PALU_ASSERT(formula == r.kv_bytes_per_token,
+                        "KV bytes per token: formula %lld, measured cache %lld",
+                        static_cast<long long>(formula),
+                        static_cast<long long>(r.kv_bytes_per_token));
+            SweepRow row = proto;
+            row.latent = lat;
+            row.kv_bytes_formula = formula;
+            row.kv_bytes_measured = r.kv_bytes_per_token;
+            row.ppl = r.ppl;
+            row.nll = r.nll;
+            row.compression_s = t_compress + (lat.hadamard ? t_hadamard : 0.0);
+            row.eval_s = r.seconds;
+            emit(row);
+            rows.push_back(row);
+            report(row,
+                   strfmt("ppl %.4f (%+.2f%%)", r.ppl, 100.0 * (r.ppl / res_.ppl_original - 1.0)));
+        }
+        return rows;
+    }
+
+    const SweepParams& p_;
+    std::unique_ptr<WeightSource> src_;
+    std::vector<int64_t> group_sizes_;
+    compress::KvShape shape_{};
+    int64_t kv_orig_ = 0;
+    std::vector<int32_t> tokens_;
+    bool need_fisher_ = false;
+    CalibrationStats stats_;
+    std::unique_ptr<Whitening> whitening_;
+    std::map<int64_t, compress::FisherScalars> fisher_;
+    SweepResult res_;
+    std::string json_lines_;
+    std::unique_ptr<Progress> progress_;
+    int64_t n_done_ = 0;
+    std::map<std::string, std::vector<SweepRow>> measured_;  // plan → its rows
+};
+
+}  // namespace
+
+SweepResult run_sweep(const SweepParams& p) {
+    check_grid(p);
+    return SweepRun(p).run();
 }
 
 }  // namespace palu::pipeline

@@ -50,7 +50,7 @@ struct CompressResult {
     std::string model_path, out_dir;
     formats::PaluBlock palu;  ///< as written to config.json
     compress::RankPlan plan;
-    nlohmann::json layers;  ///< per-layer ranks and errors (DecomposeResult)
+    std::vector<LayerReport> layers;  ///< per-layer ranks and errors (DecomposeResult)
     std::optional<CompressEval> eval;
     StageTimes stages;
     double total_seconds = 0.0;

@@ -65,13 +65,16 @@ struct LayerReport {
     bool whitened_info = false;  ///< gram_* are known (a Whitening was given)
 };
 
+/// report.json "layers": per layer ranks, per-group errors, Gram fallback.
+nlohmann::json layer_reports_json(const std::vector<LayerReport>& reports);
+
 struct DecomposeResult {
     std::vector<CompressedLayer> layers;
     std::vector<LayerReport> reports;
     compress::DecomposeMethod method = compress::DecomposeMethod::Whitened;
     int64_t gram_fallbacks = 0;
     double max_gram_shift = 0.0;
-    nlohmann::json layers_json() const;  ///< report.json "layers"
+    nlohmann::json layers_json() const { return layer_reports_json(reports); }
 };
 
 /// The stage over every layer of `src`. Whitened needs `whitening`; plain uses it, when given,
