@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "palu/compress/rank_search.h"
 #include "palu/core/dtype.h"
@@ -39,11 +40,17 @@ const std::map<std::string, calib::TextFormat>& text_formats();
 const std::map<std::string, compress::RankSearchMethod>& rank_search_methods();
 const std::map<std::string, DType>& float_dtypes();
 
-/// An option whose value is one of `names` (CLI11 rejects others with the list).
+/// An option whose value is one of the names in `names` (a map that outlives the app, e.g. a
+/// function-local static): CLI11 refuses other values with the list; the enum is set on parse.
 template <class T>
 CLI::Option* add_enum_option(CLI::App& app, const std::string& flags, T& value,
                              const std::map<std::string, T>& names, const std::string& help) {
-    return app.add_option(flags, value, help)->transform(CLI::CheckedTransformer(names));
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : names) keys.push_back(k);
+    return app
+        .add_option_function<std::string>(
+            flags, [&value, &names](const std::string& s) { value = names.at(s); }, help)
+        ->check(CLI::IsMember(keys));
 }
 
 }  // namespace palu::cli
