@@ -21,8 +21,6 @@ int main(int argc, char** argv) {
                    "Model: HF dir, .safetensors, .gguf or llama2.c .bin")
         ->required();
     palu::pipeline::CalibrationOptions& c = p.calib;
-    c.n_samples = 128;
-    c.seqlen = 2048;
     auto* o_text =
         app.add_option("--text", c.text_path, "Text corpus, tokenized with the model's tokenizer");
     palu::cli::add_enum_option(app, "--format", c.text_format, palu::cli::text_formats(),
@@ -35,19 +33,13 @@ int main(int argc, char** argv) {
     app.add_option("--seqlen", c.seqlen, "Tokens per window")
         ->required()
         ->check(CLI::Range(int64_t{2}, int64_t{1} << 24));
-    static const std::map<std::string, palu::calib::SamplerKind> samplers = {
-        {"random", palu::calib::SamplerKind::Random},
-        {"contiguous", palu::calib::SamplerKind::Contiguous},
-        {"offsets", palu::calib::SamplerKind::Offsets}};
-    palu::cli::add_enum_option(app, "--sampler", c.sampler, samplers,
+    palu::cli::add_enum_option(app, "--sampler", c.sampler, palu::cli::samplers(),
                                "random: [BOS]+tokens[o:o+L-1] at seeded random o; contiguous: "
                                "non-overlapping windows from the start; offsets: o from --offsets");
     app.add_option("--offsets", c.offsets_path,
                    "Offsets file: one start offset per line, '#' comments");
     app.add_option("--seed", c.seed, "Seed of the random sampler");
-    static const std::map<std::string, palu::model::LabelShift> shifts = {
-        {"single", palu::model::LabelShift::Single}, {"double", palu::model::LabelShift::Double}};
-    palu::cli::add_enum_option(app, "--fisher-shift", c.fisher_shift, shifts,
+    palu::cli::add_enum_option(app, "--fisher-shift", c.fisher_shift, palu::cli::fisher_shifts(),
                                "Fisher loss: single (t predicts t+1) or double (t predicts t+2, "
                                "the Palu reference)");
     app.add_flag(

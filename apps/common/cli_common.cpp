@@ -69,13 +69,21 @@ const std::map<std::string, DType>& float_dtypes() {
     return m;
 }
 
-void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c) {
-    static const std::map<std::string, calib::SamplerKind> samplers = {
+const std::map<std::string, calib::SamplerKind>& samplers() {
+    static const std::map<std::string, calib::SamplerKind> m = {
         {"random", calib::SamplerKind::Random},
         {"contiguous", calib::SamplerKind::Contiguous},
         {"offsets", calib::SamplerKind::Offsets}};
-    static const std::map<std::string, model::LabelShift> shifts = {
+    return m;
+}
+
+const std::map<std::string, model::LabelShift>& fisher_shifts() {
+    static const std::map<std::string, model::LabelShift> m = {
         {"single", model::LabelShift::Single}, {"double", model::LabelShift::Double}};
+    return m;
+}
+
+void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c) {
     auto* calib = app.add_option("--calib", c.text_path,
                                  "Calibration text (wikitext raw, .jsonl with \"text\", or plain)");
     add_enum_option(app, "--calib-format", c.text_format, text_formats(),
@@ -88,12 +96,12 @@ void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c) {
     app.add_option("--calib-seqlen", c.seqlen, "Tokens per calibration window")
         ->check(CLI::Range(2, 1 << 20))
         ->capture_default_str();
-    add_enum_option(app, "--sampler", c.sampler, samplers,
+    add_enum_option(app, "--sampler", c.sampler, samplers(),
                     "random (reference: seeded random offsets, BOS first) | contiguous | offsets");
     app.add_option("--offsets", c.offsets_path, "Offsets file for --sampler offsets")
         ->check(CLI::ExistingFile);
     app.add_option("--seed", c.seed, "Sampling / rotation seed")->capture_default_str();
-    add_enum_option(app, "--fisher-shift", c.fisher_shift, shifts,
+    add_enum_option(app, "--fisher-shift", c.fisher_shift, fisher_shifts(),
                     "single (correct) | double (the reference's bug, for parity)");
     app.add_option("--stats", c.stats_path,
                    "Keep the calibration statistics in this HDF5 file (reused when model, data "

@@ -39,6 +39,8 @@ void add_calibration_options(CLI::App& app, pipeline::CalibrationOptions& c);
 const std::map<std::string, calib::TextFormat>& text_formats();
 const std::map<std::string, compress::RankSearchMethod>& rank_search_methods();
 const std::map<std::string, DType>& float_dtypes();
+const std::map<std::string, calib::SamplerKind>& samplers();
+const std::map<std::string, model::LabelShift>& fisher_shifts();
 
 /// An option whose value is one of the names in `names` (a map that outlives the app, e.g. a
 /// function-local static): CLI11 refuses other values with the list; the enum is set on parse.
