@@ -1,16 +1,15 @@
 // palu model: DeepSeek-V3 MLA — the latent KV cache and the attention block (f32, BLAS).
 //   q = xn·Wqᵀ, split per head into [q_nope (qk_nope) ‖ q_pe (qk_rope)], q_pe rotated;
-//   [c_raw ‖ k_pe] = xn·W_kv_aᵀ, c = RMSNorm(c_raw) (kv_a_layernorm), k_pe rotated, shared by heads;
-//   per head h: K_h = [c·W_kb,hᵀ ‖ k_pe], V_h = c·W_vb,hᵀ,
-//   attn_h = softmax(q_h·K_hᵀ / sqrt(qk_nope + qk_rope), causal)·V_h;  x += attn·Woᵀ.
+//   [c_raw ‖ k_pe] = xn·W_kv_aᵀ, c = RMSNorm(c_raw) (kv_a_layernorm), k_pe rotated, shared by
+//   heads; per head h: K_h = [c·W_kb,hᵀ ‖ k_pe], V_h = c·W_vb,hᵀ, attn_h = softmax(q_h·K_hᵀ /
+//   sqrt(qk_nope + qk_rope), causal)·V_h;  x += attn·Woᵀ.
 // As transformers' DeepseekV3Attention with q_lora_rank null and default rope (no YaRN mscale).
-#include "palu/model/mla_cache.h"
-
 #include <cmath>
 #include <cstring>
 
 #include "ops.h"
 #include "palu/core/error.h"
+#include "palu/model/mla_cache.h"
 
 namespace palu::model {
 
@@ -137,7 +136,7 @@ void mla_attention(const ModelConfig& c, const LayerWeights& w, const Rope& rope
     cache.append(xn, n_batch, n_new, w, rope);
     const int64_t n_kv = n_past + n_new;
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dqk)));
-    attn.assign(static_cast<size_t>(n_rows * da), 0.0f);  // [n_rows, n_heads·v_head]
+    attn.assign(static_cast<size_t>(n_rows * da), 0.0f);      // [n_rows, n_heads·v_head]
     std::vector<float> s(static_cast<size_t>(n_new * n_kv));  // [n_new, n_kv]
     for (int64_t b = 0; b < n_batch; ++b) {
         const KvView k = cache.keys(b), v = cache.values(b);

@@ -42,17 +42,15 @@ class MlaKvLayerCache final : public KvLayerCache {
     /// Floats stored per token (kv_lora_rank + qk_rope_head_dim).
     int64_t floats_per_token() const { return n_latent_ + n_rope_; }
     /// Capacity in floats of the stored planes (n_batch · n_ctx_max · floats_per_token()).
-    int64_t n_stored_floats() const {
-        return static_cast<int64_t>(latent_.size() + k_pe_.size());
-    }
+    int64_t n_stored_floats() const { return static_cast<int64_t>(latent_.size() + k_pe_.size()); }
 
    private:
     int64_t n_heads_, n_latent_, n_rope_, n_nope_, n_v_, n_batch_, n_ctx_max_, n_cached_ = 0;
     bool interleave_;
-    std::vector<float> latent_;  // [n_batch, n_ctx_max, kv_lora_rank]
-    std::vector<float> k_pe_;    // [n_batch, n_ctx_max, qk_rope]
-    std::vector<float> k_, v_;   // reconstruction scratch [n_heads, n_ctx, ·]
-    std::vector<float> proj_;    // [n_ctx, n_heads·(qk_nope + v_head)]
+    std::vector<float> latent_;        // [n_batch, n_ctx_max, kv_lora_rank]
+    std::vector<float> k_pe_;          // [n_batch, n_ctx_max, qk_rope]
+    std::vector<float> k_, v_;         // reconstruction scratch [n_heads, n_ctx, ·]
+    std::vector<float> proj_;          // [n_ctx, n_heads·(qk_nope + v_head)]
     const LayerWeights* w_ = nullptr;  // from the last append (kv_b_proj for reconstruction)
 };
 
