@@ -100,7 +100,14 @@ TEST_F(MlaGolden, IncrementalDecode_MatchesTransformers) {
     const float diff = max_abs_diff(logits.data(), golden_.last_decode);
     EXPECT_LE(diff, tolerance(golden_.last_decode));
     std::printf("mla decode max |diff| = %.3g\n", diff);
-    // The full prefill's last logits and the decode's agree too.
+}
+
+TEST_F(MlaGolden, PrefillVsDecode_SameLastLogits) {
+    const int64_t n = static_cast<int64_t>(golden_.ids.size()), n0 = golden_.n_prefill;
+    auto cache = model_->make_cache(1, n);
+    model_->forward(golden_.ids.data(), 1, n0, *cache, true);
+    Tensor logits;
+    for (int64_t t = n0; t < n; ++t) logits = model_->forward(golden_.ids.data() + t, 1, 1, *cache);
     auto cache_full = model_->make_cache(1, n);
     const Tensor full = model_->forward(golden_.ids.data(), 1, n, *cache_full, true);
     std::vector<float> ref(full.data(), full.data() + full.numel());
