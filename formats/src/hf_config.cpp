@@ -13,8 +13,8 @@ namespace palu::formats {
 using nlohmann::json;
 
 const std::vector<std::string>& supported_model_types() {
-    static const std::vector<std::string> types = {"llama",     "mistral",     "qwen2",
-                                                   "palullama", "palumistral", "paluqwen2"};
+    static const std::vector<std::string> types = {
+        "llama", "mistral", "qwen2", "palullama", "palumistral", "paluqwen2", "deepseek_v3"};
     return types;
 }
 
@@ -132,6 +132,49 @@ RopeScaling parse_rope_scaling(const json& rs, const std::string& src, const cha
     return out;
 }
 
+// DeepSeek-V3 MLA in the dense form palu runs: plain q_proj, every layer a dense MLP, no biases,
+// no rope scaling. Sets c.mla, d_head = qk_nope + qk_rope and n_kv_heads = n_heads.
+void parse_deepseek_v3(const Reader& r, ModelConfig& c) {
+    const std::string& src = r.src;
+    auto unsupported = [&](const char* key, const json& v, const char* what) {
+        PALU_THROW(FormatError,
+                   "formats: %s: key '%s' = %s is not supported yet: expected %s (deepseek_v3) "
+                   "(UnsupportedConfig)",
+                   src.c_str(), key, brief(v).c_str(), what);
+    };
+    if (auto* v = r.get("q_lora_rank")) unsupported("q_lora_rank", *v, "null (a plain q_proj)");
+    if (auto* v = r.get("rope_scaling")) unsupported("rope_scaling", *v, "null");
+    if (auto* rp = r.get("rope_parameters")) {
+        Reader rr{*rp, src, "rope_parameters."};
+        const std::string type = rr.opt_string("rope_type", "default");
+        if (type != "default") unsupported("rope_parameters", *rp, "rope_type default");
+    }
+    if (auto* v = r.get("attention_bias"); v && v->is_boolean() && v->get<bool>())
+        unsupported("attention_bias", *v, "false");
+    if (r.get("n_routed_experts")) {
+        const int64_t k = r.opt_int("first_k_dense_replace", 3);
+        PALU_CHECK(k >= c.n_layers, FormatError,
+                   "formats: %s: key 'first_k_dense_replace' = %lld: MoE layers are not supported "
+                   "yet: expected first_k_dense_replace >= num_hidden_layers = %lld or "
+                   "n_routed_experts null (UnsupportedConfig)",
+                   src.c_str(), static_cast<long long>(k), static_cast<long long>(c.n_layers));
+    }
+    MlaConfig m;
+    m.kv_lora_rank = r.req_int("kv_lora_rank");
+    m.qk_rope_head_dim = r.req_int("qk_rope_head_dim");
+    m.qk_nope_head_dim = r.req_int("qk_nope_head_dim");
+    m.v_head_dim = r.req_int("v_head_dim");
+    m.rope_interleave = r.opt_bool("rope_interleave", true);
+    for (int64_t v : {m.kv_lora_rank, m.qk_rope_head_dim, m.qk_nope_head_dim, m.v_head_dim})
+        PALU_CHECK(v <= 65536, FormatError,
+                   "formats: %s: MLA head sizes / kv_lora_rank: expected <= 65536, got %lld "
+                   "(ConfigInvalidValue)",
+                   src.c_str(), static_cast<long long>(v));
+    c.d_head = m.qk_nope_head_dim + m.qk_rope_head_dim;
+    c.n_kv_heads = c.n_heads;
+    c.mla = m;
+}
+
 }  // namespace
 
 HfConfig parse_hf_config(const json& j, const std::string& source) {
@@ -154,7 +197,8 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
         out.palu_compressed = true;
         arch = arch.substr(4);
     }
-    PALU_CHECK(arch == "llama" || arch == "mistral" || arch == "qwen2", FormatError,
+    const bool deepseek = !out.palu_compressed && arch == "deepseek_v3";
+    PALU_CHECK(arch == "llama" || arch == "mistral" || arch == "qwen2" || deepseek, FormatError,
                "formats: %s: model_type '%s' is not supported: expected one of %s "
                "(UnsupportedArchitecture)",
                src.c_str(), out.model_type.c_str(), join(supported_model_types()).c_str());
@@ -167,7 +211,9 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
     c.n_kv_heads = r.opt_int("num_key_value_heads", c.n_heads);
     c.d_ff = r.req_int("intermediate_size");
     c.n_vocab = r.req_int("vocab_size");
-    if (r.get("head_dim")) {
+    if (deepseek) {
+        // DeepseekV3Config writes head_dim = qk_rope_head_dim; the real sizes come below.
+    } else if (r.get("head_dim")) {
         c.d_head = r.req_int("head_dim");
     } else {
         PALU_CHECK(c.n_heads > 0 && c.d_model % c.n_heads == 0, ShapeError,
@@ -192,10 +238,14 @@ HfConfig parse_hf_config(const json& j, const std::string& source) {
     bounded("head_dim", c.d_head, 65536);
     bounded("intermediate_size", c.d_ff, kMaxDim);
     bounded("vocab_size", c.n_vocab, kMaxDim);
-    const int64_t default_ctx = arch == "llama" ? 2048 : arch == "qwen2" ? 32768 : 4096 * 32;
+    const int64_t default_ctx = arch == "llama"         ? 2048
+                                : arch == "qwen2"       ? 32768
+                                : arch == "deepseek_v3" ? 4096
+                                                        : 4096 * 32;
     c.max_position_embeddings = r.opt_int("max_position_embeddings", default_ctx);
     c.rms_norm_eps = r.opt_double("rms_norm_eps", 1e-6);
     c.rope_theta = r.opt_double("rope_theta", 10000.0);
+    if (deepseek) parse_deepseek_v3(r, c);
     if (auto* rs = r.get("rope_scaling")) {
         c.rope_scaling = parse_rope_scaling(*rs, src, "rope_scaling");
     } else if (auto* rp = r.get("rope_parameters")) {

@@ -28,6 +28,12 @@ std::vector<ExpectedTensor> expected_hf_tensors(const ModelConfig& c, bool with_
     auto add = [&](std::string name, std::vector<int64_t> shape, const std::string& why) {
         out.push_back(ExpectedTensor{std::move(name), std::move(shape), why});
     };
+    auto add_attention = [&](const std::string& p) {
+        add(p + "self_attn.q_proj.weight", {c.d_q(), c.d_model}, q);
+        add(p + "self_attn.k_proj.weight", {c.d_kv(), c.d_model}, kv);
+        add(p + "self_attn.v_proj.weight", {c.d_kv(), c.d_model}, kv);
+        add(p + "self_attn.o_proj.weight", {c.d_model, c.d_q()}, q);
+    };
     add("model.embed_tokens.weight", {c.n_vocab, c.d_model}, voc);
     add("model.norm.weight", {c.d_model}, hd);
     if (with_lm_head) add("lm_head.weight", {c.n_vocab, c.d_model}, voc);
@@ -35,10 +41,23 @@ std::vector<ExpectedTensor> expected_hf_tensors(const ModelConfig& c, bool with_
         const std::string p = strfmt("model.layers.%lld.", (ll)l);
         add(p + "input_layernorm.weight", {c.d_model}, hd);
         add(p + "post_attention_layernorm.weight", {c.d_model}, hd);
-        add(p + "self_attn.q_proj.weight", {c.d_q(), c.d_model}, q);
-        add(p + "self_attn.k_proj.weight", {c.d_kv(), c.d_model}, kv);
-        add(p + "self_attn.v_proj.weight", {c.d_kv(), c.d_model}, kv);
-        add(p + "self_attn.o_proj.weight", {c.d_model, c.d_q()}, q);
+        if (c.is_mla()) {
+            const MlaConfig& m = *c.mla;
+            const std::string mq = strfmt(
+                "num_attention_heads=%lld, qk_nope_head_dim=%lld, qk_rope_head_dim=%lld, "
+                "kv_lora_rank=%lld, v_head_dim=%lld, hidden_size=%lld",
+                (ll)c.n_heads, (ll)m.qk_nope_head_dim, (ll)m.qk_rope_head_dim, (ll)m.kv_lora_rank,
+                (ll)m.v_head_dim, (ll)c.d_model);
+            add(p + "self_attn.q_proj.weight", {c.d_q(), c.d_model}, mq);
+            add(p + "self_attn.kv_a_proj_with_mqa.weight",
+                {m.kv_lora_rank + m.qk_rope_head_dim, c.d_model}, mq);
+            add(p + "self_attn.kv_a_layernorm.weight", {m.kv_lora_rank}, mq);
+            add(p + "self_attn.kv_b_proj.weight",
+                {c.n_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank}, mq);
+            add(p + "self_attn.o_proj.weight", {c.d_model, c.n_heads * m.v_head_dim}, mq);
+        } else {
+            add_attention(p);
+        }
         if (c.qkv_bias) {
             add(p + "self_attn.q_proj.bias", {c.d_q()}, q);
             add(p + "self_attn.k_proj.bias", {c.d_kv()}, kv);

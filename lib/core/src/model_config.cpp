@@ -27,6 +27,22 @@ void ModelConfig::validate(const std::string& source) const {
                source.c_str(), rope_theta);
     PALU_CHECK(rms_norm_eps > 0, ShapeError, "formats: %s: rms_norm_eps must be > 0, got %g",
                source.c_str(), rms_norm_eps);
+    if (!mla) return;
+    positive(mla->kv_lora_rank, "kv_lora_rank");
+    positive(mla->qk_rope_head_dim, "qk_rope_head_dim");
+    positive(mla->qk_nope_head_dim, "qk_nope_head_dim");
+    positive(mla->v_head_dim, "v_head_dim");
+    PALU_CHECK(mla->qk_rope_head_dim % 2 == 0, ShapeError,
+               "formats: %s: qk_rope_head_dim must be even for RoPE, got %lld", source.c_str(),
+               static_cast<long long>(mla->qk_rope_head_dim));
+    PALU_CHECK(d_head == mla->qk_nope_head_dim + mla->qk_rope_head_dim && n_kv_heads == n_heads,
+               ShapeError,
+               "formats: %s: MLA config: expected head_dim = qk_nope_head_dim + qk_rope_head_dim "
+               "= %lld and num_key_value_heads = num_attention_heads = %lld, got %lld and %lld",
+               source.c_str(),
+               static_cast<long long>(mla->qk_nope_head_dim + mla->qk_rope_head_dim),
+               static_cast<long long>(n_heads), static_cast<long long>(d_head),
+               static_cast<long long>(n_kv_heads));
 }
 
 }  // namespace palu

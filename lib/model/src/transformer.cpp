@@ -12,6 +12,7 @@
 #include "palu/formats/palu_checkpoint.h"
 #include "palu/model/blas.h"
 #include "palu/model/latent_cache.h"
+#include "palu/model/mla_cache.h"
 #include "thread_pool.h"
 
 namespace palu::model {
@@ -22,9 +23,18 @@ namespace {
 constexpr int64_t kQueryBlock = 256;
 }  // namespace
 
+namespace {
+// MLA rotates only the qk_rope_head_dim part of q and the shared k_pe.
+ModelConfig rope_config(const ModelConfig& c) {
+    return c.is_mla() ? mla_rope_config(c) : c;
+}
+}  // namespace
+
 Transformer::Transformer(const WeightSource& src, Residency residency)
-    : weights_(src, residency), rope_(weights_.config()) {
+    : weights_(src, residency), rope_(rope_config(weights_.config())) {
     set_threads(0);
+    // An MLA model runs with its latent cache (normalised latent + rotated k_pe per token).
+    if (config().is_mla()) cache_factory_ = mla_cache_factory(config());
     // A compressed checkpoint runs with a real latent cache by default (f32 latents: exact).
     if (formats::is_palu_checkpoint(src))
         cache_factory_ = latent_cache_factory(weights_, LatentCacheOptions{});
@@ -92,7 +102,7 @@ Tensor Transformer::embed(const int32_t* tokens, int64_t n_rows) const {
 void Transformer::forward_layer(int64_t l, const LayerWeights& w, Tensor& x, int64_t n_batch,
                                 KvLayerCache& cache, LayerActivations* keep) const {
     const ModelConfig& c = config();
-    const int64_t d = c.d_model, dq = c.d_q(), dh = c.d_head, f = c.d_ff;
+    const int64_t d = c.d_model, dq = c.d_q(), dh = c.d_head;
     const int64_t n_rows = x.dim(0), n_new = n_rows / n_batch;
     PALU_ASSERT(n_new * n_batch == n_rows);
     const int64_t n_past = cache.n_cached();
@@ -106,6 +116,15 @@ void Transformer::forward_layer(int64_t l, const LayerWeights& w, Tensor& x, int
                       c.rms_norm_eps);
     });
     notify(l, ObservePoint::KvInput, xn.data(), n_rows, d);
+    if (c.is_mla()) {
+        PALU_CHECK(keep == nullptr, UsageError,
+                   "model: the backward pass does not support MLA attention yet");
+        std::vector<float> attn;  // [n_rows, n_heads·v_head_dim]
+        mla_attention(c, w, rope_, xn.data(), x.data(), n_batch, n_new, cache, attn);
+        notify(l, ObservePoint::AttnOut, attn.data(), n_rows, c.n_heads * c.mla->v_head_dim);
+        mlp_block(l, w, x, xn, nullptr);
+        return;
+    }
 
     std::vector<float> q(static_cast<size_t>(n_rows * dq));  // [n_rows, n_heads*d_head]
     ops::gemm_nt(n_rows, dq, d, xn.data(), d, w.wq.data(), d, q.data(), dq);
@@ -171,7 +190,14 @@ void Transformer::forward_layer(int64_t l, const LayerWeights& w, Tensor& x, int
         keep->h.assign(x.data(), x.data() + n_rows * d);
     }
 
+    mlp_block(l, w, x, xn, keep);
+}
+
+void Transformer::mlp_block(int64_t l, const LayerWeights& w, Tensor& x, std::vector<float>& xn,
+                            LayerActivations* keep) const {
     // --- MLP block: x += down(silu(gate(hn)) * up(hn)) ---
+    const ModelConfig& c = config();
+    const int64_t d = c.d_model, f = c.d_ff, n_rows = x.dim(0);
     std::vector<float>& hn = xn;  // reuse: [n_rows, d_model]
     for_rows(*pool_, n_rows, n_rows * d, [&](int64_t r0, int64_t r1) {
         ops::rms_norm(x.data() + r0 * d, w.ffn_norm.data(), hn.data() + r0 * d, r1 - r0, d,

@@ -86,8 +86,8 @@ int64_t LowRankWeights::rank_offset(int64_t g) const {
 
 int64_t LayerWeights::n_bytes() const {
     int64_t n = 0;
-    for (const Tensor* t :
-         {&attn_norm, &wq, &bq, &wk, &bk, &wv, &bv, &wo, &bo, &ffn_norm, &w_gate, &w_up, &w_down})
+    for (const Tensor* t : {&attn_norm, &wq, &bq, &wk, &bk, &wv, &bv, &wo, &bo, &ffn_norm, &w_gate,
+                            &w_up, &w_down, &w_kv_a, &kv_a_norm, &w_kv_b})
         n += t->numel();
     for (const LowRankWeights* lr : {&lk, &lv}) {
         n += lr->vt.numel();
@@ -104,7 +104,16 @@ LayerWeights load_layer(const WeightSource& src, int64_t l) {
     LayerWeights w;
     w.attn_norm = load_checked(src, p + "input_layernorm.weight", {d});
     w.wq = load_checked(src, p + "self_attn.q_proj.weight", {dq, d});
-    if (src.has_tensor(formats::kv_vt_name(l, formats::KvProj::K))) {
+    if (c.is_mla()) {
+        const MlaConfig& m = *c.mla;
+        const std::string a = p + "self_attn.";
+        w.w_kv_a = load_checked(src, a + "kv_a_proj_with_mqa.weight",
+                                {m.kv_lora_rank + m.qk_rope_head_dim, d});
+        w.kv_a_norm = load_checked(src, a + "kv_a_layernorm.weight", {m.kv_lora_rank});
+        w.w_kv_b = load_checked(src, a + "kv_b_proj.weight",
+                                {c.n_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank});
+        w.wo = load_checked(src, a + "o_proj.weight", {d, c.n_heads * m.v_head_dim});
+    } else if (src.has_tensor(formats::kv_vt_name(l, formats::KvProj::K))) {
         w.lk = load_low_rank(src, c, l, formats::KvProj::K, c.qkv_bias);
         w.lv = load_low_rank(src, c, l, formats::KvProj::V, c.qkv_bias);
     } else {
@@ -113,7 +122,7 @@ LayerWeights load_layer(const WeightSource& src, int64_t l) {
         w.bk = load_optional(src, p + "self_attn.k_proj.bias", {dkv}, c.qkv_bias);
         w.bv = load_optional(src, p + "self_attn.v_proj.bias", {dkv}, c.qkv_bias);
     }
-    w.wo = load_checked(src, p + "self_attn.o_proj.weight", {d, dq});
+    if (!c.is_mla()) w.wo = load_checked(src, p + "self_attn.o_proj.weight", {d, dq});
     // Biases: required when the config says so, picked up when present otherwise.
     w.bq = load_optional(src, p + "self_attn.q_proj.bias", {dq}, c.qkv_bias);
     w.bo = load_optional(src, p + "self_attn.o_proj.bias", {d}, c.o_bias);

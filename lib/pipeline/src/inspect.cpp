@@ -1,5 +1,6 @@
 // palu pipeline: inspect stage. KV bytes per token = 2 (K,V) · n_layers · n_kv_heads · d_head ·
-// bytes per element, batch 1. The element type is the checkpoint's K/V weight dtype for float
+// bytes per element, batch 1 (MLA: n_layers · (kv_lora_rank + qk_rope_head_dim) · bytes, the
+// latent cache). The element type is the checkpoint's K/V (MLA: kv_a_proj) weight dtype for float
 // checkpoints (F32/F16/BF16) and F16 for quantized GGUF ones (llama.cpp's default cache type).
 #include "palu/pipeline/inspect.h"
 
@@ -36,7 +37,8 @@ InspectResult run_inspect(const InspectParams& params) {
         r.n_tensors += 1;
         r.file_bytes += static_cast<int64_t>(t.n_bytes);
         r.storage_types[t.storage_type] += 1;
-        if (kv_type.empty() && t.name.find("self_attn.k_proj") != std::string::npos)
+        if (kv_type.empty() && (t.name.find("self_attn.k_proj") != std::string::npos ||
+                                t.name.find("self_attn.kv_a_proj") != std::string::npos))
             kv_type = t.storage_type;
     }
     int64_t b = float_type_bytes(kv_type);
@@ -49,7 +51,10 @@ InspectResult run_inspect(const InspectParams& params) {
     }
     r.kv_dtype_bytes = b;
     const auto& c = r.config;
-    r.kv_bytes_per_token = 2 * c.n_layers * c.n_kv_heads * c.d_head * b;
+    // An MLA cache holds the latent and the shared rotated key per token and layer.
+    r.kv_bytes_per_token = c.is_mla()
+                               ? c.n_layers * (c.mla->kv_lora_rank + c.mla->qk_rope_head_dim) * b
+                               : 2 * c.n_layers * c.n_kv_heads * c.d_head * b;
     for (auto ctx : params.contexts) r.kv_bytes_at.emplace_back(ctx, ctx * r.kv_bytes_per_token);
     return r;
 }

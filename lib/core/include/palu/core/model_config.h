@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,19 @@ struct RopeScaling {
     double low_freq_factor = 1.0;                     // llama3
     double high_freq_factor = 4.0;                    // llama3
     int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+/// DeepSeek-V3 multi-head latent attention (MLA, q_lora_rank null): per layer
+/// kv_a_proj_with_mqa [kv_lora_rank + qk_rope_head_dim, d_model], kv_a_layernorm [kv_lora_rank],
+/// kv_b_proj [n_heads·(qk_nope_head_dim + v_head_dim), kv_lora_rank], q_proj
+/// [n_heads·(qk_nope_head_dim + qk_rope_head_dim), d_model], o_proj [d_model, n_heads·v_head_dim].
+/// With MLA, ModelConfig::d_head is the query/key head size qk_nope + qk_rope.
+struct MlaConfig {
+    int64_t kv_lora_rank = 0;
+    int64_t qk_rope_head_dim = 0;
+    int64_t qk_nope_head_dim = 0;
+    int64_t v_head_dim = 0;
+    bool rope_interleave = true;  // rope dims of q_proj / kv_a_proj rows stored as (x0,x1) pairs
 };
 
 /// Hyper-parameters of a Llama-family model (llama, mistral, qwen2, SmolLM ...).
@@ -39,6 +53,9 @@ struct ModelConfig {
     bool mlp_bias = false;
     int64_t bos_token_id = -1;
     std::vector<int64_t> eos_token_ids;  // may be several (llama3)
+    std::optional<MlaConfig> mla;        // set for deepseek_v3 (MLA attention)
+
+    bool is_mla() const { return mla.has_value(); }
 
     int64_t n_kv_groups() const { return n_kv_heads > 0 ? n_heads / n_kv_heads : 0; }
     int64_t d_q() const { return n_heads * d_head; }

@@ -107,6 +107,9 @@ class Transformer {
     std::vector<Observer> observers_;
     std::unique_ptr<ThreadPool> pool_;
     Tensor run_layers(const int32_t* tokens, int64_t n_batch, int64_t n_new, KvCache& cache) const;
+    // x += MLP(post_attention_layernorm(x)); xn [n_rows, d_model] is scratch.
+    void mlp_block(int64_t l, const LayerWeights& w, Tensor& x, std::vector<float>& xn,
+                   LayerActivations* keep) const;
     void notify(int64_t l, ObservePoint p, float* data, int64_t n_rows, int64_t width) const;
 };
 

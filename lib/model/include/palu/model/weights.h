@@ -31,15 +31,20 @@ struct LowRankWeights {
 /// One decoder layer. Optional biases are empty tensors (numel() == 0) when absent. A compressed
 /// layer has empty wk/bk/wv/bv and the low-rank factors lk/lv instead.
 struct LayerWeights {
-    Tensor attn_norm;   // [d_model]            input_layernorm.weight
-    Tensor wq, bq;      // [n_heads*d_head, d_model], [n_heads*d_head]
-    Tensor wk, bk;      // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
-    Tensor wv, bv;      // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
-    Tensor wo, bo;      // [d_model, n_heads*d_head], [d_model]
-    Tensor ffn_norm;    // [d_model]            post_attention_layernorm.weight
-    Tensor w_gate;      // [d_ff, d_model]
-    Tensor w_up;        // [d_ff, d_model]
-    Tensor w_down;      // [d_model, d_ff]
+    Tensor attn_norm;  // [d_model]            input_layernorm.weight
+    Tensor wq, bq;     // [n_heads*d_head, d_model], [n_heads*d_head]
+    Tensor wk, bk;     // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
+    Tensor wv, bv;     // [n_kv_heads*d_head, d_model], [n_kv_heads*d_head]
+    Tensor wo, bo;     // [d_model, n_heads*d_head], [d_model]
+    Tensor ffn_norm;   // [d_model]            post_attention_layernorm.weight
+    Tensor w_gate;     // [d_ff, d_model]
+    Tensor w_up;       // [d_ff, d_model]
+    Tensor w_down;     // [d_model, d_ff]
+    // MLA (DeepSeek-V3) layers: wq is [n_heads·(qk_nope+qk_rope), d_model], wo is
+    // [d_model, n_heads·v_head_dim], wk/wv are empty.
+    Tensor w_kv_a;      // [kv_lora_rank + qk_rope, d_model]  kv_a_proj_with_mqa.weight
+    Tensor kv_a_norm;   // [kv_lora_rank]                     kv_a_layernorm.weight
+    Tensor w_kv_b;      // [n_heads·(qk_nope + v_head), kv_lora_rank]  kv_b_proj.weight
     LowRankWeights lk;  // compressed k_proj (present() only for palu checkpoints)
     LowRankWeights lv;  // compressed v_proj
     bool compressed() const { return lk.present(); }
