@@ -149,12 +149,6 @@ CalibrationStats collect(const WeightSource& src, const CalibrationOptions& c,
 
 }  // namespace
 
-json CalibrationStats::to_json() const {
-    json j = formats::to_json(formats::PaluBlock{.calibration = record})["calibration"];
-    j["seconds"] = seconds;
-    return j;
-}
-
 void check_calibration_inputs(const CalibrationOptions& c, bool need_stats, const char* st,
                               const std::string& need_what) {
     PALU_CHECK(!(c.text_path.size() && c.tokens_path.size()), UsageError,
@@ -200,7 +194,8 @@ CalibrationStats calibrate(const WeightSource& src, const std::string& model_fp,
         info.seed = c.sampler == calib::SamplerKind::Random ? static_cast<int64_t>(c.seed) : 0;
         info.settings_json =
             settings_json(c, with_fisher, static_cast<int32_t>(src.config().bos_token_id)).dump();
-        if (existing_matches(c, info)) {
+        const bool reuse = existing_matches(c, info);
+        if (reuse) {
             PALU_LOG_INFO("calibrate", "%s: same model, data and settings: reusing it",
                           c.stats_path.c_str());
             out = load_stats(c.stats_path, model_fp, src.config());
@@ -208,9 +203,8 @@ CalibrationStats calibrate(const WeightSource& src, const std::string& model_fp,
             out = collect(src, c, std::move(info), with_fisher, run);
             if (!c.stats_path.empty()) save_stats(out, c.stats_path);
         }
-        const bool reused = out.record.stats_reused;
         out.record = record_for(c, out);
-        out.record.stats_reused = reused;
+        out.record.stats_reused = reuse;
     }
     PALU_CHECK(!need_fisher || out.fisher, UsageError,
                "calibrate: %s has no Fisher information (calibrated with --no-fisher); hint: "

@@ -139,8 +139,8 @@ GenerateResult run_generate(const GenerateParams& p) {
         if (p.on_text) p.on_text(piece);
         if (i + 1 < p.max_new) logits = engine.forward(&out.tokens.back(), 1, 1, *cache);
     }
-    out.decode_tokens_per_s =
-        seconds_since(t1) > 0 ? static_cast<double>(out.n_generated) / seconds_since(t1) : 0.0;
+    const double decode_s = seconds_since(t1);
+    out.decode_tokens_per_s = decode_s > 0 ? static_cast<double>(out.n_generated) / decode_s : 0.0;
     return out;
 }
 

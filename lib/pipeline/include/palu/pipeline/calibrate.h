@@ -51,7 +51,6 @@ struct CalibrationStats {
     formats::StatsFileInfo info;               ///< fingerprints, n_tokens, seed, settings JSON
     formats::CalibrationRecord record;         ///< what the palu block records
     double seconds = 0.0;                      ///< calibration (or loading) wall time
-    nlohmann::json to_json() const;            ///< the record, for reports
 };
 
 /// Checks the calibration inputs before any long work: one source at most, the file exists and
