@@ -9,6 +9,7 @@
 #include "palu/core/format.h"
 #include "palu/model/blas.h"
 #include "palu/pipeline/compress.h"
+#include "palu/pipeline/mla.h"
 
 namespace {
 
@@ -59,6 +60,38 @@ void print_summary(const palu::pipeline::CompressResult& r) {
             100.0 * (e.compressed.ppl / e.original.ppl - 1.0),
             static_cast<long long>(e.compressed.kv_bytes_per_token));
     }
+    std::printf("  stages:");
+    for (const auto& st : r.stages.stages) std::printf(" %s %.1f s;", st.name.c_str(), st.seconds);
+    std::printf(" total %.1f s, peak RSS %s\n", r.total_seconds,
+                palu::bytes_str(r.peak_rss_bytes).c_str());
+}
+
+void print_mla_summary(const palu::pipeline::MlaCompressResult& r) {
+    const auto& g = r.geometry;
+    std::printf("palu-compress summary (MLA layout): %s -> %s\n", r.model_path.c_str(),
+                r.out_dir.c_str());
+    std::printf("  kv_lora_rank %lld + rope %lld (%s), rope_theta %g\n",
+                static_cast<long long>(g.kv_lora_rank), static_cast<long long>(g.rope_dim),
+                palu::compress::rope_select_name(g.rope_select), g.rope_theta);
+    std::printf("  %-6s %-14s %-16s %-16s %-8s\n", "layer", "rope energy", "latent rel.err",
+                "norm-fit rel.err", "alpha");
+    for (const auto& l : r.layers)
+        std::printf("  %-6lld %-14.4f %-16.4g %-16.4g %-8.3f\n", static_cast<long long>(l.layer),
+                    l.rope_kept_energy, l.latent_whitened_rel, l.norm_refit_rel, l.alpha);
+    std::printf(
+        "  KV cache per token: original f16 %s, MLA f16 %s = %.3fx smaller\n",
+        palu::bytes_str(g.original_kv_bytes).c_str(), palu::bytes_str(g.kv_bytes_per_token).c_str(),
+        static_cast<double>(g.original_kv_bytes) / static_cast<double>(g.kv_bytes_per_token));
+    if (r.ppl_original && r.ppl_mla)
+        std::printf(
+            "  perplexity (%lld windows of %lld): original %.4f, MLA %.4f (%+.2f%%); measured "
+            "cache %lld bytes/token (f32 engine)\n",
+            static_cast<long long>(r.ppl_mla->n_windows), static_cast<long long>(r.ppl_mla->seqlen),
+            r.ppl_original->ppl, r.ppl_mla->ppl,
+            100.0 * (r.ppl_mla->ppl / r.ppl_original->ppl - 1.0),
+            static_cast<long long>(r.ppl_mla->kv_bytes_per_token));
+    for (const auto& a : r.ablation)
+        std::printf("  ablation: %-52s ppl %.4f\n", a.name.c_str(), a.ppl);
     std::printf("  stages:");
     for (const auto& st : r.stages.stages) std::printf(" %s %.1f s;", st.name.c_str(), st.seconds);
     std::printf(" total %.1f s, peak RSS %s\n", r.total_seconds,
@@ -139,9 +172,63 @@ int main(int argc, char** argv) {
     app.add_option("--eval-max-windows", eval.max_windows,
                    "Evaluate only the first K windows (0 = all)");
     app.add_flag("--overwrite", p.write.overwrite, "Replace a non-empty --out");
+    std::string layout = "palu";
+    app.add_option("--layout", layout,
+                   "palu: latents per head group (Palu; palu's engine and kernels) | mla: one "
+                   "latent + one shared rotary key per layer, written as a DeepSeek-V3 checkpoint "
+                   "that llama.cpp (palu-export --to gguf), vLLM, SGLang and transformers serve "
+                   "with the smaller cache")
+        ->check(CLI::IsMember({"palu", "mla"}))
+        ->capture_default_str();
+    palu::pipeline::MlaOptions mla;
+    app.add_option("--kv-lora-rank", mla.kv_lora_rank,
+                   "MLA: latent dims per layer (instead of --ratio / --kv-bytes, which count "
+                   "kv_lora_rank + rope dim against the original K+V dims / f16 bytes)");
+    app.add_option("--rope-dim", mla.rope_dim,
+                   "MLA: dims of the shared rotary key (qk_rope_head_dim); 0 = min(head_dim, 64)");
+    palu::cli::add_enum_option(
+        app, "--rope-select", mla.rope_select,
+        {{"fold", palu::compress::RopeSelect::Fold}, {"high", palu::compress::RopeSelect::High}},
+        "MLA, when --rope-dim < head_dim: fold (FreqFold: adjacent frequencies share a rotary "
+        "pair, default) | high (the highest frequencies keep RoPE, the rest become NoPE)");
+    palu::cli::add_enum_option(app, "--target", mla.target,
+                               {{"any", palu::pipeline::MlaTarget::Any},
+                                {"llama.cpp", palu::pipeline::MlaTarget::LlamaCpp},
+                                {"vllm", palu::pipeline::MlaTarget::Vllm}},
+                               "MLA: runtime geometry to respect: any | llama.cpp | vllm "
+                               "(kv_lora_rank + rope dim = 576 or 320)");
+    palu::cli::add_enum_option(app, "--latent-norm-fit", mla.norm_fit,
+                               {{"refit", palu::pipeline::LatentNormFit::Refit},
+                                {"scale", palu::pipeline::LatentNormFit::Scale}},
+                               "MLA: refit kv_b_proj by least squares on the normalised "
+                               "calibration latents (default) | scale (no refit)");
+    app.add_option("--kv-balance", mla.balance,
+                   "MLA: weight of K against V in the joint SVD (0 = equal energy)");
+    app.add_flag("--mla-ablation", mla.ablation,
+                 "MLA with --eval: also score each approximation alone (RoPE decoupling, "
+                 "low-rank latent, latent norm with and without refit)");
     palu::cli::add_common(app, common);
     return palu::cli::run_main(app, argc, argv, [&] {
         p.run.n_threads = palu::cli::apply_common(common);
+        if (layout == "mla") {
+            palu::pipeline::MlaCompressParams m;
+            m.model_path = p.model_path;
+            m.out_dir = p.out_dir;
+            m.calib = p.calib;
+            m.rank = p.rank;
+            m.rank_given = app.count("--ratio") + app.count("--kv-bytes") > 0;
+            PALU_CHECK(!(m.rank_given && mla.kv_lora_rank > 0), palu::UsageError,
+                       "compress: give --kv-lora-rank or --ratio / --kv-bytes, not both");
+            m.mla = mla;
+            if (factor_dtype != "auto") m.dtype = palu::cli::float_dtypes().at(factor_dtype);
+            m.overwrite = p.write.overwrite;
+            if (ev->count() > 0 || evt->count() > 0) m.eval = eval;
+            m.run = p.run;
+            m.run.progress = !common.quiet;
+            const auto r = palu::pipeline::run_compress_mla(m);
+            if (!common.quiet) print_mla_summary(r);
+            return 0;
+        }
         if (app.count("--ratio") == 0 && app.count("--kv-bytes") == 0)
             throw palu::UsageError("compress: give the target: --ratio R or --kv-bytes N");
         p.decompose.method = no_whiten ? palu::compress::DecomposeMethod::Plain

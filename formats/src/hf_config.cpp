@@ -313,7 +313,66 @@ const char* torch_dtype_name(DType dt) {
     return dt == DType::F16 ? "float16" : dt == DType::BF16 ? "bfloat16" : "float32";
 }
 
+namespace {
+
+// The dense DeepSeek-V3 form (runtimes-and-peers.md §C.1): plain q_proj, one MLA latent per
+// layer, every layer a dense MLP — the MoE fields are neutral and first_k_dense_replace covers
+// every layer, because DeepseekV3Config's defaults are MoE.
+json deepseek_v3_config_json(const ModelConfig& c, const std::string& torch_dtype) {
+    PALU_CHECK(!c.qkv_bias && !c.o_bias && !c.mlp_bias && c.rope_scaling.type == "none", UsageError,
+               "config: a DeepSeek-V3 (MLA) config has no biases and no rope scaling here");
+    const MlaConfig& m = *c.mla;
+    json j;
+    j["architectures"] = {"DeepseekV3ForCausalLM"};
+    j["model_type"] = "deepseek_v3";
+    j["hidden_size"] = c.d_model;
+    j["intermediate_size"] = c.d_ff;
+    j["num_hidden_layers"] = c.n_layers;
+    j["num_attention_heads"] = c.n_heads;
+    j["num_key_value_heads"] = c.n_heads;
+    j["q_lora_rank"] = nullptr;
+    j["kv_lora_rank"] = m.kv_lora_rank;
+    j["qk_rope_head_dim"] = m.qk_rope_head_dim;
+    j["qk_nope_head_dim"] = m.qk_nope_head_dim;
+    j["v_head_dim"] = m.v_head_dim;
+    j["head_dim"] = m.qk_rope_head_dim;  // as DeepseekV3Config writes it
+    j["rope_interleave"] = m.rope_interleave;
+    j["vocab_size"] = c.n_vocab;
+    j["max_position_embeddings"] = c.max_position_embeddings;
+    j["rms_norm_eps"] = c.rms_norm_eps;
+    j["rope_theta"] = c.rope_theta;
+    j["rope_scaling"] = nullptr;
+    j["tie_word_embeddings"] = c.tie_word_embeddings;
+    j["attention_bias"] = false;
+    j["hidden_act"] = "silu";
+    j["first_k_dense_replace"] = c.n_layers;
+    j["n_routed_experts"] = nullptr;
+    j["n_shared_experts"] = nullptr;
+    j["moe_intermediate_size"] = c.d_ff;
+    j["num_experts_per_tok"] = nullptr;
+    j["moe_layer_freq"] = 1;
+    j["n_group"] = 1;
+    j["topk_group"] = 1;
+    j["topk_method"] = "noaux_tc";
+    j["routed_scaling_factor"] = 1.0;
+    j["scoring_func"] = "sigmoid";
+    j["norm_topk_prob"] = true;
+    j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
+    if (c.eos_token_ids.empty())
+        j["eos_token_id"] = nullptr;
+    else if (c.eos_token_ids.size() == 1)
+        j["eos_token_id"] = c.eos_token_ids[0];
+    else
+        j["eos_token_id"] = c.eos_token_ids;
+    j["torch_dtype"] = torch_dtype;
+    j["use_cache"] = true;
+    return j;
+}
+
+}  // namespace
+
 json hf_config_json(const ModelConfig& c, const std::string& torch_dtype) {
+    if (c.is_mla()) return deepseek_v3_config_json(c, torch_dtype);
     const HfArchNames names = hf_arch_names(c.architecture);
     // parse_hf_config derives the bias flags from model_type + attention_bias; refuse what it
     // cannot express rather than write a config that reads back as another model.

@@ -109,12 +109,8 @@ bool is_palu_checkpoint(const WeightSource& src) {
 
 // ---- the palu block ----------------------------------------------------------------------------
 
-json to_json(const PaluBlock& b) {
-    json calibration = nullptr;
-    if (b.calibration) {
-        const CalibrationRecord& c = *b.calibration;
-        calibration = {
-            {"source", c.source},
+json to_json(const CalibrationRecord& c) {
+    return {{"source", c.source},
             {"sha256", c.sha256},
             {"stats", c.stats_path.empty() ? json(nullptr) : json(c.stats_path)},
             {"stats_reused", c.stats_reused},
@@ -124,7 +120,10 @@ json to_json(const PaluBlock& b) {
             {"sampler", c.sampler},
             {"seed", c.seed},
             {"fisher_shift", c.fisher_shift.empty() ? json(nullptr) : json(c.fisher_shift)}};
-    }
+}
+
+json to_json(const PaluBlock& b) {
+    const json calibration = b.calibration ? to_json(*b.calibration) : json(nullptr);
     const quant::LatentQuantSpec& q = b.latent_quant;
     json j = {{"format_version", b.format_version},
               {"group_size", b.group_size},

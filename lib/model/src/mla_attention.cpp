@@ -41,7 +41,8 @@ MlaKvLayerCache::MlaKvLayerCache(const ModelConfig& config, int64_t n_batch, int
       n_v_(config.mla->v_head_dim),
       n_batch_(n_batch),
       n_ctx_max_(n_ctx_max),
-      interleave_(config.mla->rope_interleave) {
+      interleave_(config.mla->rope_interleave),
+      latent_norm_(config.mla->latent_norm) {
     PALU_CHECK(n_batch > 0 && n_ctx_max > 0, UsageError,
                "model: mla cache: n_batch and n_ctx_max must be > 0, got %lld, %lld",
                static_cast<long long>(n_batch), static_cast<long long>(n_ctx_max));
@@ -64,7 +65,10 @@ void MlaKvLayerCache::append(const float* x, int64_t n_batch, int64_t n_new, con
         const int64_t b = r / n_new, t = n_cached_ + r % n_new;
         float* c = latent_.data() + (b * n_ctx_max_ + t) * n_latent_;
         // kv_a_layernorm is built with DeepseekV3RMSNorm's default eps 1e-6, not rms_norm_eps.
-        ops::rms_norm(a.data() + r * n_a, w.kv_a_norm.data(), c, 1, n_latent_, 1e-6);
+        if (latent_norm_)
+            ops::rms_norm(a.data() + r * n_a, w.kv_a_norm.data(), c, 1, n_latent_, 1e-6);
+        else
+            std::memcpy(c, a.data() + r * n_a, static_cast<size_t>(n_latent_) * sizeof(float));
         std::memcpy(k_pe_.data() + (b * n_ctx_max_ + t) * n_rope_, a.data() + r * n_a + n_latent_,
                     static_cast<size_t>(n_rope_) * sizeof(float));
     }

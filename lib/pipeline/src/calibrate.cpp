@@ -122,19 +122,7 @@ formats::CalibrationRecord record_for(const CalibrationOptions& c, const Calibra
 
 CalibrationStats collect(const WeightSource& src, const CalibrationOptions& c,
                          formats::StatsFileInfo info, bool with_fisher, const RunOptions& run) {
-    const std::vector<int32_t> stream = load_calib_tokens(c, src);
-    calib::SamplingParams sp;
-    sp.kind = c.sampler;
-    sp.n_samples = c.n_samples;
-    sp.seqlen = c.seqlen;
-    sp.seed = c.seed;
-    sp.bos_id = static_cast<int32_t>(src.config().bos_token_id);
-    if (c.sampler == calib::SamplerKind::Offsets)
-        sp.offsets = calib::read_offsets_file(c.offsets_path);
-    const calib::CalibWindows windows = calib::sample_windows(stream, sp);
-    PALU_LOG_INFO("calibrate", "%lld %s windows of %lld tokens from %zu tokens",
-                  static_cast<ll>(windows.n_samples()), calib::sampler_name(c.sampler),
-                  static_cast<ll>(c.seqlen), stream.size());
+    const calib::CalibWindows windows = calibration_windows(src, c);
     model::Transformer engine(src);
     engine.set_threads(run.n_threads);
     calib::CollectOptions opts;
@@ -148,6 +136,23 @@ CalibrationStats collect(const WeightSource& src, const CalibrationOptions& c,
 }
 
 }  // namespace
+
+calib::CalibWindows calibration_windows(const WeightSource& src, const CalibrationOptions& c) {
+    const std::vector<int32_t> stream = load_calib_tokens(c, src);
+    calib::SamplingParams sp;
+    sp.kind = c.sampler;
+    sp.n_samples = c.n_samples;
+    sp.seqlen = c.seqlen;
+    sp.seed = c.seed;
+    sp.bos_id = static_cast<int32_t>(src.config().bos_token_id);
+    if (c.sampler == calib::SamplerKind::Offsets)
+        sp.offsets = calib::read_offsets_file(c.offsets_path);
+    calib::CalibWindows windows = calib::sample_windows(stream, sp);
+    PALU_LOG_INFO("calibrate", "%lld %s windows of %lld tokens from %zu tokens",
+                  static_cast<ll>(windows.n_samples()), calib::sampler_name(c.sampler),
+                  static_cast<ll>(c.seqlen), stream.size());
+    return windows;
+}
 
 void check_calibration_inputs(const CalibrationOptions& c, bool need_stats, const char* st,
                               const std::string& need_what) {

@@ -120,6 +120,8 @@ struct PaluBlock {
 
 /// The block as config.json holds it (format_version first when written by palu_config_text).
 nlohmann::json to_json(const PaluBlock& block);
+/// The block's "calibration" object (also what an MLA checkpoint's palu block records).
+nlohmann::json to_json(const CalibrationRecord& record);
 /// Reads a block; `source` names the file in errors. Throws FormatError for a wrong JSON type
 /// (naming the key) or a format_version this palu does not read.
 PaluBlock palu_block_from_json(const nlohmann::json& j, const std::string& source);

@@ -30,6 +30,9 @@ struct MlaConfig {
     int64_t qk_nope_head_dim = 0;
     int64_t v_head_dim = 0;
     bool rope_interleave = true;  // rope dims of q_proj / kv_a_proj rows stored as (x0,x1) pairs
+    // kv_a_layernorm applied (always in DeepSeek and every runtime); false only for palu's
+    // in-memory diagnostics that measure what the latent norm costs (palu-compress --mla-ablation).
+    bool latent_norm = true;
 };
 
 /// Hyper-parameters of a Llama-family model (llama, mistral, qwen2, SmolLM ...).

@@ -47,6 +47,7 @@ class MlaKvLayerCache final : public KvLayerCache {
    private:
     int64_t n_heads_, n_latent_, n_rope_, n_nope_, n_v_, n_batch_, n_ctx_max_, n_cached_ = 0;
     bool interleave_;
+    bool latent_norm_;
     std::vector<float> latent_;        // [n_batch, n_ctx_max, kv_lora_rank]
     std::vector<float> k_pe_;          // [n_batch, n_ctx_max, qk_rope]
     std::vector<float> k_, v_;         // reconstruction scratch [n_heads, n_ctx, ·]

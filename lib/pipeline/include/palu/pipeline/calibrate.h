@@ -59,6 +59,10 @@ struct CalibrationStats {
 void check_calibration_inputs(const CalibrationOptions& calib, bool need_stats, const char* stage,
                               const std::string& need_what);
 
+/// The calibration windows `calib` describes (its text tokenized with `src`'s tokenizer, or its
+/// token file), sampled as the stage samples them. Throws UsageError / IoError / FormatError.
+calib::CalibWindows calibration_windows(const WeightSource& src, const CalibrationOptions& calib);
+
 /// Whether the stage collects Fisher information.
 enum class FisherNeed {
     None,           ///< Gram matrices only
