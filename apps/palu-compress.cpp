@@ -199,9 +199,20 @@ int main(int argc, char** argv) {
                                "(kv_lora_rank + rope dim = 576 or 320)");
     palu::cli::add_enum_option(app, "--latent-norm-fit", mla.norm_fit,
                                {{"refit", palu::pipeline::LatentNormFit::Refit},
-                                {"scale", palu::pipeline::LatentNormFit::Scale}},
-                               "MLA: refit kv_b_proj by least squares on the normalised "
-                               "calibration latents (default) | scale (no refit)");
+                                {"scale", palu::pipeline::LatentNormFit::Scale},
+                                {"linearize", palu::pipeline::LatentNormFit::Linearize}},
+                               "MLA: how the latent norm every runtime applies is absorbed: refit "
+                               "(kv_b_proj refit by least squares on the normalised calibration "
+                               "latents) | scale (no refit) | linearize (latent kept below the "
+                               "norm's eps so the norm is a constant; f32/bf16 weights)");
+    palu::cli::add_enum_option(app, "--rope-pca", mla.query_rope, {{"query", true}, {"key", false}},
+                               "MLA: which rotary component each frequency keeps: query (the "
+                               "query-weighted PCA that minimises the score error, default) | key "
+                               "(TransMLA's key PCA)");
+    palu::cli::add_enum_option(app, "--latent-metric", mla.output_metric,
+                               {{"output", true}, {"input", false}},
+                               "MLA: joint latent SVD error measured at the output (K through the "
+                               "queries, V through o_proj; default) | input (whitening only)");
     app.add_option("--kv-balance", mla.balance,
                    "MLA: weight of K against V in the joint SVD (0 = equal energy)");
     app.add_flag("--mla-ablation", mla.ablation,

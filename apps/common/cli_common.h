@@ -42,8 +42,8 @@ const std::map<std::string, DType>& float_dtypes();
 const std::map<std::string, calib::SamplerKind>& samplers();
 const std::map<std::string, model::LabelShift>& fisher_shifts();
 
-/// An option whose value is one of the names in `names` (a map that outlives the app, e.g. a
-/// function-local static): CLI11 refuses other values with the list; the enum is set on parse.
+/// An option whose value is one of the names in `names` (copied, so a temporary map is fine):
+/// CLI11 refuses other values with the list; the enum is set on parse.
 template <class T>
 CLI::Option* add_enum_option(CLI::App& app, const std::string& flags, T& value,
                              const std::map<std::string, T>& names, const std::string& help) {
@@ -51,7 +51,7 @@ CLI::Option* add_enum_option(CLI::App& app, const std::string& flags, T& value,
     for (const auto& [k, v] : names) keys.push_back(k);
     return app
         .add_option_function<std::string>(
-            flags, [&value, &names](const std::string& s) { value = names.at(s); }, help)
+            flags, [&value, names](const std::string& s) { value = names.at(s); }, help)
         ->check(CLI::IsMember(keys));
 }
 

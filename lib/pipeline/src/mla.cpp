@@ -32,7 +32,7 @@ const char* mla_target_name(MlaTarget t) {
 }
 
 const char* latent_norm_fit_name(LatentNormFit f) {
-    return f == LatentNormFit::Refit ? "refit" : "scale";
+    return f == LatentNormFit::Refit ? "refit" : f == LatentNormFit::Scale ? "scale" : "linearize";
 }
 
 namespace {
@@ -71,6 +71,13 @@ RowMatrixXd gram_matrix(const calib::GramStats& g, int64_t l) {
     return m;
 }
 
+// kv_a_layernorm's eps in every runtime once rms_norm_eps is 1e-6 (transformers builds it with
+// DeepseekV3RMSNorm's default 1e-6; llama.cpp, vLLM and SGLang take rms_norm_eps).
+constexpr double kNormEps = 1e-6;
+// Linearize: the largest calibration token's mean square is kLinKappa·eps, so that
+// c/√(ms + eps) ≈ c/√eps within 1 − 1/√(1 + kLinKappa) ≈ 0.5 % at worst (typically ~0.03 %).
+constexpr double kLinKappa = 0.01;
+
 // One layer's MLA factors before the latent-norm pass.
 struct LayerWork {
     RowMatrixXd q_proj;  // [H·(d + d_r), d_model]
@@ -79,6 +86,8 @@ struct LayerWork {
     RowMatrixXd down;    // [r, d_model], unit mean RMS of down·x on the calibration tokens
     RowMatrixXd up;      // [2·n_kv·d, r]
     RowMatrixXd up_refit;
+    Eigen::VectorXd norm_w;  // kv_a_layernorm weight [r]
+    double lin_scale = 1.0;  // Linearize: latent scale σ with σ²·max ms = kLinKappa·kNormEps
     MlaLayerReport report;
 };
 
@@ -86,6 +95,7 @@ struct LayerWork {
 // windows, through the original model's forward (the k/v input observer).
 struct NormSums {
     RowMatrixXd xc, cc;
+    double ms_max = 0.0;  // largest mean square of the latent (before the norm) over the tokens
 };
 
 std::vector<NormSums> collect_norm_sums(const WeightSource& src, const calib::CalibWindows& win,
@@ -100,21 +110,26 @@ std::vector<NormSums> collect_norm_sums(const WeightSource& src, const calib::Ca
     model::Transformer engine(src);
     engine.set_threads(run.n_threads);
     std::vector<Eigen::MatrixXf> down_f(sums.size());
-    for (size_t l = 0; l < sums.size(); ++l) down_f[l] = work[l].down.cast<float>();
+    std::vector<Eigen::RowVectorXf> w_f(sums.size());
+    for (size_t l = 0; l < sums.size(); ++l) {
+        down_f[l] = work[l].down.cast<float>();
+        w_f[l] = work[l].norm_w.transpose().cast<float>();
+    }
     engine.add_observer([&](int64_t l, model::ObservePoint p, const TensorView& x) {
         if (p != model::ObservePoint::KvInput) return;
         const int64_t n = x.dim(0), d = x.dim(1);
-        const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic,
-                                             Eigen::RowMajor>>
+        const Eigen::Map<
+            const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
             xm(x.data, n, d);
         const auto& a = down_f[static_cast<size_t>(l)];
         Eigen::MatrixXf cm = xm * a.transpose();  // [n, r]
         const float eps = 1e-6f;  // kv_a_layernorm's eps in DeepSeek-V3 (transformers)
+        NormSums& s = sums[static_cast<size_t>(l)];
         for (int64_t i = 0; i < n; ++i) {
             const float ms = cm.row(i).squaredNorm() / static_cast<float>(cm.cols());
-            cm.row(i) /= std::sqrt(ms + eps);
+            s.ms_max = std::max(s.ms_max, static_cast<double>(ms));
+            cm.row(i) = cm.row(i).cwiseProduct(w_f[static_cast<size_t>(l)]) / std::sqrt(ms + eps);
         }
-        NormSums& s = sums[static_cast<size_t>(l)];
         s.xc += (xm.transpose() * cm).cast<double>();
         s.cc += (cm.transpose() * cm).cast<double>();
     });
@@ -145,19 +160,24 @@ RowMatrixXd stack_f(const RowMatrixXd& k_res, const RowMatrixXd& wv) {
 
 // The replaced tensors of every layer for one variant.
 std::vector<MlaLayerTensors> layer_tensors(const std::vector<LayerWork>& work,
-                                           const compress::MlaShape& shape, bool refit) {
+                                           const compress::MlaShape& shape, LatentNormFit fit) {
     std::vector<MlaLayerTensors> out;
     out.reserve(work.size());
     for (const LayerWork& w : work) {
         const int64_t r = w.down.rows();
+        const bool lin = fit == LatentNormFit::Linearize;
         RowMatrixXd kv_a(r + w.k_pe.rows(), w.down.cols());
-        kv_a.topRows(r) = w.down;
+        kv_a.topRows(r) = lin ? RowMatrixXd(w.lin_scale * w.down) : w.down;
         kv_a.bottomRows(w.k_pe.rows()) = w.k_pe;
         MlaLayerTensors t;
         t.q_proj = to_tensor(w.q_proj);
         t.kv_a = to_tensor(kv_a);
-        t.kv_a_norm = Tensor({r}, std::vector<float>(static_cast<size_t>(r), 1.0f));
-        t.kv_b = to_tensor(compress::mla_kv_b(refit ? w.up_refit : w.up, shape));
+        t.kv_a_norm = Tensor({r});
+        const double wl = std::sqrt(kNormEps) / w.lin_scale;
+        for (int64_t i = 0; i < r; ++i)
+            t.kv_a_norm.data()[i] = static_cast<float>(lin ? wl : w.norm_w(i));
+        t.kv_b =
+            to_tensor(compress::mla_kv_b(fit == LatentNormFit::Refit ? w.up_refit : w.up, shape));
         out.push_back(std::move(t));
     }
     return out;
@@ -372,8 +392,13 @@ json MlaCompressResult::to_json() const {
 MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
     const auto t_start = std::chrono::steady_clock::now();
     const char* st = "compress";
-    PALU_CHECK(p.dtype == DType::F32 || p.dtype == DType::F16 || p.dtype == DType::BF16,
-               UsageError, "%s: --factor-dtype: expected f32, f16 or bf16", st);
+    PALU_CHECK(p.dtype == DType::F32 || p.dtype == DType::F16 || p.dtype == DType::BF16, UsageError,
+               "%s: --factor-dtype: expected f32, f16 or bf16", st);
+    PALU_CHECK(!(p.mla.norm_fit == LatentNormFit::Linearize && p.dtype == DType::F16), UsageError,
+               "%s: --latent-norm-fit linearize keeps the latent below the norm's eps, which f16 "
+               "weights cannot hold (subnormals); hint: --factor-dtype f32 or bf16, or "
+               "--latent-norm-fit refit",
+               st);
     if (p.rank_given) check_rank_search_options(p.rank, st);
     formats::check_output_dir(p.out_dir, p.overwrite, st);
     PALU_CHECK(p.calib.has_source(), UsageError,
@@ -399,17 +424,17 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
                st, p.model_path.c_str());
     res.geometry = resolve_mla_geometry(c, p.mla, p.rank, p.rank_given, st);
     const MlaGeometry& g = res.geometry;
-    PALU_LOG_INFO(st,
-                  "MLA layout: kv_lora_rank %lld + rope %lld (%s, rope_theta %g -> %g): %s per "
-                  "token (original f16 %s, %.3fx smaller)",
-                  static_cast<ll>(g.kv_lora_rank), static_cast<ll>(g.rope_dim),
-                  compress::rope_select_name(g.rope_select), c.rope_theta, g.rope_theta,
-                  bytes_str(g.kv_bytes_per_token).c_str(), bytes_str(g.original_kv_bytes).c_str(),
-                  static_cast<double>(g.original_kv_bytes) /
-                      static_cast<double>(g.kv_bytes_per_token));
+    PALU_LOG_INFO(
+        st,
+        "MLA layout: kv_lora_rank %lld + rope %lld (%s, rope_theta %g -> %g): %s per "
+        "token (original f16 %s, %.3fx smaller)",
+        static_cast<ll>(g.kv_lora_rank), static_cast<ll>(g.rope_dim),
+        compress::rope_select_name(g.rope_select), c.rope_theta, g.rope_theta,
+        bytes_str(g.kv_bytes_per_token).c_str(), bytes_str(g.original_kv_bytes).c_str(),
+        static_cast<double>(g.original_kv_bytes) / static_cast<double>(g.kv_bytes_per_token));
     const std::string model_fp = formats::fingerprint_model(*src);
-    const CalibrationStats stats = calibrate(*src, model_fp, p.calib, FisherNeed::IfInStatsFile,
-                                             p.run);
+    const CalibrationStats stats =
+        calibrate(*src, model_fp, p.calib, FisherNeed::IfInStatsFile, p.run);
     res.stages.done("calibrate");
 
     // Per layer: RoPE decoupling, joint latent, q_proj.
@@ -422,6 +447,7 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
     std::vector<RowMatrixXd> wv_all(work.size());
     // Kept for the ablation's full-rank latent.
     std::vector<RowMatrixXd> chol_keep;
+    std::vector<std::optional<compress::OutputMetric>> metric_keep;
     Progress prog(st, "MLA layers", c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
         LayerWork& w = work[static_cast<size_t>(l)];
@@ -429,13 +455,21 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
         const RowMatrixXd wq = load_f64(*src, layer_tensor(l, "q_proj.weight"));
         const RowMatrixXd wk = load_f64(*src, layer_tensor(l, "k_proj.weight"));
         RowMatrixXd wv = load_f64(*src, layer_tensor(l, "v_proj.weight"));
-        const compress::RopeDecoupling rope =
-            compress::decouple_rope(wk, gram, shape, g.rope_dim, g.rope_select);
+        const compress::RopeDecoupling rope = compress::decouple_rope(
+            wk, gram, shape, g.rope_dim, g.rope_select, p.mla.query_rope ? &wq : nullptr);
         const RowMatrixXd& chol = whitening.factor(l);
-        if (p.mla.ablation) chol_keep.push_back(chol);
+        std::optional<compress::OutputMetric> metric;
+        if (p.mla.output_metric)
+            metric = compress::output_metric(wq, load_f64(*src, layer_tensor(l, "o_proj.weight")),
+                                             gram, shape);
+        const compress::OutputMetric* mp = metric ? &*metric : nullptr;
         compress::JointLatent jl =
             compress::joint_latent(rope.k_res, wv, chol, g.kv_lora_rank, p.mla.balance,
-                                   strfmt("layer %lld latent", static_cast<ll>(l)));
+                                   strfmt("layer %lld latent", static_cast<ll>(l)), mp, &shape);
+        if (p.mla.ablation) {
+            chol_keep.push_back(chol);
+            metric_keep.push_back(metric);
+        }
         // Unit mean RMS of the latent on the calibration tokens (the norm then changes little,
         // and llama.cpp's eps (rms_norm_eps) and DeepSeek's (1e-6) differ negligibly).
         const double ms = (jl.down * gram * jl.down.transpose()).trace() /
@@ -443,6 +477,7 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
         const double s = ms > 0 ? std::sqrt(ms) : 1.0;
         jl.down /= s;
         jl.up *= s;
+        w.norm_w = Eigen::VectorXd::Ones(g.kv_lora_rank);
         w.q_proj = compress::mla_q_proj(wq, rope, shape, q_scale);
         w.k_pe = rope.k_pe;
         w.k_res = rope.k_res;
@@ -466,7 +501,10 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
         const RowMatrixXd gram = gram_matrix(stats.gram, static_cast<int64_t>(l));
         w.up_refit = compress::refit_up(w.k_res, wv_all[l], sums[l].xc, sums[l].cc);
         const RowMatrixXd& used = p.mla.norm_fit == LatentNormFit::Refit ? w.up_refit : w.up;
-        w.report.norm_refit_rel = latent_fit_rel(f, gram, sums[l], used);
+        w.lin_scale = std::sqrt(kLinKappa * kNormEps / std::max(sums[l].ms_max, 1e-300));
+        w.report.norm_refit_rel = p.mla.norm_fit == LatentNormFit::Linearize
+                                      ? -1.0
+                                      : latent_fit_rel(f, gram, sums[l], used);
         res.layers.push_back(w.report);
     }
     res.stages.done("latent_norm");
@@ -478,44 +516,47 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
         fit += r.norm_refit_rel;
     }
     const double nl = static_cast<double>(c.n_layers);
-    res.palu = {
-        {"format_version", formats::kPaluFormatVersion},
-        {"layout", "mla"},
-        {"source_model",
-         {{"path", p.model_path}, {"format", src->format_name()}, {"sha256", model_fp}}},
-        {"calibration", formats::to_json(stats.record)},
-        {"mla",
-         {{"kv_lora_rank", g.kv_lora_rank},
-          {"rope_dim", g.rope_dim},
-          {"rope_select", compress::rope_select_name(g.rope_select)},
-          {"rope_theta_source", c.rope_theta},
-          {"rope_theta", g.rope_theta},
-          {"target", mla_target_name(p.mla.target)},
-          {"latent_norm_fit", latent_norm_fit_name(p.mla.norm_fit)},
-          {"balance", p.mla.balance > 0 ? json(p.mla.balance) : json("auto")},
-          {"q_scale", q_scale}}},
-        {"approximations",
-         {{{"name", "rope_decoupling"},
-           {"what", "per-frequency complex PCA of the keys across KV heads (RoRoPE); the top "
+    res.palu = {{"format_version", formats::kPaluFormatVersion},
+                {"layout", "mla"},
+                {"source_model",
+                 {{"path", p.model_path}, {"format", src->format_name()}, {"sha256", model_fp}}},
+                {"calibration", formats::to_json(stats.record)},
+                {"mla",
+                 {{"kv_lora_rank", g.kv_lora_rank},
+                  {"rope_dim", g.rope_dim},
+                  {"rope_select", compress::rope_select_name(g.rope_select)},
+                  {"rope_theta_source", c.rope_theta},
+                  {"rope_theta", g.rope_theta},
+                  {"target", mla_target_name(p.mla.target)},
+                  {"latent_norm_fit", latent_norm_fit_name(p.mla.norm_fit)},
+                  {"balance", p.mla.balance > 0 ? json(p.mla.balance) : json("auto")},
+                  {"rope_pca", p.mla.query_rope ? "query-weighted" : "key"},
+                  {"latent_metric", p.mla.output_metric ? "output" : "input"},
+                  {"q_scale", q_scale}}},
+                {"approximations",
+                 {{{"name", "rope_decoupling"},
+                   {"what",
+                    "per-frequency complex PCA of the keys across KV heads (RoRoPE); the top "
                     "component keeps RoPE, the residual keys are scored without rotation"},
-           {"mean_key_energy_kept", kept / nl}},
-          {{"name", "low_rank_latent"},
-           {"what", "joint whitened SVD of [alpha*K_res; V] at kv_lora_rank"},
-           {"mean_whitened_rel_err", lat / nl}},
-          {{"name", "latent_norm"},
-           {"what", "kv_a_layernorm (always applied by runtimes): kv_b_proj refit by least "
+                   {"mean_key_energy_kept", kept / nl}},
+                  {{"name", "low_rank_latent"},
+                   {"what", "joint whitened SVD of [alpha*K_res; V] at kv_lora_rank"},
+                   {"mean_whitened_rel_err", lat / nl}},
+                  {{"name", "latent_norm"},
+                   {"what",
+                    "kv_a_layernorm (always applied by runtimes): kv_b_proj refit by least "
                     "squares on the normalised calibration latents"},
-           {"mean_fit_rel_err", fit / nl}}}},
-        {"kv_bytes_per_token",
-         {{"original_f16", g.original_kv_bytes},
-          {"mla_f16", g.kv_bytes_per_token},
-          {"ratio", static_cast<double>(g.kv_bytes_per_token) /
-                        static_cast<double>(g.original_kv_bytes)}}}};
+                   {"mean_fit_rel_err", fit / nl}}}},
+                {"kv_bytes_per_token",
+                 {{"original_f16", g.original_kv_bytes},
+                  {"mla_f16", g.kv_bytes_per_token},
+                  {"ratio", static_cast<double>(g.kv_bytes_per_token) /
+                                static_cast<double>(g.original_kv_bytes)}}}};
 
-    const ModelConfig mcfg = mla_model_config(c, g);
-    const bool refit = p.mla.norm_fit == LatentNormFit::Refit;
-    const MlaOverlay model(*src, mcfg, layer_tensors(work, shape, refit),
-                           res.palu, p.dtype);
+    ModelConfig mcfg = mla_model_config(c, g);
+    if (p.mla.norm_fit == LatentNormFit::Linearize) mcfg.rms_norm_eps = kNormEps;
+    const MlaOverlay model(*src, mcfg, layer_tensors(work, shape, p.mla.norm_fit), res.palu,
+                           p.dtype);
     write_mla_checkpoint(model, p.out_dir, p.overwrite);
     res.stages.done("write");
 
@@ -535,7 +576,9 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
                 full[l].q_proj = work[l].q_proj;
                 full[l].k_pe = work[l].k_pe;
                 compress::JointLatent jl = compress::joint_latent(
-                    work[l].k_res, wv_all[l], chol_keep[l], r_full, p.mla.balance, "ablation");
+                    work[l].k_res, wv_all[l], chol_keep[l], r_full, p.mla.balance, "ablation",
+                    metric_keep[l] ? &*metric_keep[l] : nullptr, &shape);
+                full[l].norm_w = Eigen::VectorXd::Ones(r_full);
                 full[l].down = std::move(jl.down);
                 full[l].up = std::move(jl.up);
             }
@@ -544,30 +587,28 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
             ModelConfig cf = mla_model_config(c, gf);
             cf.mla->latent_norm = false;
             {
-                const MlaOverlay m(*src, cf, layer_tensors(full, shape, false),
+                const MlaOverlay m(*src, cf, layer_tensors(full, shape, LatentNormFit::Scale),
                                    res.palu, p.dtype);
-                res.ablation.push_back(
-                    {"rope decoupling (full-rank latent, no latent norm)",
-                     eval_ppl(m, ids, *p.eval, p.run).ppl, r_full});
+                res.ablation.push_back({"rope decoupling (full-rank latent, no latent norm)",
+                                        eval_ppl(m, ids, *p.eval, p.run).ppl, r_full});
             }
             ModelConfig cn = mcfg;
             cn.mla->latent_norm = false;
             {
-                const MlaOverlay m(*src, cn, layer_tensors(work, shape, false),
+                const MlaOverlay m(*src, cn, layer_tensors(work, shape, LatentNormFit::Scale),
                                    res.palu, p.dtype);
                 res.ablation.push_back({"+ low-rank latent (no latent norm)",
                                         eval_ppl(m, ids, *p.eval, p.run).ppl, g.kv_lora_rank});
             }
-            {
-                const MlaOverlay m(*src, mcfg, layer_tensors(work, shape, false),
-                                   res.palu, p.dtype);
-                res.ablation.push_back({"+ latent norm, kv_b not refit",
-                                        eval_ppl(m, ids, *p.eval, p.run).ppl, g.kv_lora_rank});
-            }
-            {
-                const MlaOverlay m(*src, mcfg, layer_tensors(work, shape, true),
-                                   res.palu, p.dtype);
-                res.ablation.push_back({"+ latent norm, kv_b refit",
+            for (const LatentNormFit f :
+                 {LatentNormFit::Scale, LatentNormFit::Refit, LatentNormFit::Linearize}) {
+                ModelConfig cv = mla_model_config(c, g);
+                if (f == LatentNormFit::Linearize) cv.rms_norm_eps = kNormEps;
+                const MlaOverlay m(*src, cv, layer_tensors(work, shape, f), res.palu, p.dtype);
+                res.ablation.push_back({std::string("+ latent norm, ") +
+                                            (f == LatentNormFit::Scale   ? "kv_b not refit"
+                                             : f == LatentNormFit::Refit ? "kv_b refit"
+                                                                         : "linearised (eps)"),
                                         eval_ppl(m, ids, *p.eval, p.run).ppl, g.kv_lora_rank});
             }
         }

@@ -58,9 +58,13 @@ struct RopeDecoupling {
 };
 
 /// RoRoPE / FreqFold / High on k_proj `wk` [n_kv·d_head, d_model] (Llama rotate-half layout)
-/// with the k-input Gram matrix `gram` [d_model, d_model]. Throws UsageError on a bad rope_dim.
+/// with the k-input Gram matrix `gram` [d_model, d_model]. With `wq` (q_proj), the PCA is
+/// query-weighted: channel (j, i) counts with w = Σ_{h of kv head j} E|q_h,i|², i.e. the kept
+/// component minimises E Σ w·|z − u·k_pe|² (reduced-rank: k_pe = (√w⊙e)ᴴz, u = e/√w, e the
+/// top eigenvector of W^½·E[z zᴴ]·W^½), the score error the NoPE residual makes; without `wq`
+/// it is TransMLA's key PCA. Throws UsageError on a bad rope_dim.
 RopeDecoupling decouple_rope(const RowMatrixXd& wk, const RowMatrixXd& gram, const MlaShape& s,
-                             int64_t rope_dim, RopeSelect select);
+                             int64_t rope_dim, RopeSelect select, const RowMatrixXd* wq = nullptr);
 
 /// MLA q_proj [n_heads·(d_head + rope_dim), d_model]: per head the original rows (NoPE part),
 /// then the rotary rows (interleaved pairs), all multiplied by `scale`.
@@ -69,16 +73,28 @@ RowMatrixXd mla_q_proj(const RowMatrixXd& wq, const RopeDecoupling& rope, const 
 
 /// The joint latent: features F = [K_res; V] ≈ up·down·x.
 struct JointLatent {
-    RowMatrixXd down;  ///< [rank, d_model]
-    RowMatrixXd up;    ///< [2·n_kv·d_head, rank]: K_res rows, then V rows
+    RowMatrixXd down;    ///< [rank, d_model]
+    RowMatrixXd up;      ///< [2·n_kv·d_head, rank]: K_res rows, then V rows
     double alpha = 1.0;  ///< K rows were weighted by alpha in the decomposition
     GroupError error;    ///< of the balanced decomposition (whitened)
 };
 
-/// Whitened SVD of [α·k_res; wv] with `chol` S (G = S·Sᵀ). alpha ≤ 0: α = ‖W_v·S‖/‖K_res·S‖
-/// (equal K and V energy, TransMLA's BKV). rank ≤ min(2·n_kv·d_head, d_model).
+/// Output-side metrics of the joint latent, per KV head j (block-diagonal): K errors Δk_j count
+/// as Δkᵀ·M_k,j·Δk with M_k,j = Σ_{h of j} E[q_h q_hᵀ] (the score error of the NoPE part), V
+/// errors as Δvᵀ·M_v,j·Δv with M_v,j = Σ_{h of j} W_o,hᵀ·W_o,h (what reaches the residual
+/// stream). Each stored as its upper Cholesky factor Lᵀ (M = L·Lᵀ), damped by 1e-6·tr/d.
+struct OutputMetric {
+    std::vector<RowMatrixXd> k_upper, v_upper;  ///< n_kv × [d_head, d_head]
+};
+OutputMetric output_metric(const RowMatrixXd& wq, const RowMatrixXd& wo, const RowMatrixXd& gram,
+                           const MlaShape& s);
+
+/// Whitened SVD of [α·k_res; wv] with `chol` S (G = S·Sᵀ), optionally in the output metric
+/// (`metric`: SVD of Lᵀ·F·S, the up-projection mapped back by L⁻ᵀ). alpha ≤ 0: α equalises the
+/// K and V energy (in the metric used; TransMLA's BKV). rank ≤ min(2·n_kv·d_head, d_model).
 JointLatent joint_latent(const RowMatrixXd& k_res, const RowMatrixXd& wv, const RowMatrixXd& chol,
-                         int64_t rank, double alpha, const std::string& name);
+                         int64_t rank, double alpha, const std::string& name,
+                         const OutputMetric* metric = nullptr, const MlaShape* shape = nullptr);
 
 /// kv_b_proj [n_heads·2·d_head, rank] from an up-projection [2·n_kv·d_head, rank]: per query
 /// head its KV head's K rows then V rows.

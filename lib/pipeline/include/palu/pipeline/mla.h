@@ -40,6 +40,10 @@ const char* mla_target_name(MlaTarget t);
 enum class LatentNormFit {
     Refit,  ///< kv_b_proj refit by least squares on the normalised calibration latents
     Scale,  ///< latent scaled to unit mean RMS only (no refit; for measuring the refit's gain)
+    /// The latent kept so small that the norm's eps dominates (max mean square = 0.01·eps):
+    /// RMSNorm acts as the constant 1/√eps, folded into its weight; rms_norm_eps set to 1e-6
+    /// so every runtime uses transformers' eps. Needs f32/bf16 kv_a_proj storage.
+    Linearize,
 };
 const char* latent_norm_fit_name(LatentNormFit f);
 
@@ -49,25 +53,26 @@ struct MlaOptions {
     compress::RopeSelect rope_select = compress::RopeSelect::Fold;
     MlaTarget target = MlaTarget::Any;
     LatentNormFit norm_fit = LatentNormFit::Refit;
-    double balance = 0.0;   ///< weight α of K against V in the joint SVD; 0 = equal energy
-    bool ablation = false;  ///< with eval: also score each approximation alone
+    bool query_rope = true;     ///< query-weighted RoPE PCA (else TransMLA's key PCA)
+    bool output_metric = true;  ///< latent SVD in the output metric (else input whitening only)
+    double balance = 0.0;       ///< weight α of K against V in the joint SVD; 0 = equal energy
+    bool ablation = false;      ///< with eval: also score each approximation alone
 };
 
 /// The geometry a request resolves to.
 struct MlaGeometry {
     int64_t kv_lora_rank = 0, rope_dim = 0;
     compress::RopeSelect rope_select = compress::RopeSelect::Fold;
-    double rope_theta = 0.0;            ///< the MLA rope_theta of the kept frequencies
-    int64_t kv_bytes_per_token = 0;     ///< f16, all layers: 2·n_layers·(kv_lora_rank + rope)
-    int64_t original_kv_bytes = 0;      ///< f16 K+V of the source
+    double rope_theta = 0.0;         ///< the MLA rope_theta of the kept frequencies
+    int64_t kv_bytes_per_token = 0;  ///< f16, all layers: 2·n_layers·(kv_lora_rank + rope)
+    int64_t original_kv_bytes = 0;   ///< f16 K+V of the source
 };
 
 /// Resolves and checks an MLA request against the model before any work (UsageError with one
 /// line and a hint: rope dim larger than the head or odd, a budget below the rope part, a rank
 /// above what the layer's K and V can use, vLLM geometry, biases, rope scaling, MLA sources).
 MlaGeometry resolve_mla_geometry(const ModelConfig& config, const MlaOptions& mla,
-                                 const RankSearchOptions& rank, bool rank_given,
-                                 const char* stage);
+                                 const RankSearchOptions& rank, bool rank_given, const char* stage);
 
 /// The MLA ModelConfig (deepseek_v3) of a Llama-family `config` with geometry `g`.
 ModelConfig mla_model_config(const ModelConfig& config, const MlaGeometry& g);
@@ -83,8 +88,8 @@ struct MlaLayerTensors {
 /// checkpoint's config.json (palu block `palu`). `base` must outlive it.
 class MlaOverlay final : public WeightSource {
    public:
-    MlaOverlay(const WeightSource& base, ModelConfig mla_config, std::vector<MlaLayerTensors> layers,
-               const nlohmann::json& palu, DType storage);
+    MlaOverlay(const WeightSource& base, ModelConfig mla_config,
+               std::vector<MlaLayerTensors> layers, const nlohmann::json& palu, DType storage);
     const ModelConfig& config() const override { return config_; }
     std::string format_name() const override { return base_->format_name() + "+mla"; }
     std::string path() const override { return base_->path() + " (MLA in memory)"; }
@@ -113,17 +118,17 @@ void write_mla_checkpoint(const MlaOverlay& model, const std::string& out_dir, b
 
 struct MlaLayerReport {
     int64_t layer = 0;
-    double rope_kept_energy = 0.0;  ///< fraction of key energy kept in the rotary pairs
-    double alpha = 1.0;             ///< K weight in the joint SVD
+    double rope_kept_energy = 0.0;     ///< fraction of key energy kept in the rotary pairs
+    double alpha = 1.0;                ///< K weight in the joint SVD
     double latent_whitened_rel = 0.0;  ///< joint latent error (balanced, whitened)
-    double norm_refit_rel = 0.0;    ///< after refit: E‖F x − B'ĉ‖² / E‖F x‖² (−1: no refit)
+    double norm_refit_rel = 0.0;  ///< after refit: E‖F x − B'ĉ‖² / E‖F x‖² (−1: no refit)
 };
 
 struct MlaCompressParams {
     std::string model_path;
     std::string out_dir;
     CalibrationOptions calib;
-    RankSearchOptions rank;  ///< ratio (of the original K+V dims) or kv_bytes (f16)
+    RankSearchOptions rank;   ///< ratio (of the original K+V dims) or kv_bytes (f16)
     bool rank_given = false;  ///< ratio / kv_bytes given explicitly (else kv_lora_rank must be)
     MlaOptions mla;
     DType dtype = DType::F32;  ///< storage of the replaced tensors (F32|F16|BF16)
