@@ -18,9 +18,9 @@ palu_cli_test(export.uncompressed_model 2 "-" "^E export: .*is not a compressed 
               COMMAND ${export} --model @DATA@/models/stories260K/hf --to dense --out @TMP@/d)
 palu_cli_test(export.missing_model 6 "-" "^E .*no such file"
               COMMAND ${export} --model /nonexistent/model --to dense --out @TMP@/d)
-palu_cli_test(export.to_mla_not_yet 2 "-" "^E export: --to mla is not implemented yet"
-              COMMAND ${export} --model /nonexistent/model --to mla --out @TMP@/d)
-palu_cli_test(export.bad_to 2 "-" "^E export: --to 'onnx': expected dense, mla or gguf"
+palu_cli_test(export.to_gguf_not_yet 2 "-" "^E export: --to gguf is not implemented yet"
+              COMMAND ${export} --model /nonexistent/model --to gguf --out @TMP@/d)
+palu_cli_test(export.bad_to 2 "-" "^E export: --to 'onnx': expected dense, deepseek or gguf"
               COMMAND ${export} --model /nonexistent/model --to onnx --out @TMP@/d)
 palu_cli_test(export.bad_dtype 2 "-" "dtype"
               COMMAND ${export} --model x --out y --dtype int8)
