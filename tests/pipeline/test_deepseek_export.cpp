@@ -81,8 +81,10 @@ pipeline::EvalPplResult eval_ppl(const fs::path& model, const fs::path& ids, int
 
 // A random dense MLA checkpoint (one layer, one head) with the given latent geometry, written as
 // palu writes MLA checkpoints: hf_config_json's DeepSeek-V3 config and the HF tensors.
+enum class LmHead { Untied, Tied, TiedStoredEqual, TiedStoredDifferent };
 void write_mla_checkpoint(const fs::path& dir, int64_t kv_lora_rank, int64_t rope,
-                          bool tied = false) {
+                          LmHead head = LmHead::Untied) {
+    const bool tied = head != LmHead::Untied;
     ModelConfig c;
     c.architecture = "deepseek_v3";
     c.d_model = 32;
@@ -104,12 +106,19 @@ void write_mla_checkpoint(const fs::path& dir, int64_t kv_lora_rank, int64_t rop
     formats::TensorWriteList list;
     std::mt19937 rng(7);
     std::normal_distribution<float> nd(0.0f, 0.1f);
+    std::vector<float> embed;
     for (const auto& e : formats::expected_hf_tensors(c, !tied)) {
         int64_t n = 1;
         for (int64_t d : e.shape) n *= d;
         std::vector<float> v(static_cast<size_t>(n));
         for (float& x : v) x = nd(rng);
+        if (e.name == "model.embed_tokens.weight") embed = v;
         list.add_f32(e.name, DType::BF16, e.shape, v.data(), v.size(), "test");
+    }
+    if (head == LmHead::TiedStoredEqual || head == LmHead::TiedStoredDifferent) {
+        if (head == LmHead::TiedStoredDifferent) embed[3] += 0.5f;
+        list.add_f32("lm_head.weight", DType::BF16, {c.n_vocab, c.d_model}, embed.data(),
+                     embed.size(), "test");
     }
     formats::write_safetensors(dir, list.take());
     std::ofstream(dir / "config.json") << formats::hf_config_json(c, "bfloat16").dump(2);
@@ -250,16 +259,28 @@ TEST(DeepseekExport, TensorNamesShapesAndDtypes) {
     for (const auto& e : bc.tensors()) EXPECT_EQ(e.info->dtype, DType::BF16) << e.info->name;
 }
 
-TEST(DeepseekExport, TiedEmbeddings_NoLmHead) {
+// Tied: no lm_head (a stored copy equal to the embeddings is dropped); a stored lm_head that
+// differs (palu's engine runs it, transformers would tie over it) makes the export untied.
+TEST(DeepseekExport, TiedEmbeddings_LmHeadOnlyWhenUntied) {
     const fs::path root = make_temp_dir("ds_tied");
     RemoveAtExit cleanup{root};
-    write_mla_checkpoint(root / "src", 16, 8, /*tied=*/true);
-    auto src = formats::open_model(root / "src");
-    pipeline::export_deepseek(*src, root / "out");
-    const auto ckpt = formats::SafetensorsCheckpoint::open(root / "out");
-    EXPECT_EQ(ckpt.find("lm_head.weight"), nullptr);
-    EXPECT_NE(ckpt.find("model.embed_tokens.weight"), nullptr);
-    EXPECT_EQ(read_json(root / "out/config.json")["tie_word_embeddings"], true);
+    for (LmHead h : {LmHead::Tied, LmHead::TiedStoredEqual, LmHead::TiedStoredDifferent}) {
+        const fs::path dir = root / std::to_string(static_cast<int>(h));
+        write_mla_checkpoint(dir / "src", 16, 8, h);
+        auto src = formats::open_model(dir / "src");
+        pipeline::export_deepseek(*src, dir / "out");
+        const auto ckpt = formats::SafetensorsCheckpoint::open(dir / "out");
+        const bool untied = h == LmHead::TiedStoredDifferent;
+        EXPECT_EQ(ckpt.find("lm_head.weight") != nullptr, untied) << static_cast<int>(h);
+        EXPECT_EQ(read_json(dir / "out/config.json")["tie_word_embeddings"], !untied);
+        if (untied) {
+            std::vector<int32_t> ids;
+            for (int32_t i = 0; i < 32; ++i) ids.push_back((i * 11 + 3) % 40);
+            write_ids(dir / "ids.i32", ids);
+            EXPECT_EQ(eval_ppl(dir / "src", dir / "ids.i32", 16).window_nll,
+                      eval_ppl(dir / "out", dir / "ids.i32", 16).window_nll);
+        }
+    }
 }
 
 // ---- palu-eval round trip and transformers -----------------------------------------------------

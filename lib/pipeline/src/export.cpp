@@ -102,6 +102,15 @@ DType float_storage_of(const WeightSource& src, const std::string& name) {
     return DType::F32;
 }
 
+// Whether the export ties lm_head to the embeddings. palu's engine uses a stored lm_head even when
+// the config says tied, transformers ties it to embed_tokens: a tied source whose stored lm_head
+// differs from the embeddings is exported untied, with that lm_head, so both run what palu ran.
+bool export_ties_embeddings(const WeightSource& src) {
+    const ModelConfig& c = src.config();
+    if (!c.tie_word_embeddings || !src.has_tensor("lm_head.weight")) return c.tie_word_embeddings;
+    return src.load_f32("lm_head.weight").vec() == src.load_f32("model.embed_tokens.weight").vec();
+}
+
 const char* runtime_name(DeepseekRuntime r) {
     return r == DeepseekRuntime::Vllm ? "vllm" : "any";
 }
@@ -196,6 +205,7 @@ json deepseek_export_config(const WeightSource& src, DType dt) {
     // is below first_k_dense_replace. n_routed_experts is an integer, not null, because vLLM's
     // load_weights adds to it when it builds the expert mapping (§C.1); 1 routed expert picked by
     // 1 token, no shared expert, sized like the dense MLP, describes no tensor at all.
+    cfg["tie_word_embeddings"] = export_ties_embeddings(src);
     cfg["first_k_dense_replace"] = c.n_layers;
     cfg["moe_layer_freq"] = 1;
     cfg["n_routed_experts"] = 1;
@@ -265,7 +275,13 @@ void export_deepseek(const WeightSource& src, const fs::path& out_dir,
                       vllm_sizes_str().c_str());
     }
 
-    const auto expected = formats::expected_hf_tensors(c, !c.tie_word_embeddings);
+    const bool tied = export_ties_embeddings(src);
+    if (tied != c.tie_word_embeddings)
+        PALU_LOG_INFO("export",
+                      "note: %s is tied but stores an lm_head.weight that differs from the "
+                      "embeddings (palu runs that lm_head): exported untied, with it",
+                      src.path().c_str());
+    const auto expected = formats::expected_hf_tensors(c, !tied);
     std::set<std::string> wanted;
     for (const auto& e : expected) wanted.insert(e.name);
     std::vector<std::string> dropped;
