@@ -311,8 +311,8 @@ void export_deepseek(const WeightSource& src, const fs::path& out_dir,
                       src.source_dir().string().c_str());
     if (!dropped.empty())
         PALU_LOG_WARN("export",
-                      "%zu tensors of the source are not DeepSeek-V3 tensors and were left out "
-                      "(first: '%s')",
+                      "%zu tensors of the source were left out (not DeepSeek-V3 tensors, or a "
+                      "tied lm_head equal to the embeddings; first: '%s')",
                       dropped.size(), dropped.front().c_str());
     stage.commit();
     PALU_LOG_INFO("export",
