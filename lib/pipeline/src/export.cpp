@@ -9,6 +9,7 @@
 #include "palu/core/log.h"
 #include "palu/core/sysinfo.h"
 #include "palu/formats/hf_config.h"
+#include "palu/formats/hf_model.h"
 #include "palu/formats/model_loader.h"
 #include "palu/formats/palu_checkpoint.h"
 #include "palu/formats/safetensors.h"
@@ -25,9 +26,21 @@ using ll = long long;
 
 ExportTarget parse_export_target(const std::string& s) {
     if (s == "dense") return ExportTarget::Dense;
-    if (s == "mla") return ExportTarget::Mla;
+    if (s == "deepseek" || s == "mla") return ExportTarget::Deepseek;
     if (s == "gguf") return ExportTarget::Gguf;
-    PALU_THROW(UsageError, "export: --to '%s': expected dense, mla or gguf", s.c_str());
+    PALU_THROW(UsageError, "export: --to '%s': expected dense, deepseek or gguf", s.c_str());
+}
+
+DeepseekRuntime parse_deepseek_runtime(const std::string& s) {
+    if (s == "any") return DeepseekRuntime::Any;
+    if (s == "vllm") return DeepseekRuntime::Vllm;
+    PALU_THROW(UsageError, "export: --target '%s': expected any or vllm", s.c_str());
+}
+
+bool vllm_accepts_mla_geometry(const MlaConfig& m) {
+    for (int64_t w : kVllmMlaHeadSizes)
+        if (m.kv_lora_rank + m.qk_rope_head_dim == w) return true;
+    return false;
 }
 
 namespace {
@@ -80,6 +93,32 @@ void add_dense_projection(formats::TensorWriteList& out, const WeightSource& src
     if (!bias.empty())
         out.add_f32(formats::kv_dense_bias_name(l, which), dt, {c.d_kv()}, bias.data(), bias.size(),
                     "export");
+}
+
+// A source tensor's storage when it is F16 or BF16, else F32 (f32, GGUF blocks, in memory).
+DType float_storage_of(const WeightSource& src, const std::string& name) {
+    const auto raw = src.raw_tensor(name);
+    if (raw && (raw->dtype == DType::F16 || raw->dtype == DType::BF16)) return raw->dtype;
+    return DType::F32;
+}
+
+// Whether the export ties lm_head to the embeddings. palu's engine uses a stored lm_head even when
+// the config says tied, transformers ties it to embed_tokens: a tied source whose stored lm_head
+// differs from the embeddings is exported untied, with that lm_head, so both run what palu ran.
+bool export_ties_embeddings(const WeightSource& src) {
+    const ModelConfig& c = src.config();
+    if (!c.tie_word_embeddings || !src.has_tensor("lm_head.weight")) return c.tie_word_embeddings;
+    return src.load_f32("lm_head.weight").vec() == src.load_f32("model.embed_tokens.weight").vec();
+}
+
+const char* runtime_name(DeepseekRuntime r) {
+    return r == DeepseekRuntime::Vllm ? "vllm" : "any";
+}
+
+std::string vllm_sizes_str() {
+    std::string out;
+    for (int64_t w : kVllmMlaHeadSizes) out += (out.empty() ? "" : " or ") + std::to_string(w);
+    return out;
 }
 
 }  // namespace
@@ -144,12 +183,146 @@ void export_dense(const WeightSource& src, const fs::path& out_dir, const DenseE
 }
 
 void run_export(const ExportParams& p) {
-    PALU_CHECK(p.to == ExportTarget::Dense, UsageError,
-               "export: --to %s is not implemented yet: expected dense",
-               p.to == ExportTarget::Mla ? "mla" : "gguf");
+    PALU_CHECK(p.to == ExportTarget::Dense || p.to == ExportTarget::Deepseek, UsageError,
+               "export: --to gguf is not implemented yet: expected dense or deepseek");
+    PALU_CHECK(p.to == ExportTarget::Deepseek || p.deepseek.target == DeepseekRuntime::Any,
+               UsageError, "export: --target applies to --to deepseek only");
     PALU_CHECK(!p.out_path.empty(), UsageError, "export: no output directory; hint: pass --out");
     auto src = formats::open_model(p.model_path);
-    export_dense(*src, p.out_path, p.dense);
+    if (p.to == ExportTarget::Deepseek)
+        export_deepseek(*src, p.out_path, p.deepseek);
+    else
+        export_dense(*src, p.out_path, p.dense);
+}
+
+// ---- --to deepseek ------------------------------------------------------------------------------
+
+json deepseek_export_config(const WeightSource& src, DType dt) {
+    const ModelConfig& c = src.config();
+    PALU_ASSERT(c.is_mla());
+    json cfg = formats::hf_config_json(c, formats::torch_dtype_name(dt));
+    // MoE fields in a dense form both transformers and vLLM build as all-dense MLPs: every layer
+    // is below first_k_dense_replace. n_routed_experts is an integer, not null, because vLLM's
+    // load_weights adds to it when it builds the expert mapping (§C.1); 1 routed expert picked by
+    // 1 token, no shared expert, sized like the dense MLP, describes no tensor at all.
+    cfg["tie_word_embeddings"] = export_ties_embeddings(src);
+    cfg["first_k_dense_replace"] = c.n_layers;
+    cfg["moe_layer_freq"] = 1;
+    cfg["n_routed_experts"] = 1;
+    cfg["n_shared_experts"] = 0;
+    cfg["num_experts_per_tok"] = 1;
+    cfg["moe_intermediate_size"] = c.d_ff;
+    cfg["n_group"] = 1;
+    cfg["topk_group"] = 1;
+    cfg["topk_method"] = "noaux_tc";
+    cfg["scoring_func"] = "sigmoid";
+    cfg["routed_scaling_factor"] = 1.0;
+    cfg["norm_topk_prob"] = true;
+    // No multi-token-prediction layers (DeepseekV3Config / vLLM default to 1 and then look for
+    // model.layers.{num_hidden_layers}.*).
+    cfg["num_nextn_predict_layers"] = 0;
+    // transformers >= 5 reads rope_parameters, older transformers / vLLM rope_theta; both agree.
+    cfg["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", c.rope_theta}};
+    cfg["dtype"] = formats::torch_dtype_name(dt);
+
+    const json src_cfg =
+        src.config_json_text().empty() ? json::object() : json::parse(src.config_json_text());
+    json palu = src_cfg.contains("palu") && src_cfg["palu"].is_object()
+                    ? src_cfg["palu"]
+                    : json{{"format_version", formats::kPaluFormatVersion}, {"layout", "mla"}};
+    palu["exported"] = "deepseek";
+    palu["exported_dtype"] = formats::torch_dtype_name(dt);
+    cfg["palu"] = palu;
+    return cfg;
+}
+
+void export_deepseek(const WeightSource& src, const fs::path& out_dir,
+                     const DeepseekExportOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const ModelConfig& c = src.config();
+    if (!c.is_mla()) {
+        const std::string what = formats::is_palu_checkpoint(src)
+                                     ? "a palu-layout compressed checkpoint"
+                                     : "a plain " + c.architecture + " model";
+        PALU_THROW(UsageError,
+                   "export: %s is %s, not an MLA checkpoint: --to deepseek needs an MLA "
+                   "checkpoint; hint: make one with palu-compress --layout mla",
+                   src.path().c_str(), what.c_str());
+    }
+    const MlaConfig& m = *c.mla;
+    PALU_CHECK(m.rope_interleave, UsageError,
+               "export: %s: rope_interleave is false: expected interleaved rope dims (what vLLM "
+               "and SGLang assume for DeepSeek); hint: re-make the checkpoint with palu-compress "
+               "--layout mla",
+               src.path().c_str());
+    const DType dt =
+        o.dtype.value_or(float_storage_of(src, "model.layers.0.self_attn.q_proj.weight"));
+    PALU_CHECK(dt == DType::F32 || dt == DType::F16 || dt == DType::BF16, UsageError,
+               "export: --dtype %s is not supported: expected f32, f16 or bf16", dtype_name(dt));
+    const int64_t width = m.kv_lora_rank + m.qk_rope_head_dim;
+    if (!vllm_accepts_mla_geometry(m)) {
+        PALU_CHECK(o.target != DeepseekRuntime::Vllm, UsageError,
+                   "export: %s: --target vllm: kv_lora_rank %lld + qk_rope_head_dim %lld = %lld, "
+                   "but vLLM's MLA kernels accept only %s; hint: make the checkpoint with "
+                   "palu-compress --layout mla --kv-lora-rank %lld (or %lld), or drop --target",
+                   src.path().c_str(), (ll)m.kv_lora_rank, (ll)m.qk_rope_head_dim, (ll)width,
+                   vllm_sizes_str().c_str(), (ll)(kVllmMlaHeadSizes[0] - m.qk_rope_head_dim),
+                   (ll)(kVllmMlaHeadSizes[1] - m.qk_rope_head_dim));
+        PALU_LOG_INFO("export",
+                      "note: kv_lora_rank %lld + qk_rope_head_dim %lld = %lld: transformers runs "
+                      "it, vLLM's MLA kernels would refuse it (they accept %s)",
+                      (ll)m.kv_lora_rank, (ll)m.qk_rope_head_dim, (ll)width,
+                      vllm_sizes_str().c_str());
+    }
+
+    const bool tied = export_ties_embeddings(src);
+    if (tied != c.tie_word_embeddings)
+        PALU_LOG_INFO("export",
+                      "note: %s is tied but stores an lm_head.weight that differs from the "
+                      "embeddings (palu runs that lm_head): exported untied, with it",
+                      src.path().c_str());
+    const auto expected = formats::expected_hf_tensors(c, !tied);
+    std::set<std::string> wanted;
+    for (const auto& e : expected) wanted.insert(e.name);
+    std::vector<std::string> dropped;
+    for (const auto& t : src.tensors())
+        if (!wanted.count(t.name)) dropped.push_back(t.name);
+
+    formats::StagingDir stage(out_dir, o.overwrite, src.source_dir(), "export");
+    formats::TensorWriteList tensors;
+    size_t n_copied = 0;
+    for (const auto& e : expected) {
+        if (const auto raw = src.raw_tensor(e.name); raw && raw->dtype == dt) {
+            tensors.add_raw(e.name, raw->dtype, raw->shape, raw->bytes);
+            ++n_copied;
+            continue;
+        }
+        const Tensor t = load_shaped(src, e.name, e.shape, e.because.c_str());
+        tensors.add_f32(e.name, dt, t.shape(), t.data(), static_cast<size_t>(t.numel()), "export");
+    }
+    const size_t n_tensors = tensors.size();
+    const uint64_t n_bytes = tensors.n_bytes();
+    formats::write_safetensors(stage.path(), tensors.take(), {{"format", "pt"}});
+    formats::write_text_file(stage.path() / "config.json",
+                             formats::palu_config_text(deepseek_export_config(src, dt)), "export");
+    const auto copied = formats::copy_tokenizer_files(src, stage.path(), "export");
+    if (copied.empty())
+        PALU_LOG_WARN("export", "%s has no tokenizer files; the export has none",
+                      src.source_dir().string().c_str());
+    if (!dropped.empty())
+        PALU_LOG_WARN("export",
+                      "%zu tensors of the source were left out (not DeepSeek-V3 tensors, or a "
+                      "tied lm_head equal to the embeddings; first: '%s')",
+                      dropped.size(), dropped.front().c_str());
+    stage.commit();
+    PALU_LOG_INFO("export",
+                  "wrote %s: DeepSeek-V3 (MLA, kv_lora_rank %lld + rope %lld, target %s), %lld "
+                  "layers, %zu %s tensors (%zu copied as stored), %s, %zu tokenizer files; %.2f s, "
+                  "peak RSS %s",
+                  stage.final_path().string().c_str(), (ll)m.kv_lora_rank, (ll)m.qk_rope_head_dim,
+                  runtime_name(o.target), (ll)c.n_layers, n_tensors, dtype_name(dt), n_copied,
+                  bytes_str(static_cast<double>(n_bytes)).c_str(), copied.size(), seconds_since(t0),
+                  bytes_str(static_cast<double>(peak_rss_bytes())).c_str());
 }
 
 }  // namespace palu::pipeline
