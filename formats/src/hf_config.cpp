@@ -345,18 +345,27 @@ json deepseek_v3_config_json(const ModelConfig& c, const std::string& torch_dtyp
     j["tie_word_embeddings"] = c.tie_word_embeddings;
     j["attention_bias"] = false;
     j["hidden_act"] = "silu";
+    // Every layer below first_k_dense_replace. n_routed_experts is an integer, not null, because
+    // vLLM's load_weights adds to it when it builds the expert mapping; 1 routed expert picked by
+    // 1 token, no shared expert, sized like the dense MLP, describes no tensor at all.
     j["first_k_dense_replace"] = c.n_layers;
-    j["n_routed_experts"] = nullptr;
-    j["n_shared_experts"] = nullptr;
-    j["moe_intermediate_size"] = c.d_ff;
-    j["num_experts_per_tok"] = nullptr;
     j["moe_layer_freq"] = 1;
+    j["n_routed_experts"] = 1;
+    j["n_shared_experts"] = 0;
+    j["num_experts_per_tok"] = 1;
+    j["moe_intermediate_size"] = c.d_ff;
     j["n_group"] = 1;
     j["topk_group"] = 1;
     j["topk_method"] = "noaux_tc";
-    j["routed_scaling_factor"] = 1.0;
     j["scoring_func"] = "sigmoid";
+    j["routed_scaling_factor"] = 1.0;
     j["norm_topk_prob"] = true;
+    // No multi-token-prediction layers (DeepseekV3Config / vLLM default to 1 and then look for
+    // model.layers.{num_hidden_layers}.*).
+    j["num_nextn_predict_layers"] = 0;
+    // transformers >= 5 reads rope_parameters, older transformers / vLLM rope_theta; both agree.
+    j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", c.rope_theta}};
+    j["dtype"] = torch_dtype;
     j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
     if (c.eos_token_ids.empty())
         j["eos_token_id"] = nullptr;

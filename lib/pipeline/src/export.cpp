@@ -201,29 +201,9 @@ json deepseek_export_config(const WeightSource& src, DType dt) {
     const ModelConfig& c = src.config();
     PALU_ASSERT(c.is_mla());
     json cfg = formats::hf_config_json(c, formats::torch_dtype_name(dt));
-    // MoE fields in a dense form both transformers and vLLM build as all-dense MLPs: every layer
-    // is below first_k_dense_replace. n_routed_experts is an integer, not null, because vLLM's
-    // load_weights adds to it when it builds the expert mapping (§C.1); 1 routed expert picked by
-    // 1 token, no shared expert, sized like the dense MLP, describes no tensor at all.
+    // The dense MoE fields, rope_parameters and dtype come from hf_config_json; the embeddings
+    // are tied only when the stored lm_head equals them (export_ties_embeddings).
     cfg["tie_word_embeddings"] = export_ties_embeddings(src);
-    cfg["first_k_dense_replace"] = c.n_layers;
-    cfg["moe_layer_freq"] = 1;
-    cfg["n_routed_experts"] = 1;
-    cfg["n_shared_experts"] = 0;
-    cfg["num_experts_per_tok"] = 1;
-    cfg["moe_intermediate_size"] = c.d_ff;
-    cfg["n_group"] = 1;
-    cfg["topk_group"] = 1;
-    cfg["topk_method"] = "noaux_tc";
-    cfg["scoring_func"] = "sigmoid";
-    cfg["routed_scaling_factor"] = 1.0;
-    cfg["norm_topk_prob"] = true;
-    // No multi-token-prediction layers (DeepseekV3Config / vLLM default to 1 and then look for
-    // model.layers.{num_hidden_layers}.*).
-    cfg["num_nextn_predict_layers"] = 0;
-    // transformers >= 5 reads rope_parameters, older transformers / vLLM rope_theta; both agree.
-    cfg["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", c.rope_theta}};
-    cfg["dtype"] = formats::torch_dtype_name(dt);
 
     const json src_cfg =
         src.config_json_text().empty() ? json::object() : json::parse(src.config_json_text());
