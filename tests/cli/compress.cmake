@@ -39,3 +39,24 @@ palu_cli_test(compress.no_target 2 "-" "^E compress: give the target: --ratio R 
 palu_cli_test(compress.impossible_kv_bytes 2 "-" "^E rank: KV budget 5000 bytes/token is impossible" NEEDS models/stories260K/hf
               COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
                       --kv-bytes 5000 --rank-search uniform --no-whiten)
+# --layout mla (docs/mla.md): stories260K as a DeepSeek-V3 checkpoint at half the KV bytes, and
+# requests the model cannot satisfy (one E line, exit 2, nothing written).
+palu_cli_test(compress.mla_stories 0 "perplexity \\(4 windows of 256\\): original 4\\.[0-9]+, MLA [0-9.]+"
+              "MLA layout: kv_lora_rank 24 \\+ rope 8 \\(fold, rope_theta 10000 -> 10000\\): 320 B per token \\(original f16 640 B, 2\\.000x smaller\\)"
+              NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --layout mla --ratio 0.5 --calib-tokens @DATA@/golden/stories260K.tinystories.i32
+                      --calib-samples 16 --calib-seqlen 128 --eval-tokens @DATA@/golden/stories260K.tinystories.i32
+                      --eval-seqlen 256 --eval-max-windows 4 --threads 1)
+palu_cli_test(compress.mla_rope_larger_than_head 2 "-" "^E compress: --rope-dim: the rope dim 16 is larger than the head \\(head_dim 8\\)"
+              NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --layout mla --ratio 0.5 --rope-dim 16 --calib-tokens @DATA@/golden/stories260K.tinystories.i32)
+palu_cli_test(compress.mla_budget_below_rope 2 "-" "^E compress: --layout mla: the budget \\(6 dims per layer\\) is not above the rope part \\(8\\)"
+              NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --layout mla --ratio 0.1 --calib-tokens @DATA@/golden/stories260K.tinystories.i32)
+palu_cli_test(compress.mla_vllm_geometry 2 "-" "^E compress: --layout mla: kv_lora_rank 312 is above what the layer can use"
+              NEEDS models/stories260K/hf
+              COMMAND $<TARGET_FILE:palu-compress> --model @DATA@/models/stories260K/hf --out @TMP@/ckpt
+                      --layout mla --ratio 0.5 --target vllm --calib-tokens @DATA@/golden/stories260K.tinystories.i32)

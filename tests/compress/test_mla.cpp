@@ -79,8 +79,8 @@ Layer random_layer(int64_t n_heads, int64_t n_kv, int64_t d, int64_t dm, uint32_
 void expect_split_exact(const Layer& l, int64_t dr, RopeSelect sel, bool query_weighted) {
     const int64_t d = l.s.d_head, per_kv = l.s.n_heads / l.s.n_kv_heads;
     const double theta = 10000.0;
-    const RopeDecoupling rope = decouple_rope(l.wk, l.gram, l.s, dr, sel,
-                                              query_weighted ? &l.wq : nullptr);
+    const RopeDecoupling rope =
+        decouple_rope(l.wk, l.gram, l.s, dr, sel, query_weighted ? &l.wq : nullptr);
     ASSERT_EQ(rope.k_pe.rows(), dr);
     const RowMatrixXd q_mla = mla_q_proj(l.wq, rope, l.s, 1.0);
     const double theta_r = mla_rope_theta(theta, d, dr, sel);
@@ -99,8 +99,8 @@ void expect_split_exact(const Layer& l, int64_t dr, RopeSelect sel, bool query_w
             // positions; the NoPE rows are the original query rows.
             EXPECT_TRUE(q_mla.middleRows(h * (d + dr), d).isApprox(l.wq.middleRows(h * d, d)));
             const double want = llama_score(q, k, d, theta, m, n);
-            const double got = rotary_score(q_pe, k_pe, dr, theta_r, m, n) +
-                               llama_score(q, k_res, d, theta, m, n);
+            const double got =
+                rotary_score(q_pe, k_pe, dr, theta_r, m, n) + llama_score(q, k_res, d, theta, m, n);
             EXPECT_NEAR(got, want, 1e-9 * (1.0 + std::abs(want))) << "head " << h;
         }
     }
