@@ -201,10 +201,10 @@ int main(int argc, char** argv) {
                                {{"refit", palu::pipeline::LatentNormFit::Refit},
                                 {"scale", palu::pipeline::LatentNormFit::Scale},
                                 {"linearize", palu::pipeline::LatentNormFit::Linearize}},
-                               "MLA: how the latent norm every runtime applies is absorbed: refit "
-                               "(kv_b_proj refit by least squares on the normalised calibration "
-                               "latents) | scale (no refit) | linearize (latent kept below the "
-                               "norm's eps so the norm is a constant; f32/bf16 weights)");
+                               "MLA: how the latent norm every runtime applies is absorbed: "
+                               "linearize (default: latent kept below the norm's eps so the norm "
+                               "is a constant; f32/bf16 kv_a_proj) | refit (kv_b_proj refit by "
+                               "least squares on the normalised calibration latents) | scale");
     palu::cli::add_enum_option(app, "--rope-pca", mla.query_rope, {{"query", true}, {"key", false}},
                                "MLA: which rotary component each frequency keeps: query (the "
                                "query-weighted PCA that minimises the score error, default) | key "

@@ -52,7 +52,7 @@ struct MlaOptions {
     int64_t rope_dim = 0;      ///< qk_rope_head_dim; 0: min(head_dim, 64)
     compress::RopeSelect rope_select = compress::RopeSelect::Fold;
     MlaTarget target = MlaTarget::Any;
-    LatentNormFit norm_fit = LatentNormFit::Refit;
+    LatentNormFit norm_fit = LatentNormFit::Linearize;
     bool query_rope = true;     ///< query-weighted RoPE PCA (else TransMLA's key PCA)
     bool output_metric = true;  ///< latent SVD in the output metric (else input whitening only)
     double balance = 0.0;       ///< weight α of K against V in the joint SVD; 0 = equal energy
