@@ -19,14 +19,14 @@ trap 'rm -rf "$work"' EXIT
 src_arg() { case $2 in *.i32) echo "--$1-tokens $2" ;; *) echo "--$1 $2" ;; esac; }
 # shellcheck disable=SC2046
 common=(--model "$model" $(src_arg calib "$calib") $(src_arg eval "$eval") --eval-seqlen "$seqlen"
-        --eval-max-windows "$windows" --stats "$work/stats.h5" --quiet "$@")
+        --eval-max-windows "$windows" --quiet "$@")
 j() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1/report.json"; }
 
 echo "| budget (f16 KV) | original | Palu (f16 latents) | 8-bit KV (Palu ratio 1) | MLA | MLA: RoPE only | + low-rank | + norm, refit | + norm, linearised |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for r in $ratios; do
   "$bin/palu-compress" "${common[@]}" --out "$work/palu" --ratio "$r" --stats "$work/stats-palu.h5"
-  "$bin/palu-compress" "${common[@]}" --out "$work/mla" --layout mla --ratio "$r" --mla-ablation
+  "$bin/palu-compress" "${common[@]}" --out "$work/mla" --layout mla --ratio "$r" --mla-ablation --stats "$work/stats.h5"
   q8="-"
   if [ "$r" = "0.5" ]; then
     "$bin/palu-compress" "${common[@]}" --out "$work/q8" --ratio 1 --latent-bits 8 --stats "$work/stats-palu.h5"
