@@ -144,11 +144,14 @@ void export_dense(const WeightSource& src, const fs::path& out_dir, const DenseE
 }
 
 void run_export(const ExportParams& p) {
-    PALU_CHECK(p.to == ExportTarget::Dense, UsageError,
-               "export: --to %s is not implemented yet: expected dense",
-               p.to == ExportTarget::Mla ? "mla" : "gguf");
+    PALU_CHECK(p.to != ExportTarget::Mla, UsageError,
+               "export: --to mla is not implemented yet: expected dense or gguf");
     PALU_CHECK(!p.out_path.empty(), UsageError, "export: no output directory; hint: pass --out");
     auto src = formats::open_model(p.model_path);
+    if (p.to == ExportTarget::Gguf) {
+        export_gguf(*src, p.out_path, p.gguf);
+        return;
+    }
     export_dense(*src, p.out_path, p.dense);
 }
 
