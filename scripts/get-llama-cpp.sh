@@ -4,7 +4,7 @@
 # PyPI source distribution llama-cpp-python==0.3.36 (MIT). Nothing lands in the source tree:
 # the build goes to ${PALU_LLAMA_CPP_DIR:-$HOME/.cache/palu/llama.cpp-0.3.36}, once per machine
 # (a stamp file records a finished build; re-running is a no-op). Prints the bin directory on
-# stdout. A 2-core machine needs about 8 minutes (see docs/export.md).
+# stdout. A 2-core machine needs about 10 minutes (590 s measured; docs/export-gguf.md).
 # Usage: scripts/get-llama-cpp.sh [--force]
 set -euo pipefail
 
@@ -15,7 +15,10 @@ bin=$dest/bin
 stamp=$dest/.palu-built
 tools=(llama-perplexity llama-bench llama-server llama-quantize llama-tokenize)
 
-if [ -f "$stamp" ] && [ "${1:-}" != "--force" ]; then
+built=1
+[ -f "$stamp" ] || built=0
+for t in "${tools[@]}"; do [ -x "$bin/$t" ] || built=0; done
+if [ "$built" = 1 ] && [ "${1:-}" != "--force" ]; then
   echo "get-llama-cpp: $bin already built ($(cat "$stamp"))" >&2
   echo "$bin"
   exit 0
@@ -26,7 +29,7 @@ if ! "$python" -m pip --version >/dev/null 2>&1; then
   echo "get-llama-cpp: error: '$python -m pip' is not available; hint: install python3-pip" >&2
   exit 1
 fi
-for t in cmake c++; do
+for t in cmake ninja c++; do
   command -v "$t" >/dev/null 2>&1 || {
     echo "get-llama-cpp: error: '$t' not found; hint: run scripts/install-deps.sh" >&2
     exit 1
@@ -80,7 +83,7 @@ mkdir -p "$bin.new"
 for t in "${tools[@]}"; do
   cp "$tmp/build/bin/$t" "$bin.new/$t"
 done
-rm -rf "$bin"
+rm -rf "$bin" "$stamp"
 mv "$bin.new" "$bin"
 secs=$(( $(date +%s) - t0 ))
 echo "llama-cpp-python $version (vendor/llama.cpp), built in ${secs} s with -j$jobs on $(uname -m)" \

@@ -25,3 +25,11 @@ palu_cli_test(export.bad_to 2 "-" "^E export: --to 'onnx': expected dense, mla o
 palu_cli_test(export.bad_dtype 2 "-" "dtype"
               COMMAND ${export} --model x --out y --dtype int8)
 palu_cli_test(export.no_out 2 "-" "out is required" COMMAND ${export} --model x)
+# --to gguf (tests/runtime/test_gguf_export.cpp has the file's contents; these check the CLI's
+# exit codes and that a refused export leaves no file)
+palu_cli_test(export.gguf_needs_mla 2 "-"
+              "^E export: .*--to gguf needs an MLA checkpoint; make one with palu-compress --layout mla"
+              NEEDS models/stories260K/hf
+              COMMAND bash -c "${export} --model @DATA@/models/stories260K/hf --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")
+palu_cli_test(export.gguf_no_tokenizer 2 "-" "^E export: .*mla_tiny has no tokenizer: expected tokenizer.gguf or tok96.bin"
+              COMMAND bash -c "${export} --model ${PROJECT_SOURCE_DIR}/tests/reference/mla_tiny --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")
