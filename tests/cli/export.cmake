@@ -31,5 +31,5 @@ palu_cli_test(export.gguf_needs_mla 2 "-"
               "^E export: .*--to gguf needs an MLA checkpoint; make one with palu-compress --layout mla"
               NEEDS models/stories260K/hf
               COMMAND bash -c "${export} --model @DATA@/models/stories260K/hf --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")
-palu_cli_test(export.gguf_no_tokenizer 2 "-" "^E export: .*mla_tiny has no tokenizer: expected tokenizer.gguf or tok96.bin"
+palu_cli_test(export.gguf_no_tokenizer 2 "-" "^E export: .*mla_tiny has no tokenizer: expected tokenizer.gguf, tok96.bin or tokenizer.model"
               COMMAND bash -c "${export} --model ${PROJECT_SOURCE_DIR}/tests/reference/mla_tiny --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")

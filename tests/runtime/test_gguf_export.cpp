@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "mla_fixture.h"
+#include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
 #include "palu/formats/gguf.h"
 #include "palu/formats/gguf_writer.h"
@@ -206,6 +207,28 @@ TEST(GgufExport, TokenizerGguf_KeysCopied) {
     EXPECT_EQ(g->get_string_array("tokenizer.ggml.tokens"), toks);
     EXPECT_EQ(g->get_string_array("tokenizer.ggml.merges").size(), 2u);
     EXPECT_EQ(g->get_int("tokenizer.ggml.bos_token_id"), 5);
+}
+
+TEST(GgufExport, SentencePieceModel_PiecesTypesIds_Data) {
+    PALU_REQUIRE_DATA(sp_model, "models/tok105/tok105.model");
+    test::TinyMlaConfig t;
+    t.n_vocab = 105;
+    const fs::path dir = test::make_temp_dir("gguf_spm") / "mla";
+    test::write_tiny_mla_checkpoint(dir, t);
+    fs::copy_file(sp_model, dir / "tokenizer.model");
+    const fs::path out = dir.parent_path() / "model.gguf";
+    const GgufExportResult r = export_gguf(*formats::open_model(dir.string()), out);
+    EXPECT_EQ(r.n_tokens, 105);
+    const calib::SentencePieceVocab sp = calib::read_sentencepiece_vocab(sp_model);
+    auto g = GgufFile::open(out);
+    EXPECT_EQ(g->get_string("tokenizer.ggml.model"), "llama");
+    EXPECT_EQ(g->get_string_array("tokenizer.ggml.tokens"), sp.pieces);
+    const auto types = g->get_int_array("tokenizer.ggml.token_type");
+    ASSERT_EQ(types.size(), sp.types.size());
+    for (size_t i = 0; i < types.size(); ++i) EXPECT_EQ(types[i], sp.types[i]) << i;
+    EXPECT_EQ(types[static_cast<size_t>(sp.unk_id)], 2);
+    EXPECT_EQ(g->get_int("tokenizer.ggml.bos_token_id"), sp.bos_id);
+    EXPECT_EQ(g->get_int("tokenizer.ggml.eos_token_id"), sp.eos_id);
 }
 
 TEST(GgufExport, TiedAndF16_NoOutputTensorHalfWeights) {

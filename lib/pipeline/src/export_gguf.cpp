@@ -4,7 +4,8 @@
 //   metadata  deepseek2.* hyper-parameters (attention as MQA over the latent: head_count_kv 1,
 //             key_length = kv_lora_rank + qk_rope, value_length = kv_lora_rank; the decompressed
 //             head sizes in key_length_mla / value_length_mla), every layer dense
-//             (leading_dense_block_count = n_layer), plus the tokenizer (tokenizer.ggml.*);
+//             (leading_dense_block_count = n_layer), plus the tokenizer (tokenizer.ggml.*: from
+//             tokenizer.gguf, a llama2.c tok<N>.bin or a SentencePiece tokenizer.model);
 //   tensors   token_embd, output_norm, output (untied only: llama.cpp falls back to token_embd),
 //             blk.N.{attn_norm, attn_q, attn_kv_a_mqa, attn_kv_a_norm, attn_k_b, attn_v_b,
 //             attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}.
@@ -21,6 +22,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
 #include "palu/core/format.h"
 #include "palu/core/log.h"
@@ -137,6 +139,30 @@ Vocab gguf_vocab(const fs::path& path) {
     return v;
 }
 
+// A SentencePiece tokenizer.model (HF Llama-style sources) as the stock converter writes it
+// (_set_vocab_sentencepiece): the pieces, scores and types as the model has them.
+Vocab sentencepiece_vocab(const fs::path& path) {
+    const calib::SentencePieceVocab sp = calib::read_sentencepiece_vocab(path);
+    Vocab v;
+    v.source = path.string();
+    v.n_tokens = static_cast<int64_t>(sp.pieces.size());
+    v.kv.emplace_back("tokenizer.ggml.model", formats::gguf_str("llama"));
+    v.kv.emplace_back("tokenizer.ggml.tokens", formats::gguf_str_array(sp.pieces));
+    v.kv.emplace_back("tokenizer.ggml.scores", formats::gguf_f32_array(sp.scores));
+    v.kv.emplace_back("tokenizer.ggml.token_type", formats::gguf_i32_array(sp.types));
+    auto id = [&](const char* key, int32_t value) {
+        if (value >= 0) v.kv.emplace_back(key, formats::gguf_u32(static_cast<uint32_t>(value)));
+    };
+    id("tokenizer.ggml.bos_token_id", sp.bos_id);
+    id("tokenizer.ggml.eos_token_id", sp.eos_id);
+    id("tokenizer.ggml.unknown_token_id", sp.unk_id);
+    id("tokenizer.ggml.padding_token_id", sp.pad_id);
+    v.kv.emplace_back("tokenizer.ggml.add_bos_token", formats::gguf_bool(sp.bos_id >= 0));
+    v.kv.emplace_back("tokenizer.ggml.add_eos_token", formats::gguf_bool(false));
+    v.kv.emplace_back("tokenizer.ggml.add_space_prefix", formats::gguf_bool(sp.add_dummy_prefix));
+    return v;
+}
+
 // llama.cpp sizes token_embd by the token list: pad a shorter vocabulary with unused tokens.
 void pad_vocab(Vocab& v, int64_t n_vocab) {
     PALU_CHECK(v.n_tokens <= n_vocab, ShapeError,
@@ -169,15 +195,16 @@ Vocab find_vocab(const WeightSource& src) {
     if (fs::is_regular_file(dir / "tokenizer.gguf")) return gguf_vocab(dir / "tokenizer.gguf");
     for (const fs::path& d : {dir, dir.parent_path()})
         if (fs::is_regular_file(d / tok_bin)) return llama2c_vocab(d / tok_bin);
-    for (const char* name : {"tokenizer.json", "tokenizer.model"})
-        PALU_CHECK(!fs::is_regular_file(dir / name), UsageError,
-                   "export: %s: --to gguf cannot convert %s yet: expected tokenizer.gguf (GGUF "
-                   "sources) or %s (llama2.c sources); hint: run llama.cpp's convert_hf_to_gguf.py "
-                   "on this directory",
-                   dir.string().c_str(), name, tok_bin.c_str());
+    if (fs::is_regular_file(dir / "tokenizer.model"))
+        return sentencepiece_vocab(dir / "tokenizer.model");
+    PALU_CHECK(!fs::is_regular_file(dir / "tokenizer.json"), UsageError,
+               "export: %s: --to gguf cannot convert tokenizer.json (byte-level BPE) yet: "
+               "expected tokenizer.gguf (GGUF sources), %s (llama2.c sources) or tokenizer.model "
+               "(SentencePiece); hint: run llama.cpp's convert_hf_to_gguf.py on this directory",
+               dir.string().c_str(), tok_bin.c_str());
     PALU_THROW(UsageError,
-               "export: %s has no tokenizer: expected tokenizer.gguf or %s; hint: copy the source "
-               "model's tokenizer into the checkpoint directory",
+               "export: %s has no tokenizer: expected tokenizer.gguf, %s or tokenizer.model; "
+               "hint: copy the source model's tokenizer into the checkpoint directory",
                dir.string().c_str(), tok_bin.c_str());
 }
 
