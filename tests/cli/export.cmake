@@ -33,3 +33,7 @@ palu_cli_test(export.gguf_needs_mla 2 "-"
               COMMAND bash -c "${export} --model @DATA@/models/stories260K/hf --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")
 palu_cli_test(export.gguf_no_tokenizer 2 "-" "^E export: .*mla_tiny has no tokenizer: expected tokenizer.gguf, tok96.bin or tokenizer.model"
               COMMAND bash -c "${export} --model ${PROJECT_SOURCE_DIR}/tests/reference/mla_tiny --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")
+palu_cli_test(export.gguf_palu_layout_refused 2 "-"
+              "^E export: .*palu low-rank layout\\): --to gguf needs an MLA checkpoint"
+              NEEDS models/stories260K/hf
+              COMMAND bash -c "${make_c} @DATA@/models/stories260K/hf @TMP@/c 2 8 2>/dev/null && ${export} --model @TMP@/c --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")

@@ -203,10 +203,18 @@ LlamaPpl run_llama_perplexity(const Shared& m, int64_t n_ctx, const std::string&
                               const std::string& tag) {
     const fs::path out = m.root / (tag + ".out"), err = m.root / (tag + ".err");
     const std::string n = std::to_string(n_ctx);
-    const int rc = run_tool("llama-perplexity -m " + m.gguf.string() + " -f " + m.text.string() +
-                                " -c " + n + " -b " + n + " -t 2 -fa off -lv 4 " + extra,
-                            out, err, 300);
-    const std::string log = read_all(err) + read_all(out);
+    // llama.cpp logs through an asynchronous queue that is not drained at exit: on a run this
+    // short the last lines ("Final estimate") are sometimes lost (seen 1 run in 3). Run again
+    // (up to 4 times) until the line is there.
+    std::string log;
+    int rc = 0;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        rc = run_tool("llama-perplexity -m " + m.gguf.string() + " -f " + m.text.string() + " -c " +
+                          n + " -b " + n + " -t 2 -fa off -lv 4 " + extra,
+                      out, err, 300);
+        log = read_all(err) + read_all(out);
+        if (rc != 0 || log.find("Final estimate: PPL = ") != std::string::npos) break;
+    }
     EXPECT_EQ(rc, 0) << log;
     LlamaPpl r;
     std::smatch mt;
@@ -273,13 +281,14 @@ TEST(LlamaCppPerplexity, SameAsPaluLlamaCppWindowsAndKvBytes_Data) {
 // + rope 8 per layer), exported to f32. Its rms_norm_eps is 1e-5, which llama.cpp also applies to
 // kv_a_layernorm (palu and transformers: 1e-6); the effect on the perplexity is below 1e-5
 // relative here, inside the same 1e-4 bound.
-TEST(LlamaCppPerplexity, Stories260kMlaSameAsPalu_Data) {
-    PALU_SHARED_MODEL(m);
-    PALU_REQUIRE_DATA(stories260k, "models/stories260K/stories260K.bin");
+// stories260K as an MLA checkpoint (once per process) and its f32 GGUF: {directory, gguf}.
+std::pair<fs::path, fs::path> stories_mla(const Shared& m, const fs::path& stories260k) {
+    static std::pair<fs::path, fs::path> made;
+    if (!made.first.empty()) return made;
     MlaCompressParams c;
     c.model_path = stories260k.string();
-    c.out_dir = (m->root / "stories-mla").string();
-    c.calib.text_path = m->text.string();
+    c.out_dir = (m.root / "stories-mla").string();
+    c.calib.text_path = m.text.string();
     c.calib.n_samples = 16;
     c.calib.seqlen = 256;
     c.rank.ratio = 0.5;
@@ -287,14 +296,22 @@ TEST(LlamaCppPerplexity, Stories260kMlaSameAsPalu_Data) {
     c.run.n_threads = 2;
     c.overwrite = true;
     run_compress_mla(c);
-    const fs::path gguf = m->root / "stories-mla.gguf";
+    const fs::path gguf = m.root / "stories-mla.gguf";
     GgufExportOptions o;
     o.overwrite = true;
     export_gguf(*formats::open_model(c.out_dir), gguf, o);
+    made = {c.out_dir, gguf};
+    return made;
+}
+
+TEST(LlamaCppPerplexity, Stories260kMlaSameAsPalu_Data) {
+    PALU_SHARED_MODEL(m);
+    PALU_REQUIRE_DATA(stories260k, "models/stories260K/stories260K.bin");
+    const auto [dir, gguf] = stories_mla(*m, stories260k);
 
     constexpr int64_t kCtx = 256;
     EvalPplParams p;
-    p.model_path = c.out_dir;
+    p.model_path = dir.string();
     p.eval.text_path = m->text.string();
     p.eval.seqlen = kCtx;
     p.eval.llama_cpp_windows = true;
@@ -316,10 +333,17 @@ TEST(LlamaCppPerplexity, Stories260kMlaSameAsPalu_Data) {
         (long long)llama.kv_cells, (long long)palu.kv_bytes_per_token);
 }
 
-TEST(LlamaCppQuantize, AcceptsTheExportQ8_0_Data) {
+// llama-quantize Q8_0 of the stories260K MLA export: accepted (tensors whose rows are not a
+// multiple of 32 fall back to f16, as llama-quantize does for any model), and llama.cpp's
+// perplexity on it stays within 2 % of the f32 file's (measured: +0.2 %). Run with --no-repack:
+// this llama.cpp crashes in ggml_backend_amx_mul_mat on AMX CPUs for Q8_0 weights this small
+// (d_model 64); the plain CPU kernels run the same file.
+TEST(LlamaCppQuantize, Q8_0AcceptedAndClose_Data) {
     PALU_SHARED_MODEL(m);
-    const fs::path q8 = m->root / "mla-q8_0.gguf";
-    ASSERT_EQ(run_tool("llama-quantize " + m->gguf.string() + " " + q8.string() + " Q8_0 2",
+    PALU_REQUIRE_DATA(stories260k, "models/stories260K/stories260K.bin");
+    const auto [dir, gguf] = stories_mla(*m, stories260k);
+    const fs::path q8 = m->root / "stories-mla-q8_0.gguf";
+    ASSERT_EQ(run_tool("llama-quantize " + gguf.string() + " " + q8.string() + " Q8_0 2",
                        m->root / "q.out", m->root / "q.err", 120),
               0)
         << read_all(m->root / "q.err");
@@ -327,6 +351,14 @@ TEST(LlamaCppQuantize, AcceptsTheExportQ8_0_Data) {
     EXPECT_EQ(g->get_string("general.architecture"), "deepseek2");
     EXPECT_EQ(g->find_tensor("blk.0.attn_q.weight")->type, formats::GgmlType::Q8_0);
     EXPECT_EQ(g->find_tensor("blk.0.attn_kv_a_norm.weight")->type, formats::GgmlType::F32);
+    Shared s = *m;
+    s.gguf = gguf;
+    const LlamaPpl f32 = run_llama_perplexity(s, 256, "--chunks 20 --no-repack", "q-f32");
+    s.gguf = q8;
+    const LlamaPpl q = run_llama_perplexity(s, 256, "--chunks 20 --no-repack", "q-q8_0");
+    EXPECT_NEAR(q.ppl / f32.ppl - 1.0, 0.0, 0.02) << "Q8_0 " << q.ppl << " vs f32 " << f32.ppl;
+    std::printf("[ llama.cpp ] stories260K MLA, 20 chunks of 256: f32 %.4f, Q8_0 %.4f\n", f32.ppl,
+                q.ppl);
 }
 
 // ---- llama-server --------------------------------------------------------------------------
