@@ -30,6 +30,10 @@ CLI::App* add_ppl(CLI::App& app, palu::pipeline::EvalPplParams& p, std::string& 
                   "Compressed checkpoints: latent KV-cache storage, overriding the checkpoint's "
                   "setting: 2|3|4|8 (quantized, per-token scales), 16 (f16), 32 (f32)")
         ->check(CLI::IsMember({2, 3, 4, 8, 16, 32}));
+    c->add_flag("--llama-cpp-windows", e.llama_cpp_windows,
+                "Score as llama.cpp's llama-perplexity -c SEQLEN does: chunks of SEQLEN tokens, "
+                "BOS in place of each chunk's first token, only the second half scored, "
+                "ppl = exp(total NLL / predictions); comparable with its final estimate");
     c->add_option("--json", json_out, "Write the result as JSON to this file");
     return c;
 }
@@ -52,6 +56,7 @@ int print_ppl(const palu::pipeline::EvalPplResult& r, const std::string& json_ou
         "kv_bytes/token %lld\n",
         r.nll, r.ppl, (long long)r.n_windows, (long long)r.n_tokens, (long long)r.seqlen,
         r.tokens_per_s, (long long)r.kv_bytes_per_token);
+    if (r.windows != "palu") std::printf("windows_scheme %s\n", r.windows.c_str());
     if (r.latent_bits > 0) std::printf("latent_bits %d\n", r.latent_bits);
     if (!json_out.empty()) {
         std::ofstream f(json_out);

@@ -23,6 +23,17 @@ if [ ! -f models/smollm2/SmolLM2-135M-Instruct-Q4_1.gguf ]; then
   scripts/get-smollm2.sh || echo "test.sh: could not fetch SmolLM2; its tests will skip" >&2
 fi
 
+# llama.cpp tools for the tests labelled llama.cpp (tests/runtime; built once per machine into
+# ~/.cache/palu, about 10 min on 2 cores). Under CI=true a failed build fails the run.
+step "llama.cpp tools (scripts/get-llama-cpp.sh)"
+if ! scripts/get-llama-cpp.sh >/dev/null; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "test.sh: error: scripts/get-llama-cpp.sh failed (CI=true); the llama.cpp tests need it" >&2
+    exit 1
+  fi
+  echo "test.sh: could not build the llama.cpp tools; the llama.cpp tests will skip" >&2
+fi
+
 step "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"

@@ -83,12 +83,9 @@ class SentencePieceTokenizer final : public Tokenizer {
     std::string name_;
 };
 
-}  // namespace
-
-std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path) {
-    const std::string name = path.string();
+std::unique_ptr<sentencepiece::SentencePieceProcessor> open_processor(const std::string& name) {
     {
-        std::ifstream f(path, std::ios::binary);
+        std::ifstream f(name, std::ios::binary);
         PALU_CHECK(f.good(), IoError, "tokenizer: %s: cannot open SentencePiece model",
                    name.c_str());
     }
@@ -96,7 +93,39 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::p
     const auto st = sp->Load(name);
     PALU_CHECK(st.ok(), FormatError, "tokenizer: %s: not a valid SentencePiece model: %s",
                name.c_str(), st.ToString().c_str());
-    return std::make_unique<SentencePieceTokenizer>(std::move(sp), name);
+    return sp;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path) {
+    const std::string name = path.string();
+    return std::make_unique<SentencePieceTokenizer>(open_processor(name), name);
+}
+
+SentencePieceVocab read_sentencepiece_vocab(const std::filesystem::path& path) {
+    const auto sp = open_processor(path.string());
+    SentencePieceVocab v;
+    const int n = sp->GetPieceSize();
+    for (int id = 0; id < n; ++id) {
+        v.pieces.push_back(sp->IdToPiece(id));
+        v.scores.push_back(sp->GetScore(id));
+        v.types.push_back(sp->IsUnknown(id)   ? 2
+                          : sp->IsControl(id) ? 3
+                          : sp->IsUnused(id)  ? 5
+                          : sp->IsByte(id)    ? 6
+                                              : 1);
+    }
+    v.bos_id = sp->bos_id();
+    v.eos_id = sp->eos_id();
+    v.unk_id = sp->unk_id();
+    v.pad_id = sp->pad_id();
+    // normalizer_spec is not exposed without the protobuf headers: the dummy prefix shows in the
+    // pieces of "a" (the first starts with "▁" exactly when the model prepends one).
+    std::vector<std::string> pieces;
+    v.add_dummy_prefix =
+        sp->Encode("a", &pieces).ok() && !pieces.empty() && pieces[0].rfind("\xE2\x96\x81", 0) == 0;
+    return v;
 }
 
 }  // namespace palu::calib

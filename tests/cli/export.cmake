@@ -18,8 +18,6 @@ palu_cli_test(export.uncompressed_model 2 "-" "^E export: .*is not a compressed 
               COMMAND ${export} --model @DATA@/models/stories260K/hf --to dense --out @TMP@/d)
 palu_cli_test(export.missing_model 6 "-" "^E .*no such file"
               COMMAND ${export} --model /nonexistent/model --to dense --out @TMP@/d)
-palu_cli_test(export.to_gguf_not_yet 2 "-" "^E export: --to gguf is not implemented yet"
-              COMMAND ${export} --model /nonexistent/model --to gguf --out @TMP@/d)
 palu_cli_test(export.bad_to 2 "-" "^E export: --to 'onnx': expected dense, deepseek or gguf"
               COMMAND ${export} --model /nonexistent/model --to onnx --out @TMP@/d)
 palu_cli_test(export.bad_dtype 2 "-" "dtype"
@@ -52,3 +50,15 @@ add_test(NAME reference.deepseek_export_hf_live
                  $<TARGET_FILE:palu-eval> ${PROJECT_SOURCE_DIR})
 set_tests_properties(reference.deepseek_export_hf_live PROPERTIES LABELS "cli;reference"
                      SKIP_RETURN_CODE 77 TIMEOUT 300)
+# --to gguf (tests/runtime/test_gguf_export.cpp has the file's contents; these check the CLI's
+# exit codes and that a refused export leaves no file)
+palu_cli_test(export.gguf_needs_mla 2 "-"
+              "^E export: .*--to gguf needs an MLA checkpoint; make one with palu-compress --layout mla"
+              NEEDS models/stories260K/hf
+              COMMAND bash -c "${export} --model @DATA@/models/stories260K/hf --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")
+palu_cli_test(export.gguf_no_tokenizer 2 "-" "^E export: .*mla_tiny has no tokenizer: expected tokenizer.gguf, tok96.bin or tokenizer.model"
+              COMMAND bash -c "${export} --model ${PROJECT_SOURCE_DIR}/tests/reference/mla_tiny --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")
+palu_cli_test(export.gguf_palu_layout_refused 2 "-"
+              "^E export: .*palu low-rank layout\\): --to gguf needs an MLA checkpoint"
+              NEEDS models/stories260K/hf
+              COMMAND bash -c "${make_c} @DATA@/models/stories260K/hf @TMP@/c 2 8 2>/dev/null && ${export} --model @TMP@/c --to gguf --out @TMP@/m.gguf; rc=\$?; test ! -e @TMP@/m.gguf && exit \$rc")

@@ -42,9 +42,20 @@ class RandomWeightSource final : public WeightSource {
             add(p + "input_layernorm.weight", {d}, Kind::Norm);
             add(p + "post_attention_layernorm.weight", {d}, Kind::Norm);
             add(p + "self_attn.q_proj.weight", {c.d_q(), d}, Kind::QK);
-            add(p + "self_attn.k_proj.weight", {c.d_kv(), d}, Kind::QK);
-            add(p + "self_attn.v_proj.weight", {c.d_kv(), d}, Kind::V);
-            add(p + "self_attn.o_proj.weight", {d, c.d_q()}, Kind::Residual);
+            if (c.is_mla()) {  // DeepSeek-V3 MLA (model_config.h MlaConfig shapes)
+                const MlaConfig& m = *c.mla;
+                const int64_t r = m.kv_lora_rank;
+                add(p + "self_attn.kv_a_proj_with_mqa.weight", {r + m.qk_rope_head_dim, d},
+                    Kind::QK);
+                add(p + "self_attn.kv_a_layernorm.weight", {r}, Kind::Norm);
+                add(p + "self_attn.kv_b_proj.weight",
+                    {c.n_heads * (m.qk_nope_head_dim + m.v_head_dim), r}, Kind::V);
+                add(p + "self_attn.o_proj.weight", {d, c.n_heads * m.v_head_dim}, Kind::Residual);
+            } else {
+                add(p + "self_attn.k_proj.weight", {c.d_kv(), d}, Kind::QK);
+                add(p + "self_attn.v_proj.weight", {c.d_kv(), d}, Kind::V);
+                add(p + "self_attn.o_proj.weight", {d, c.d_q()}, Kind::Residual);
+            }
             if (c.qkv_bias) {
                 add(p + "self_attn.q_proj.bias", {c.d_q()}, Kind::Bias);
                 add(p + "self_attn.k_proj.bias", {c.d_kv()}, Kind::Bias);

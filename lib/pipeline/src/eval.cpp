@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "palu/calib/tokenizer.h"
 #include "palu/core/error.h"
@@ -48,6 +49,53 @@ int configure_latent_cache(model::Transformer& engine, const WeightSource& src, 
     return opts.bits;
 }
 
+namespace {
+
+// llama-perplexity's scheme (perplexity.cpp, perplexity()): BOS in place of each chunk's first
+// token, logits of the second half only. The first half is run with last_only (its logits are not
+// needed), the second half at positions N/2 .. N−1 against the cached first half.
+model::PerplexityResult llama_cpp_perplexity(const model::Transformer& engine,
+                                             const std::vector<int32_t>& tokens, int64_t n_ctx,
+                                             int64_t max_windows, int32_t bos,
+                                             const std::function<void(int64_t, int64_t)>& on) {
+    PALU_CHECK(n_ctx >= 4, UsageError,
+               "eval: --llama-cpp-windows needs --seqlen >= 4 (llama.cpp's -c), got %lld",
+               static_cast<long long>(n_ctx));
+    const int64_t n_avail = static_cast<int64_t>(tokens.size()) / n_ctx;
+    // llama-perplexity refuses fewer than 2·n_ctx tokens.
+    PALU_CHECK(static_cast<int64_t>(tokens.size()) >= 2 * n_ctx, UsageError,
+               "eval: %zu tokens: --llama-cpp-windows needs at least 2·seqlen = %lld (as "
+               "llama-perplexity); hint: lower --seqlen",
+               tokens.size(), static_cast<long long>(2 * n_ctx));
+    model::PerplexityResult res;
+    res.seqlen = n_ctx;
+    res.n_windows = max_windows > 0 ? std::min(max_windows, n_avail) : n_avail;
+    res.n_tokens = res.n_windows * n_ctx;
+    const int64_t first = n_ctx / 2, n_pred = n_ctx - first - 1, n_vocab = engine.config().n_vocab;
+    const auto t0 = std::chrono::steady_clock::now();
+    double total = 0.0;
+    std::vector<int32_t> win(static_cast<size_t>(n_ctx));
+    for (int64_t w = 0; w < res.n_windows; ++w) {
+        std::copy_n(tokens.begin() + w * n_ctx, n_ctx, win.begin());
+        if (bos >= 0) win[0] = bos;
+        auto cache = engine.make_cache(1, n_ctx);
+        res.kv_bytes_per_token = cache->bytes_per_token();
+        engine.forward(win.data(), 1, first, *cache, /*last_only=*/true);
+        // [n_ctx − first, n_vocab]: logits at positions first .. n_ctx − 1.
+        const Tensor logits = engine.forward(win.data() + first, 1, n_ctx - first, *cache);
+        const double nll = model::mean_nll(logits.data(), n_vocab, win.data() + first + 1, n_pred);
+        res.window_nll.push_back(nll);
+        total += nll * static_cast<double>(n_pred);
+        if (on) on(w + 1, res.n_windows);
+    }
+    res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    res.nll = total / static_cast<double>(res.n_windows * n_pred);
+    res.ppl = std::exp(res.nll);
+    return res;
+}
+
+}  // namespace
+
 EvalPplResult eval_ppl(const WeightSource& src, const std::vector<int32_t>& tokens,
                        const EvalOptions& e, const RunOptions& run) {
     const auto t_load = std::chrono::steady_clock::now();
@@ -61,14 +109,19 @@ EvalPplResult eval_ppl(const WeightSource& src, const std::vector<int32_t>& toke
     const int64_t n_avail = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(e.seqlen, 1);
     const int64_t n_windows = e.max_windows > 0 ? std::min(e.max_windows, n_avail) : n_avail;
     Progress progress("eval", "window", std::max<int64_t>(n_windows, 1));
-    auto r = model::compute_perplexity(engine, tokens, e.seqlen, e.max_windows, e.n_batch,
-                                       [&](int64_t done, int64_t) {
-                                           if (run.progress) progress.update(done);
-                                       });
+    const auto on_window = [&](int64_t done, int64_t) {
+        if (run.progress) progress.update(done);
+    };
+    const int32_t bos = static_cast<int32_t>(src.config().bos_token_id);
+    auto r = e.llama_cpp_windows
+                 ? llama_cpp_perplexity(engine, tokens, e.seqlen, e.max_windows, bos, on_window)
+                 : model::compute_perplexity(engine, tokens, e.seqlen, e.max_windows, e.n_batch,
+                                             on_window);
     EvalPplResult out;
     out.model_path = src.path();
     out.format = src.format_name();
     out.nll = r.nll;
+    out.windows = e.llama_cpp_windows ? "llama.cpp" : "palu";
     out.ppl = r.ppl;
     out.n_windows = r.n_windows;
     out.n_tokens = r.n_tokens;
@@ -95,6 +148,7 @@ nlohmann::json EvalPplResult::to_json() const {
     return nlohmann::json{{"model", model_path},
                           {"format", format},
                           {"nll", nll},
+                          {"windows", windows},
                           {"ppl", ppl},
                           {"n_windows", n_windows},
                           {"n_tokens", n_tokens},

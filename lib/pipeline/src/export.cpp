@@ -183,14 +183,14 @@ void export_dense(const WeightSource& src, const fs::path& out_dir, const DenseE
 }
 
 void run_export(const ExportParams& p) {
-    PALU_CHECK(p.to == ExportTarget::Dense || p.to == ExportTarget::Deepseek, UsageError,
-               "export: --to gguf is not implemented yet: expected dense or deepseek");
     PALU_CHECK(p.to == ExportTarget::Deepseek || p.deepseek.target == DeepseekRuntime::Any,
                UsageError, "export: --target applies to --to deepseek only");
-    PALU_CHECK(!p.out_path.empty(), UsageError, "export: no output directory; hint: pass --out");
+    PALU_CHECK(!p.out_path.empty(), UsageError, "export: no output path; hint: pass --out");
     auto src = formats::open_model(p.model_path);
     if (p.to == ExportTarget::Deepseek)
         export_deepseek(*src, p.out_path, p.deepseek);
+    else if (p.to == ExportTarget::Gguf)
+        export_gguf(*src, p.out_path, p.gguf);
     else
         export_dense(*src, p.out_path, p.dense);
 }

@@ -43,6 +43,19 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& p
 /// Throws IoError / FormatError naming the file.
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path);
 
+/// The vocabulary of a SentencePiece `.model`, one entry per id, typed as llama.cpp's converter
+/// types it (convert_hf_to_gguf.py, _create_vocab_sentencepiece): 2 unknown, 3 control, 5 unused,
+/// 6 byte (<0xXX> fallback), 1 otherwise; for writing a GGUF `llama` vocabulary.
+struct SentencePieceVocab {
+    std::vector<std::string> pieces;  // as stored ("▁" for spaces)
+    std::vector<float> scores;
+    std::vector<int32_t> types;
+    int32_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;  // -1: none
+    bool add_dummy_prefix = true;  // the model prepends "▁" (normalizer_spec.add_dummy_prefix)
+};
+/// Reads it through libsentencepiece. Throws IoError / FormatError naming the file.
+SentencePieceVocab read_sentencepiece_vocab(const std::filesystem::path& path);
+
 /// Loads a tokenizer file by its kind: `tok*.bin` (llama2.c), `*.model` (SentencePiece),
 /// `tokenizer.json` (HF byte-level BPE), or a `.gguf` (tokenizer.ggml.* metadata).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);

@@ -28,10 +28,12 @@ struct RandomWeightsOptions {
 };
 
 /// Every tensor of a dense HF checkpoint of `config` (as formats::expected_hf_tensors lists them,
-/// lm_head.weight only when the embeddings are untied), f32. Each tensor is generated on demand
-/// from (seed, tensor name) alone, so nothing is held in memory beyond the requested tensor and the
-/// values do not depend on which tensors are loaded or in which order. Throws ShapeError when the
-/// config is invalid (ModelConfig::validate); load_f32 throws FormatError for an unknown name.
+/// lm_head.weight only when the embeddings are untied; for an MLA config q_proj,
+/// kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj and o_proj in place of q/k/v/o_proj), f32. Each
+/// tensor is generated on demand from (seed, tensor name) alone, so nothing is held in memory
+/// beyond the requested tensor and the values do not depend on which tensors are loaded or in which
+/// order. Throws ShapeError when the config is invalid (ModelConfig::validate); load_f32 throws
+/// FormatError for an unknown name.
 std::unique_ptr<WeightSource> make_random_weights(const ModelConfig& config,
                                                   const RandomWeightsOptions& options);
 

@@ -32,6 +32,11 @@ struct EvalOptions {
     /// (palu.latent_quant.bits: 16 = f16 latents, 2/3/4/8 = quantized); 32 = f32 latents;
     /// 2/3/4/8/16 override it (quantizer settings from the checkpoint, else the defaults).
     int latent_bits = 0;
+    /// Score as llama.cpp's llama-perplexity does (tools/perplexity, default mode): chunks
+    /// tokens[i·N, (i+1)·N) with the first token replaced by BOS (when the model has one), only the
+    /// second half scored (positions N/2 .. N−2 predicting the next token: N − N/2 − 1 predictions
+    /// per chunk), ppl = exp(total NLL / total predictions). `seqlen` is llama.cpp's -c.
+    bool llama_cpp_windows = false;
     bool has_source() const { return !text_path.empty() || !tokens_path.empty(); }
     const std::string& source() const { return text_path.empty() ? tokens_path : text_path; }
 };
@@ -40,7 +45,8 @@ struct EvalPplResult {
     std::string model_path;
     std::string format;  ///< hf-safetensors | gguf | llama2c (+palu: compressed in memory)
     double nll = 0.0;    ///< mean over windows of the window's mean NLL (nats)
-    double ppl = 0.0;    ///< exp(nll)
+    std::string windows = "palu";  ///< "palu" (N − 1 predictions per window) | "llama.cpp"
+    double ppl = 0.0;              ///< exp(nll)
     int64_t n_windows = 0;
     int64_t n_tokens = 0;         ///< tokens scored (n_windows * seqlen)
     int64_t n_tokens_source = 0;  ///< tokens in the corpus

@@ -2,7 +2,8 @@
 // `dense`: an ordinary HF checkpoint with k_proj.weight = concat_g U_g·VT_g (no KV saving: for
 // checking the compressed forward with other tools). `deepseek`: an MLA checkpoint (palu-compress
 // --layout mla) as a clean HF DeepSeek-V3 directory for transformers / vLLM / SGLang
-// (runtimes-and-peers.md §C.1). `gguf`: not implemented yet.
+// (runtimes-and-peers.md §C.1). `gguf`: an MLA checkpoint as a llama.cpp `deepseek2` GGUF
+// (export_gguf.cpp).
 #pragma once
 
 #include <filesystem>
@@ -71,6 +72,30 @@ nlohmann::json deepseek_export_config(const WeightSource& mla, DType dtype);
 /// overflows f16 — all before anything is left on disk.
 void export_deepseek(const WeightSource& mla, const std::filesystem::path& out_dir,
                      const DeepseekExportOptions& options = {});
+struct GgufExportOptions {
+    DType dtype = DType::F32;  ///< storage of the 2-D weights: F32|F16|BF16 (norms stay F32)
+    bool overwrite = false;    ///< replace an existing output file
+};
+
+struct GgufExportResult {
+    std::string path;
+    int64_t n_tensors = 0;
+    int64_t n_bytes = 0;
+    std::string tokenizer;  ///< the file the vocabulary came from
+    int64_t n_tokens = 0;   ///< its tokens (before padding to vocab_size)
+};
+
+/// Writes an MLA checkpoint (dense DeepSeek-V3, q_lora_rank null: what palu-compress --layout mla
+/// writes) as one llama.cpp `deepseek2` GGUF file: the metadata and tensors of llama.cpp's
+/// convert_hf_to_gguf.py for such a model (kv_b_proj split into attn_k_b ne [nope, r, H] and
+/// attn_v_b ne [r, v, H]), every layer dense, and the tokenizer: tokenizer.gguf's tokenizer.* keys,
+/// or a llama2.c tok<vocab_size>.bin as a llama SentencePiece vocabulary. Written through a
+/// temporary file renamed into place (nothing is left behind on failure). Throws UsageError for a
+/// non-MLA or palu low-rank checkpoint, an unsupported dtype, a missing or unsupported tokenizer,
+/// an existing `out_file` without `overwrite`; FormatError / ShapeError for malformed input;
+/// IoError when the file cannot be written.
+GgufExportResult export_gguf(const WeightSource& mla, const std::filesystem::path& out_file,
+                             const GgufExportOptions& options = {});
 
 struct ExportParams {
     std::string model_path;  ///< a compressed (dense) or MLA (deepseek) checkpoint directory
@@ -78,11 +103,12 @@ struct ExportParams {
     std::string out_path;
     DenseExportOptions dense;
     DeepseekExportOptions deepseek;
+    GgufExportOptions gguf;  ///< --to gguf
 };
 
-/// Opens `model_path` and runs the export named by `to`. Throws UsageError for a target that is
-/// not implemented yet or options of another target (deepseek.target with --to dense), plus
-/// everything open_model, export_dense and export_deepseek throw.
+/// Opens `model_path` and runs the export named by `to`. Throws UsageError for options of another
+/// target (deepseek.target with --to dense), plus everything open_model, export_dense,
+/// export_deepseek and export_gguf throw.
 void run_export(const ExportParams& params);
 
 }  // namespace palu::pipeline
