@@ -15,7 +15,9 @@ int main(int argc, char** argv) {
         "palu-export"};
     palu::cli::CommonOptions common;
     palu::pipeline::ExportParams p;
-    app.add_option("--model,-m", p.model_path, "Compressed checkpoint directory")->required();
+    app.add_option("--model,-m", p.model_path,
+                   "Compressed checkpoint directory (gguf: an MLA checkpoint directory)")
+        ->required();
     std::string to = "dense";
     app.add_option("--to", to,
                    "Target: dense (directory) | gguf (one .gguf file; needs an MLA checkpoint)");
