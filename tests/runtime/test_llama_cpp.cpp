@@ -333,6 +333,56 @@ TEST(LlamaCppPerplexity, Stories260kMlaSameAsPalu_Data) {
         (long long)llama.kv_cells, (long long)palu.kv_bytes_per_token);
 }
 
+// SmolLM2-135M (GGUF source: tokenizer.gguf, byte-level BPE, no BOS added) rewritten by
+// palu-compress --layout mla (kv_lora_rank 128 + rope 64), 16 chunks of 512 of WikiText-2. Its
+// rms_norm_eps is 1e-5, which llama.cpp also applies to kv_a_layernorm (transformers and palu:
+// 1e-6): measured 138.0458 (llama.cpp) against 138.0609 (palu), 1.1e-4 relative, and 138.0357 on
+// both sides when rms_norm_eps is set to 1e-6 everywhere; so 5e-4 here.
+TEST(LlamaCppPerplexity, SmolLM2MlaSameAsPalu_Slow) {
+    PALU_REQUIRE_LLAMA_CPP();
+    PALU_REQUIRE_SMOLLM2(smollm2);
+    PALU_REQUIRE_DATA(c4, "text/c4/c4_sample_500.jsonl");
+    PALU_REQUIRE_DATA(wiki, "text/wikitext-2/wiki.test.raw");
+    Shared s;
+    s.root = test::make_temp_dir("llama_cpp_smollm2");
+    MlaCompressParams c;
+    c.model_path = smollm2.string();
+    c.out_dir = (s.root / "smol-mla").string();
+    c.calib.text_path = c4.string();
+    c.calib.n_samples = 32;
+    c.calib.seqlen = 512;
+    c.rank.ratio = 0.5;
+    c.rank_given = true;
+    c.run.n_threads = 2;
+    run_compress_mla(c);
+    s.gguf = s.root / "smol-mla.gguf";
+    export_gguf(*formats::open_model(c.out_dir), s.gguf);
+    std::string text = read_all(wiki).substr(0, 300000);
+    ASSERT_EQ(text.find('\\'), std::string::npos);
+    s.text = s.root / "wiki-300k.txt";
+    std::ofstream(s.text, std::ios::binary) << text;
+
+    EvalPplParams p;
+    p.model_path = c.out_dir;
+    p.eval.text_path = s.text.string();
+    p.eval.text_format = calib::TextFormat::Plain;
+    p.eval.seqlen = 512;
+    p.eval.max_windows = 16;
+    p.eval.llama_cpp_windows = true;
+    p.run.n_threads = 2;
+    const EvalPplResult palu = run_eval_ppl(p);
+    const LlamaPpl llama = run_llama_perplexity(s, 512, "-ctk f32 -ctv f32 --chunks 16", "smol");
+    EXPECT_EQ(llama.n_chunks, 16);
+    EXPECT_NEAR(llama.ppl / palu.ppl - 1.0, 0.0, 5e-4)
+        << "llama.cpp " << llama.ppl << " vs palu " << palu.ppl;
+    EXPECT_NEAR(llama.k_mib, static_cast<double>(palu.kv_bytes_per_token * 512) / (1 << 20), 0.005);
+    std::printf(
+        "[ llama.cpp ] SmolLM2 MLA: ppl llama.cpp %.4f, palu %.4f; KV %.2f MiB for %lld "
+        "cells, palu %lld B/token\n",
+        llama.ppl, palu.ppl, llama.k_mib, (long long)llama.kv_cells,
+        (long long)palu.kv_bytes_per_token);
+}
+
 // llama-quantize Q8_0 of the stories260K MLA export: accepted (tensors whose rows are not a
 // multiple of 32 fall back to f16, as llama-quantize does for any model), and llama.cpp's
 // perplexity on it stays within 2 % of the f32 file's (measured: +0.2 %). Run with --no-repack:

@@ -94,6 +94,19 @@ model::PerplexityResult llama_cpp_perplexity(const model::Transformer& engine,
     return res;
 }
 
+// The BOS llama-perplexity puts at each chunk start: the vocabulary's BOS when its tokenizer adds
+// one (llama_vocab_get_add_bos; SmolLM2's does not), else none. Without a tokenizer file (token-id
+// input), the config's bos_token_id.
+int32_t llama_cpp_bos(const WeightSource& src) {
+    std::unique_ptr<calib::Tokenizer> tok;
+    try {
+        tok = calib::find_tokenizer_for_model(src.path(), src.config().n_vocab);
+    } catch (const IoError&) {
+        return static_cast<int32_t>(src.config().bos_token_id);
+    }
+    return tok->adds_bos() ? tok->bos_id() : -1;
+}
+
 }  // namespace
 
 EvalPplResult eval_ppl(const WeightSource& src, const std::vector<int32_t>& tokens,
@@ -112,7 +125,7 @@ EvalPplResult eval_ppl(const WeightSource& src, const std::vector<int32_t>& toke
     const auto on_window = [&](int64_t done, int64_t) {
         if (run.progress) progress.update(done);
     };
-    const int32_t bos = static_cast<int32_t>(src.config().bos_token_id);
+    const int32_t bos = e.llama_cpp_windows ? llama_cpp_bos(src) : -1;
     auto r = e.llama_cpp_windows
                  ? llama_cpp_perplexity(engine, tokens, e.seqlen, e.max_windows, bos, on_window)
                  : model::compute_perplexity(engine, tokens, e.seqlen, e.max_windows, e.n_batch,

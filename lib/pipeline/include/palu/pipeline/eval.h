@@ -33,7 +33,8 @@ struct EvalOptions {
     /// 2/3/4/8/16 override it (quantizer settings from the checkpoint, else the defaults).
     int latent_bits = 0;
     /// Score as llama.cpp's llama-perplexity does (tools/perplexity, default mode): chunks
-    /// tokens[i·N, (i+1)·N) with the first token replaced by BOS (when the model has one), only the
+    /// tokens[i·N, (i+1)·N) with the first token replaced by BOS (when the model's tokenizer adds
+    /// one; without a tokenizer file, config bos_token_id when set), only the
     /// second half scored (positions N/2 .. N−2 predicting the next token: N − N/2 − 1 predictions
     /// per chunk), ppl = exp(total NLL / total predictions). `seqlen` is llama.cpp's -c.
     bool llama_cpp_windows = false;
