@@ -315,6 +315,19 @@ const char* torch_dtype_name(DType dt) {
 
 namespace {
 
+// The keys every written config ends with: special token ids, torch_dtype, use_cache.
+void put_common_tail(json& j, const ModelConfig& c, const std::string& torch_dtype) {
+    j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
+    if (c.eos_token_ids.empty())
+        j["eos_token_id"] = nullptr;
+    else if (c.eos_token_ids.size() == 1)
+        j["eos_token_id"] = c.eos_token_ids[0];
+    else
+        j["eos_token_id"] = c.eos_token_ids;
+    j["torch_dtype"] = torch_dtype;
+    j["use_cache"] = true;
+}
+
 // The dense DeepSeek-V3 form (runtimes-and-peers.md §C.1): plain q_proj, one MLA latent per
 // layer, every layer a dense MLP — the MoE fields are neutral and first_k_dense_replace covers
 // every layer, because DeepseekV3Config's defaults are MoE.
@@ -366,15 +379,7 @@ json deepseek_v3_config_json(const ModelConfig& c, const std::string& torch_dtyp
     // transformers >= 5 reads rope_parameters, older transformers / vLLM rope_theta; both agree.
     j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", c.rope_theta}};
     j["dtype"] = torch_dtype;
-    j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
-    if (c.eos_token_ids.empty())
-        j["eos_token_id"] = nullptr;
-    else if (c.eos_token_ids.size() == 1)
-        j["eos_token_id"] = c.eos_token_ids[0];
-    else
-        j["eos_token_id"] = c.eos_token_ids;
-    j["torch_dtype"] = torch_dtype;
-    j["use_cache"] = true;
+    put_common_tail(j, c, torch_dtype);
     return j;
 }
 
@@ -431,15 +436,7 @@ json hf_config_json(const ModelConfig& c, const std::string& torch_dtype) {
     if (c.architecture != "qwen2") j["attention_bias"] = c.qkv_bias;
     j["mlp_bias"] = c.mlp_bias;
     j["hidden_act"] = "silu";
-    j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
-    if (c.eos_token_ids.empty())
-        j["eos_token_id"] = nullptr;
-    else if (c.eos_token_ids.size() == 1)
-        j["eos_token_id"] = c.eos_token_ids[0];
-    else
-        j["eos_token_id"] = c.eos_token_ids;
-    j["torch_dtype"] = torch_dtype;
-    j["use_cache"] = true;
+    put_common_tail(j, c, torch_dtype);
     return j;
 }
 

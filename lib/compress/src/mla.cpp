@@ -262,15 +262,21 @@ RowMatrixXd mla_kv_b(const RowMatrixXd& up, const MlaShape& s) {
     return out;
 }
 
+RowMatrixXd kv_features(const RowMatrixXd& k_res, const RowMatrixXd& wv) {
+    PALU_CHECK(k_res.rows() == wv.rows() && k_res.cols() == wv.cols(), ShapeError,
+               "mla: K_res and v_proj have different shapes");
+    RowMatrixXd f(2 * k_res.rows(), k_res.cols());
+    f.topRows(k_res.rows()) = k_res;
+    f.bottomRows(wv.rows()) = wv;
+    return f;
+}
+
 RowMatrixXd refit_up(const RowMatrixXd& k_res, const RowMatrixXd& wv, const RowMatrixXd& xc,
                      const RowMatrixXd& cc) {
     const int64_t r = cc.rows();
     PALU_CHECK(cc.cols() == r && xc.cols() == r && xc.rows() == wv.cols(), ShapeError,
                "mla: latent refit sums have wrong shapes");
-    RowMatrixXd f(2 * k_res.rows(), k_res.cols());
-    f.topRows(k_res.rows()) = k_res;
-    f.bottomRows(wv.rows()) = wv;
-    const RowMatrixXd fxc = f * xc;  // [2·n_kv·d, r]
+    const RowMatrixXd fxc = kv_features(k_res, wv) * xc;  // [2·n_kv·d, r]
     Eigen::MatrixXd a = cc;
     a.diagonal().array() += 1e-8 * cc.trace() / static_cast<double>(r) + 1e-300;
     const Eigen::LDLT<Eigen::MatrixXd> ldlt(a);

@@ -183,4 +183,11 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
     }
 }
 
+void round_to_storage(float* v, size_t n, DType storage) {
+    if (storage == DType::F16)
+        for (size_t i = 0; i < n; ++i) v[i] = f16_to_f32(f32_to_f16(v[i]));
+    else if (storage == DType::BF16)
+        for (size_t i = 0; i < n; ++i) v[i] = bf16_to_f32(f32_to_bf16(v[i]));
+}
+
 }  // namespace palu

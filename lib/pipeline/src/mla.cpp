@@ -55,15 +55,6 @@ Tensor to_tensor(const RowMatrixXd& m) {
     return t;
 }
 
-void round_to_storage(Tensor& t, DType dt) {
-    float* v = t.data();
-    const size_t n = static_cast<size_t>(t.numel());
-    if (dt == DType::F16)
-        for (size_t i = 0; i < n; ++i) v[i] = f16_to_f32(f32_to_f16(v[i]));
-    else if (dt == DType::BF16)
-        for (size_t i = 0; i < n; ++i) v[i] = bf16_to_f32(f32_to_bf16(v[i]));
-}
-
 RowMatrixXd gram_matrix(const calib::GramStats& g, int64_t l) {
     RowMatrixXd m(g.d, g.d);
     const auto& v = g.gram.at(static_cast<size_t>(l));
@@ -123,7 +114,7 @@ std::vector<NormSums> collect_norm_sums(const WeightSource& src, const calib::Ca
             xm(x.data, n, d);
         const auto& a = down_f[static_cast<size_t>(l)];
         Eigen::MatrixXf cm = xm * a.transpose();  // [n, r]
-        const float eps = 1e-6f;  // kv_a_layernorm's eps in DeepSeek-V3 (transformers)
+        const auto eps = static_cast<float>(kNormEps);
         NormSums& s = sums[static_cast<size_t>(l)];
         for (int64_t i = 0; i < n; ++i) {
             const float ms = cm.row(i).squaredNorm() / static_cast<float>(cm.cols());
@@ -149,13 +140,6 @@ double latent_fit_rel(const RowMatrixXd& f, const RowMatrixXd& gram, const NormS
     const double cross = (b.transpose() * f * s.xc).trace();
     const double quad = (b * s.cc * b.transpose()).trace();
     return total > 0 ? (total - 2.0 * cross + quad) / total : 0.0;
-}
-
-RowMatrixXd stack_f(const RowMatrixXd& k_res, const RowMatrixXd& wv) {
-    RowMatrixXd f(k_res.rows() + wv.rows(), k_res.cols());
-    f.topRows(k_res.rows()) = k_res;
-    f.bottomRows(wv.rows()) = wv;
-    return f;
 }
 
 // The replaced tensors of every layer for one variant.
@@ -278,7 +262,8 @@ MlaOverlay::MlaOverlay(const WeightSource& base, ModelConfig mla_config,
         MlaLayerTensors& t = layers[static_cast<size_t>(l)];
         hidden_.insert(layer_tensor(l, "k_proj.weight"));
         hidden_.insert(layer_tensor(l, "v_proj.weight"));
-        for (auto* x : {&t.q_proj, &t.kv_a, &t.kv_a_norm, &t.kv_b}) round_to_storage(*x, storage);
+        for (auto* x : {&t.q_proj, &t.kv_a, &t.kv_a_norm, &t.kv_b})
+            round_to_storage(x->data(), static_cast<size_t>(x->numel()), storage);
         replaced_[layer_tensor(l, "q_proj.weight")] = std::move(t.q_proj);
         replaced_[layer_tensor(l, "kv_a_proj_with_mqa.weight")] = std::move(t.kv_a);
         replaced_[layer_tensor(l, "kv_a_layernorm.weight")] = std::move(t.kv_a_norm);
@@ -497,7 +482,7 @@ MlaCompressResult run_compress_mla(const MlaCompressParams& p) {
     const std::vector<NormSums> sums = collect_norm_sums(*src, windows, work, p.run);
     for (size_t l = 0; l < work.size(); ++l) {
         LayerWork& w = work[l];
-        const RowMatrixXd f = stack_f(w.k_res, wv_all[l]);
+        const RowMatrixXd f = compress::kv_features(w.k_res, wv_all[l]);
         const RowMatrixXd gram = gram_matrix(stats.gram, static_cast<int64_t>(l));
         w.up_refit = compress::refit_up(w.k_res, wv_all[l], sums[l].xc, sums[l].cc);
         const RowMatrixXd& used = p.mla.norm_fit == LatentNormFit::Refit ? w.up_refit : w.up;

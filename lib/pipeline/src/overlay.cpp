@@ -10,18 +10,6 @@ namespace palu::pipeline {
 
 using formats::KvProj;
 
-namespace {
-
-// f32 values as a checkpoint of `dt` stores them (round to nearest even, read back).
-void round_to_storage(float* v, size_t n, DType dt) {
-    if (dt == DType::F16)
-        for (size_t i = 0; i < n; ++i) v[i] = f16_to_f32(f32_to_f16(v[i]));
-    else if (dt == DType::BF16)
-        for (size_t i = 0; i < n; ++i) v[i] = bf16_to_f32(f32_to_bf16(v[i]));
-}
-
-}  // namespace
-
 CompressedOverlay::CompressedOverlay(const WeightSource& base,
                                      const std::vector<CompressedLayer>& layers,
                                      const formats::PaluBlock& block, DType storage)

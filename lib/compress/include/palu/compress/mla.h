@@ -100,6 +100,9 @@ JointLatent joint_latent(const RowMatrixXd& k_res, const RowMatrixXd& wv, const 
 /// head its KV head's K rows then V rows.
 RowMatrixXd mla_kv_b(const RowMatrixXd& up, const MlaShape& s);
 
+/// The joint latent's features F = [k_res; wv] [2·n_kv·d_head, d_model].
+RowMatrixXd kv_features(const RowMatrixXd& k_res, const RowMatrixXd& wv);
+
 /// Least-squares refit of the up-projection for normalised latents ĉ: up' = F·E[x ĉᵀ]·(E[ĉ ĉᵀ]
 /// + ridge·I)⁻¹, with F = [k_res; wv], from the sums xc = Σ x ĉᵀ [d_model, rank] and cc = Σ ĉ ĉᵀ
 /// [rank, rank]. ridge = 1e-8·trace(cc)/rank keeps it defined when a latent dim is unused.

@@ -37,4 +37,8 @@ uint16_t f32_to_bf16(float f);
 /// Vectorized for F16 (F16C) and BF16. Integer and bool types convert by value.
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);
 
+/// Rounds n f32 values in place to what `storage` (F16 or BF16; others: unchanged) keeps: round to
+/// nearest even, read back — the values a checkpoint stored in that dtype gives the engine.
+void round_to_storage(float* v, size_t n, DType storage);
+
 }  // namespace palu
