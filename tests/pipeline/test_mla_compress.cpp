@@ -167,6 +167,10 @@ TEST_F(MlaCompress, BadRequestsLeaveNothingOnDisk) {
     q.mla.norm_fit = pipeline::LatentNormFit::Linearize;
     q.dtype = DType::F16;
     refused(q, "linearize in f16");
+    q = p;
+    q.mla.ablation = true;
+    q.eval.reset();
+    refused(q, "ablation without an evaluation text");
 }
 
 }  // namespace
